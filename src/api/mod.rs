@@ -1,0 +1,1 @@
+//! The Kinto HTTP API: routing, utility endpoints and the resource endpoints.

@@ -1,0 +1,1 @@
+//! The one error enum of the API, mapped to Kinto's JSON error body in exactly one place.
