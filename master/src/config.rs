@@ -36,3 +36,13 @@ pub struct ServerConfig {
     /// `processes`: number of worker slots.
     pub processes: usize,
 }
+
+impl ServerConfig {
+    /// Reads and validates the `[uwsgi]` section named by the invocation (uWSGI's dialect, `UWSGI_*`
+    /// environment options, command-line overrides). Without the section, falls back to
+    /// `[server:main]` `host`/`port` (default 127.0.0.1:8888) with one worker per core.
+    pub fn load(invocation: &crate::Invocation) -> Result<ServerConfig, String> {
+        let _ = invocation;
+        unimplemented!("uwsgi section")
+    }
+}
