@@ -42,7 +42,11 @@ fn corpus() -> Vec<(String, Vec<u8>, u16)> {
             let status = if valid {
                 200
             } else {
-                name.split('-').next().unwrap().parse().expect("status prefix")
+                name.split('-')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .expect("status prefix")
             };
             cases.push((name, std::fs::read(&path).unwrap(), status));
         }
@@ -84,7 +88,10 @@ fn pure_outcome(raw: &[u8]) -> u16 {
     match head.framing {
         Framing::None => 200,
         Framing::Length(n) => {
-            assert!(body.len() as u64 >= n, "corpus body shorter than Content-Length");
+            assert!(
+                body.len() as u64 >= n,
+                "corpus body shorter than Content-Length"
+            );
             200
         }
         Framing::Chunked => {
@@ -110,7 +117,11 @@ fn pure_outcome(raw: &[u8]) -> u16 {
                 });
             }
             statuses.dedup();
-            assert_eq!(statuses.len(), 1, "split-dependent chunk decoding: {statuses:?}");
+            assert_eq!(
+                statuses.len(),
+                1,
+                "split-dependent chunk decoding: {statuses:?}"
+            );
             statuses[0]
         }
     }

@@ -27,7 +27,9 @@ impl Handler for Probe {
             "/echo" => response.body = request.body.clone(),
             "/headers" => {
                 for (name, value) in &request.headers {
-                    response.body.extend_from_slice(format!("{name}: {value}\n").as_bytes());
+                    response
+                        .body
+                        .extend_from_slice(format!("{name}: {value}\n").as_bytes());
                 }
             }
             "/meta" => {
@@ -216,6 +218,17 @@ impl TestServer {
         thread.join().unwrap()
     }
 
+    /// Waits for the loop to end by itself (stop decided by the worker) and returns its exit code.
+    pub fn wait_exit(mut self) -> i32 {
+        let thread = self.thread.take().unwrap();
+        let deadline = Instant::now() + WAIT;
+        while !thread.is_finished() {
+            assert!(Instant::now() < deadline, "worker loop did not stop");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        thread.join().unwrap()
+    }
+
     pub fn connect(&self) -> TcpStream {
         let stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         stream.set_read_timeout(Some(WAIT)).unwrap();
@@ -288,7 +301,12 @@ pub fn parse_reply(data: &[u8], head_request: bool) -> Option<(Reply, usize)> {
     let headers: Vec<(String, String)> = parsed
         .headers
         .iter()
-        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
         .collect();
     let status = parsed.code.unwrap();
     let length: usize = headers
@@ -332,7 +350,12 @@ pub fn only_reply_to(mut data: &[u8], head_request: bool) -> Reply {
     }
     let (reply, used) = parse_reply(data, head_request)
         .unwrap_or_else(|| panic!("incomplete response: {:?}", String::from_utf8_lossy(data)));
-    assert_eq!(used, data.len(), "bytes after the response: {:?}", String::from_utf8_lossy(data));
+    assert_eq!(
+        used,
+        data.len(),
+        "bytes after the response: {:?}",
+        String::from_utf8_lossy(data)
+    );
     reply
 }
 
@@ -345,7 +368,11 @@ pub fn read_reply(stream: &mut TcpStream, buffer: &mut Vec<u8>, head_request: bo
             return reply;
         }
         let n = stream.read(&mut chunk).expect("read");
-        assert!(n > 0, "closed before a full response: {:?}", String::from_utf8_lossy(buffer));
+        assert!(
+            n > 0,
+            "closed before a full response: {:?}",
+            String::from_utf8_lossy(buffer)
+        );
         buffer.extend_from_slice(&chunk[..n]);
     }
 }
