@@ -813,11 +813,10 @@ impl<A: App> Master<A> {
                 "found fd {fd} mapped to socket {i} ({})",
                 l.listener.name
             ));
-            kept.push(if l.self_bound {
-                fd.to_string()
-            } else {
-                format!("{fd}:systemd")
-            });
+            // `fd;origin;configured name`: the new image matches by name first (a `:0` port
+            // only matches by name), as uWSGI does.
+            let origin = if l.self_bound { "bound" } else { "systemd" };
+            kept.push(format!("{fd};{origin};{}", l.listener.name));
         }
         std::env::set_var(ENV_INHERITED, kept.join(","));
         let reloads: u64 = std::env::var(ENV_RELOADS)
@@ -960,17 +959,20 @@ fn setup_listeners(
     config: &ServerConfig,
     inherited: Option<&str>,
 ) -> Result<Vec<MasterListener>, String> {
-    let mut adopted: Vec<(listener::ListenSocket, Address, bool)> = Vec::new();
+    // (socket, address, self-bound, configured name when inherited from our previous image)
+    let mut adopted: Vec<(listener::ListenSocket, Address, bool, Option<String>)> = Vec::new();
     let mut from_systemd = false;
     if let Some(list) = inherited {
         for item in list.split(',').filter(|s| !s.is_empty()) {
-            let (fd, systemd) = match item.split_once(':') {
-                Some((fd, _)) => (fd, true),
-                None => (item, false),
-            };
-            let fd: i32 = fd.parse().map_err(|_| format!("invalid {ENV_INHERITED}"))?;
+            let mut parts = item.splitn(3, ';');
+            let fd: i32 = parts
+                .next()
+                .and_then(|fd| fd.parse().ok())
+                .ok_or_else(|| format!("invalid {ENV_INHERITED}: {item}"))?;
+            let self_bound = parts.next() != Some("systemd");
+            let name = parts.next().map(str::to_string);
             let (socket, address) = listener::adopt(fd)?;
-            adopted.push((socket, address, !systemd));
+            adopted.push((socket, address, self_bound, name));
         }
     } else {
         let pid_matches = std::env::var("LISTEN_PID")
@@ -989,26 +991,26 @@ fn setup_listeners(
             from_systemd = true;
             for fd in 3..3 + count {
                 let (socket, address) = listener::adopt(fd)?;
-                adopted.push((socket, address, false));
+                adopted.push((socket, address, false, None));
             }
         }
-    }
-    if !adopted.is_empty() && config.listen > 0 {
-        // The somaxconn check only concerns what we bind ourselves.
     }
     let mut out: Vec<MasterListener> = Vec::new();
     let mut needs_bind = Vec::new();
     for spec in &config.sockets {
         let wanted = listener::parse_address(&spec.address)?;
-        match adopted.iter().position(|(_, a, _)| *a == wanted) {
+        let by_name = adopted
+            .iter()
+            .position(|(_, _, _, name)| name.as_deref() == Some(spec.address.as_str()));
+        match by_name.or_else(|| adopted.iter().position(|(_, a, _, _)| *a == wanted)) {
             Some(pos) => {
-                let (socket, address, self_bound) = adopted.remove(pos);
+                let (socket, address, self_bound, _) = adopted.remove(pos);
                 let index = out.len();
-                let (family, shown) = listener::describe(&address);
-                let verb = if from_systemd {
-                    "attached to"
+                let (family, real) = listener::describe(&address);
+                let (verb, shown) = if from_systemd {
+                    ("attached to", real)
                 } else {
-                    "inherited"
+                    ("inherited", spec.address.clone())
                 };
                 let ml = MasterListener {
                     listener: crate::Listener {
@@ -1031,7 +1033,7 @@ fn setup_listeners(
     }
     // Inherited descriptors matching no line: served as HTTP [fix] (systemd); dropped after a
     // re-exec whose configuration no longer names them.
-    for (socket, address, self_bound) in adopted {
+    for (socket, address, self_bound, _) in adopted {
         if !from_systemd {
             continue;
         }
