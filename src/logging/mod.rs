@@ -1,0 +1,1 @@
+//! Logging (placeholder while the metrics module builds).
