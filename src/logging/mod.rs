@@ -7,6 +7,10 @@
 //! process's opened setup; [`install`] makes it the process-wide one (call it in each worker after
 //! the fork: files, sockets and the Sentry thread belong to one process).
 //!
+//! Logger names: the `log` macros' targets, `request.summary`, `subrequest.summary`, and `root` for
+//! uncaught errors. Where the ini configures a `cliquet` logger (the production docs do) but none for
+//! `request.summary` or `kinto.core`, the `cliquet` one governs them, as it did when cliquet wrote them.
+//!
 //! Deliberate differences from Python's logging: a record reaches each handler at most once even when
 //! a logger and its ancestors list the same handler (Python would print it twice with the production
 //! docs' configuration); the Sentry handler sends ERROR and above only, over `http://` DSNs (an
@@ -163,6 +167,14 @@ impl Logger {
         while let Some((parent, _)) = name.rsplit_once('.') {
             chain.push(parent);
             name = parent;
+        }
+        // In the production docs' era, cliquet (now `kinto.core`) wrote the request summaries from
+        // its own modules: a `cliquet` logger still governs them unless the ini names theirs.
+        let cliquet_era = ["kinto.core", "request.summary", "subrequest.summary"]
+            .iter()
+            .any(|n| logger == *n || logger.starts_with(&format!("{n}.")));
+        if cliquet_era && !chain.iter().any(|n| self.config.loggers.contains_key(*n)) {
+            chain.push("cliquet");
         }
         if !logger.is_empty() {
             chain.push("");
@@ -558,6 +570,24 @@ mod tests {
         let r = logger.route("other");
         assert_eq!((r.level, r.handlers.clone()), (Level::Warning, vec![0]));
         assert!(!logger.enabled("request.summary", Level::Info));
+
+        let config = LoggingConfig::from_ini_str(
+            "[loggers]\nkeys = root, cliquet\n[handlers]\nkeys = a\n\
+             [logger_root]\nlevel = INFO\nhandlers = a\n\
+             [logger_cliquet]\nlevel = ERROR\nhandlers = a\nqualname = cliquet\n\
+             [handler_a]\nclass = NullHandler\n",
+            std::path::Path::new("k.ini"),
+            "kinto",
+            None,
+        )
+        .unwrap();
+        let cliquet = Logger::open(&config).unwrap();
+        assert!(
+            !cliquet.enabled("request.summary", Level::Info),
+            "cliquet's level applies"
+        );
+        assert!(!cliquet.enabled("kinto.core.storage", Level::Warning));
+        assert!(cliquet.enabled("kinto.api", Level::Info));
         assert_eq!(logger.max_level(), log::LevelFilter::Trace);
     }
 }
