@@ -89,6 +89,10 @@ fn accept_event(listener: &TcpListener) -> (String, Value) {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
+    read_event(stream)
+}
+
+fn read_event(stream: impl Read + Write) -> (String, Value) {
     let mut reader = BufReader::new(stream);
     let mut head = String::new();
     loop {
@@ -456,12 +460,11 @@ fn sentry_never_blocks_on_a_stuck_collector() {
 }
 
 #[test]
-fn sentry_event_fields_and_https_dsn() {
+fn sentry_event_fields() {
     let collector = TcpListener::bind("127.0.0.1:0").unwrap();
     let ini = format!(
-        "[loggers]\nkeys = root\n[handlers]\nkeys = sentry, tls\n[logger_root]\nlevel = INFO\nhandlers = sentry, tls\n\
-         [handler_sentry]\nclass = raven.handlers.logging.SentryHandler\nargs = ('http://pk@{}/sub/3',)\n\
-         [handler_tls]\nclass = raven.handlers.logging.SentryHandler\nargs = ('https://pk@127.0.0.1:1/4',)\n",
+        "[loggers]\nkeys = root\n[handlers]\nkeys = sentry\n[logger_root]\nlevel = INFO\nhandlers = sentry\n\
+         [handler_sentry]\nclass = raven.handlers.logging.SentryHandler\nargs = ('http://pk@{}/sub/3',)\n",
         collector.local_addr().unwrap()
     );
     let config = LoggingConfig::from_ini_str(&ini, Path::new("k.ini"), "kinto", None).unwrap();
@@ -485,9 +488,125 @@ fn sentry_event_fields_and_https_dsn() {
     assert_eq!(event["level"], "critical");
     assert_eq!(event["message"], "database unreachable");
     assert_eq!(event["extra"]["errno"], 201);
-    assert_eq!(
-        logger.sentry_dropped(),
-        1,
-        "the https handler drops its event"
+    assert_eq!(logger.sentry_dropped(), 0);
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it, made with the openssl command.
+fn test_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("the openssl command");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=obs test CA",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("leaf.pem"),
+        dir.join("leaf.key"),
+    )
+}
+
+#[test]
+fn sentry_over_https() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let dir = temp_dir("tls");
+    let (ca, cert, key) = test_pki(&dir);
+    let certs: Vec<CertificateDer> = CertificateDer::pem_file_iter(&cert)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&key).unwrap();
+    let server_config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+
+    let collector = TcpListener::bind("127.0.0.1:0").unwrap();
+    let ini = format!(
+        "[loggers]\nkeys = root\n[handlers]\nkeys = sentry\n[logger_root]\nlevel = INFO\nhandlers = sentry\n\
+         [handler_sentry]\nclass = raven.handlers.logging.SentryHandler\nargs = ('https://pk:sk@{}/9?ca_certs={}',)\n",
+        collector.local_addr().unwrap(),
+        ca.display()
     );
+    let config = LoggingConfig::from_ini_str(&ini, Path::new("k.ini"), "kinto", None).unwrap();
+    let logger = Logger::open(&config).unwrap();
+    logger.log("kinto", Level::Error, "over TLS", &Map::new());
+
+    let (tcp, _) = collector.accept().unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let connection = rustls::ServerConnection::new(std::sync::Arc::new(server_config)).unwrap();
+    let (head, event) = read_event(rustls::StreamOwned::new(connection, tcp));
+    assert!(
+        head.starts_with("POST /api/9/store/ HTTP/1.1\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("sentry_key=pk, sentry_secret=sk"), "{head}");
+    assert_eq!(event["message"], "over TLS");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

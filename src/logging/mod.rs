@@ -13,9 +13,7 @@
 //!
 //! Deliberate differences from Python's logging: a record reaches each handler at most once even when
 //! a logger and its ancestors list the same handler (Python would print it twice with the production
-//! docs' configuration); the Sentry handler sends ERROR and above only, over `http://` DSNs (an
-//! `https://` DSN is accepted and its events counted as dropped: no TLS client is built in); the
-//! request summary's DEBUG-level `headers`/`body` fields are not written, so that credentials never
+//! docs' configuration); the Sentry handler sends ERROR and above only; the request summary's DEBUG-level `headers`/`body` fields are not written, so that credentials never
 //! reach the logs.
 
 mod clock;
@@ -105,7 +103,7 @@ impl Logger {
         })
     }
 
-    /// Sentry events dropped so far (queue full, or an `https://` DSN), over all Sentry handlers.
+    /// Sentry events dropped so far (queue full), over all Sentry handlers.
     pub fn sentry_dropped(&self) -> u64 {
         self.outputs
             .iter()

@@ -1,12 +1,15 @@
 //! Sentry events for ERROR records (`raven.handlers.logging.SentryHandler` in the ini), sent by a
-//! background thread over HTTP (`POST /api/<project>/store/` with `X-Sentry-Auth`), through a
-//! bounded queue: when Sentry is slow or down, events are dropped, requests never wait.
+//! background thread over HTTP or HTTPS (`POST /api/<project>/store/` with `X-Sentry-Auth`), through
+//! a bounded queue: when Sentry is slow or down, events are dropped, requests never wait.
+//! HTTPS trusts the system's CA certificates (`SSL_CERT_FILE`/`SSL_CERT_DIR` apply), or only those
+//! of raven's `?ca_certs=/path.pem` DSN option.
 //!
 //! The thread is started on first use in each process (and again in a forked child, where the
 //! parent's thread does not exist), so a handler configured before the master forks stays valid.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -30,6 +33,8 @@ pub struct Dsn {
     /// Path prefix before the project id, without trailing slash (usually empty).
     pub path: String,
     pub project: String,
+    /// raven's `?ca_certs=` option: the only CAs trusted for this DSN.
+    pub ca_certs: Option<PathBuf>,
 }
 
 impl Dsn {
@@ -47,6 +52,17 @@ impl Dsn {
             Some((p, s)) => (p.to_owned(), Some(s.to_owned())),
             None => (keys.to_owned(), None),
         };
+        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let ca_certs = query
+            .split('&')
+            .find_map(|p| p.strip_prefix("ca_certs="))
+            .map(|p| {
+                PathBuf::from(
+                    percent_encoding::percent_decode_str(p)
+                        .decode_utf8_lossy()
+                        .as_ref(),
+                )
+            });
         let (authority, path) = rest.split_once('/').ok_or_else(|| bad("no project id"))?;
         let path = path.trim_end_matches('/');
         let (prefix, project) = match path.rsplit_once('/') {
@@ -73,6 +89,7 @@ impl Dsn {
             port,
             path: prefix,
             project: project.to_owned(),
+            ca_certs,
         })
     }
 
@@ -120,18 +137,13 @@ impl Sentry {
         }
     }
 
-    /// Events dropped so far (queue full or no TLS for an https DSN).
+    /// Events dropped so far (queue full).
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
 
     /// Queues the event; never blocks.
     pub fn capture(&self, event: &Event<'_>) {
-        if self.dsn.scheme != "http" {
-            // No TLS client is built in: see the module docs of `logging`.
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
         let body = event_body(event);
         let pid = std::process::id();
         let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
@@ -184,28 +196,62 @@ fn spawn_sender(dsn: Arc<Dsn>) -> Option<SyncSender<Vec<u8>>> {
     std::thread::Builder::new()
         .name("sentry".into())
         .spawn(move || {
+            // Built in this thread, once: reading the system's CA store takes milliseconds.
+            let tls = (dsn.scheme == "https")
+                .then(|| tls_config(&dsn))
+                .and_then(Result::ok);
             for body in rx {
                 // Failures are not logged: logging them would feed this handler again.
-                let _ = post(&dsn, &body);
+                let _ = post(&dsn, tls.as_ref(), &body);
             }
         })
         .ok()?;
     Some(tx)
 }
 
-fn post(dsn: &Dsn, body: &[u8]) -> std::io::Result<()> {
+fn tls_config(dsn: &Dsn) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    match &dsn.ca_certs {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path).map_err(|e| e.to_string())?;
+            for cert in certs {
+                roots
+                    .add(cert.map_err(|e| e.to_string())?)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                // A certificate the store cannot parse is skipped, as browsers do.
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+fn post(dsn: &Dsn, tls: Option<&Arc<rustls::ClientConfig>>, body: &[u8]) -> std::io::Result<()> {
     let addr = (dsn.host.as_str(), dsn.port)
         .to_socket_addrs()?
         .next()
         .ok_or_else(|| std::io::Error::other("Sentry host does not resolve"))?;
-    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+    let stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
     stream.set_read_timeout(Some(TIMEOUT))?;
     stream.set_write_timeout(Some(TIMEOUT))?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
-    let host = if dsn.port == 80 {
+    let default_port = if dsn.scheme == "https" { 443 } else { 80 };
+    let host = if dsn.port == default_port {
         dsn.host.clone()
     } else {
         format!("{}:{}", dsn.host, dsn.port)
@@ -218,9 +264,25 @@ fn post(dsn: &Dsn, body: &[u8]) -> std::io::Result<()> {
         dsn.auth_header(now),
         body.len()
     );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
-    // Read the status line so the collector sees a complete exchange; the answer is not used.
+    let mut message = head.into_bytes();
+    message.extend_from_slice(body);
+    if dsn.scheme == "https" {
+        let config = tls.ok_or_else(|| std::io::Error::other("no TLS configuration"))?;
+        let name = rustls::pki_types::ServerName::try_from(dsn.host.clone())
+            .map_err(std::io::Error::other)?;
+        let connection =
+            rustls::ClientConnection::new(config.clone(), name).map_err(std::io::Error::other)?;
+        exchange(rustls::StreamOwned::new(connection, stream), &message)
+    } else {
+        exchange(stream, &message)
+    }
+}
+
+/// Writes the request and reads the start of the answer, so the collector sees a complete
+/// exchange; the answer is not used.
+fn exchange(mut stream: impl Read + Write, message: &[u8]) -> std::io::Result<()> {
+    stream.write_all(message)?;
+    stream.flush()?;
     let mut status = [0u8; 64];
     let _ = stream.read(&mut status)?;
     Ok(())
@@ -245,6 +307,9 @@ mod tests {
             (9000, "/prefix/api/42/store/")
         );
         assert_eq!(d.secret_key, None);
+        let d = Dsn::parse("https://abc@127.0.0.1:9/5?ca_certs=/tmp/ca.pem&timeout=1").unwrap();
+        assert_eq!(d.ca_certs, Some(PathBuf::from("/tmp/ca.pem")));
+        assert_eq!(d.store_path(), "/api/5/store/");
         assert!(d.auth_header(5).contains("sentry_key=abc"));
         for bad in [
             "ftp://a@b/1",
