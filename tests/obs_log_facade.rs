@@ -71,6 +71,9 @@ format = %(message)s
         "panicked at src/api/buckets.rs:10: boom",
         "stack...",
     );
+    logging::install_panic_hook();
+    let result = std::panic::catch_unwind(|| panic!("handler bug {}", 7));
+    assert!(result.is_err());
     logging::set_request_id(None);
     log::warn!(target: "kinto", "after the request");
 
@@ -79,7 +82,7 @@ format = %(message)s
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 5, "{text}");
+    assert_eq!(lines.len(), 6, "{text}");
 
     assert_eq!(lines[0]["Type"], "kinto.api.records");
     assert_eq!(lines[0]["Severity"], 6);
@@ -110,6 +113,17 @@ format = %(message)s
     assert_eq!(lines[3]["Fields"]["traceback"], "stack...");
     assert_eq!(lines[3]["Fields"]["rid"], "rid-42");
 
-    assert!(lines[4]["Fields"].get("rid").is_none());
+    assert_eq!(lines[4]["Type"], "root");
+    assert_eq!(lines[4]["Severity"], 3);
+    let error = lines[4]["Fields"]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("panicked at tests/obs_log_facade.rs:")
+            && error.ends_with(": handler bug 7"),
+        "{error}"
+    );
+    assert!(!lines[4]["Fields"]["traceback"].as_str().unwrap().is_empty());
+    assert_eq!(lines[4]["Fields"]["rid"], "rid-42");
+
+    assert!(lines[5]["Fields"].get("rid").is_none());
     std::fs::remove_dir_all(&dir).unwrap();
 }

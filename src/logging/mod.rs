@@ -432,6 +432,40 @@ pub fn uncaught_error(summary: &RequestSummary<'_>, error: &str, traceback: &str
     logger.log("root", Level::Error, error, &fields);
 }
 
+/// Logs panics on the root logger at ERROR (so the Sentry handler reports them), with the panic
+/// message as `error`, its location, the thread's request id and a backtrace as `traceback`.
+/// Before a logger is installed, the previous hook (Rust's default message on stderr) runs instead.
+/// Call it once per process, after [`install`].
+pub fn install_panic_hook() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let Some(logger) = current() else {
+            previous(info);
+            return;
+        };
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".to_owned());
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let error = format!("panicked at {location}: {message}");
+        let mut fields = Map::new();
+        fields.insert("error".into(), error.clone().into());
+        fields.insert(
+            "traceback".into(),
+            std::backtrace::Backtrace::force_capture()
+                .to_string()
+                .into(),
+        );
+        logger.log("root", Level::Error, &error, &fields);
+    }));
+}
+
 /// A URL with its password replaced by `***`, for startup lines (`postgresql://u:***@h/db`).
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {

@@ -71,6 +71,16 @@ struct Inner {
     matchdict_fields: Vec<String>,
 }
 
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = self.inner.as_deref();
+        f.debug_struct("Metrics")
+            .field("statsd", &inner.is_some_and(|i| i.statsd.is_some()))
+            .field("prometheus", &inner.is_some_and(|i| i.prometheus.is_some()))
+            .finish()
+    }
+}
+
 impl Metrics {
     /// Builds the handle of one process (call it in each worker, after the fork: the UDP socket
     /// and the aggregates are per process).
