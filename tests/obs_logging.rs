@@ -485,7 +485,7 @@ fn sentry_event_fields() {
         !head.contains("sentry_secret"),
         "no secret in this DSN: {head}"
     );
-    assert_eq!(event["level"], "critical");
+    assert_eq!(event["level"], "fatal", "raven's name for CRITICAL");
     assert_eq!(event["message"], "database unreachable");
     assert_eq!(event["extra"]["errno"], 201);
     assert_eq!(logger.sentry_dropped(), 0);

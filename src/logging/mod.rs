@@ -225,7 +225,7 @@ impl Logger {
                 }
                 sentry.capture(&sentry::Event {
                     logger: record.logger,
-                    level: record.level.name(),
+                    level: record.level.sentry_name(),
                     message: record.message,
                     fields: &fields,
                     time: record.time,

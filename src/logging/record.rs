@@ -49,6 +49,17 @@ impl Level {
         }
     }
 
+    /// Sentry's level names (raven sends CRITICAL as `fatal`).
+    pub fn sentry_name(self) -> &'static str {
+        match self {
+            Level::NotSet | Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warning => "warning",
+            Level::Error => "error",
+            Level::Critical => "fatal",
+        }
+    }
+
     /// Syslog severity, as mozlog's `Severity` and the syslog priority use it.
     pub fn syslog_severity(self) -> u8 {
         match self {

@@ -174,7 +174,7 @@ fn event_body(event: &Event<'_>) -> Vec<u8> {
     let mut body = json!({
         "event_id": uuid::Uuid::new_v4().simple().to_string(),
         "timestamp": since_epoch.as_secs_f64(),
-        "level": event.level.to_ascii_lowercase(),
+        "level": event.level,
         "logger": event.logger,
         "platform": "other",
         "server_name": event.server_name,
