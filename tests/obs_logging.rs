@@ -610,3 +610,13 @@ fn sentry_over_https() {
     assert_eq!(event["message"], "over TLS");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_repository_kinto_ini_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("kinto.ini");
+    let config = LoggingConfig::from_ini_file(&path, "kinto", None).unwrap();
+    assert_eq!(config.loggers[""].level, Level::Info);
+    assert_eq!(config.loggers["kinto"].handlers, [0]);
+    assert_eq!(config.handlers[0].output, kinto::logging::OutputSpec::Stream(2));
+    Logger::open(&config).unwrap();
+}

@@ -24,7 +24,20 @@ impl Ini {
         };
         let mut section: Option<String> = None;
         let mut last_key: Option<String> = None;
+        // Only the logging sections are read (and checked): the same file holds `[uwsgi]`, whose
+        // dialect configparser would reject, and `[app:main]`, which the settings read.
+        let mut wanted = false;
         for (number, line) in text.lines().enumerate() {
+            let header = line
+                .trim()
+                .strip_prefix('[')
+                .and_then(|r| r.strip_suffix(']'));
+            if let Some(name) = header {
+                wanted = is_logging_section(name.trim());
+            }
+            if !wanted {
+                continue;
+            }
             let trimmed = line.trim();
             if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') {
                 // A blank line does not end a value in Python only if indented; keep it simple
@@ -48,7 +61,7 @@ impl Ini {
                 continue;
             }
             let Some(current) = &section else {
-                return Err(format!("line {}: key outside of any section", number + 1));
+                continue;
             };
             let split = trimmed
                 .find(['=', ':'])
@@ -117,6 +130,13 @@ impl Ini {
     }
 }
 
+fn is_logging_section(name: &str) -> bool {
+    matches!(name, "loggers" | "handlers" | "formatters")
+        || ["logger_", "handler_", "formatter_"]
+            .iter()
+            .any(|p| name.starts_with(p))
+}
+
 /// Splits a comma-separated list (`keys = root, kinto`), dropping empty items.
 pub fn list(value: &str) -> Vec<String> {
     value
@@ -134,11 +154,13 @@ mod tests {
     #[test]
     fn sections_continuations_and_interpolation() {
         let ini = Ini::parse(
-            "[app:main]\nkinto.includes = a\n    b\n# comment\n[handler_file]\nClass: FileHandler\nargs = ('%(here)s/kinto.log', 'a')\nformat = %(asctime)s 100%%\n",
+            "[uwsgi]\nnot configparser syntax\n[formatter_x]\nformat = a\n    b\n# comment\n[handler_file]\nClass: FileHandler\nargs = ('%(here)s/kinto.log', 'a')\nformat = %(asctime)s 100%%\n",
             &[("here", "/srv")],
         )
         .unwrap();
-        assert_eq!(ini.raw("app:main", "kinto.includes"), Some("a\nb"));
+        assert!(!ini.has_section("uwsgi"));
+        assert_eq!(ini.raw("formatter_x", "format"), Some("a\nb"));
+        assert!(Ini::parse("[loggers]\nkeys root\n", &[]).is_err());
         assert_eq!(ini.raw("handler_file", "class"), Some("FileHandler"));
         assert_eq!(
             ini.get("handler_file", "args").unwrap().unwrap(),
