@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 use names::Metric;
 
+/// The `Content-Type` of [`Metrics::render_prometheus`]'s text.
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
 /// A backend role whose calls are timed (`backend.<role>.seconds` / `<role>.<method>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -248,5 +251,61 @@ impl Inner {
         if let Some(prometheus) = &self.prometheus {
             prometheus.record(metric);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_are_shareable() {
+        fn send_sync<T: Send + Sync + Clone>() {}
+        send_sync::<Metrics>();
+        let disabled = Metrics::disabled();
+        assert!(!disabled.is_enabled());
+        assert_eq!(
+            format!("{disabled:?}"),
+            "Metrics { statsd: false, prometheus: false }"
+        );
+    }
+
+    #[test]
+    fn prometheus_only() {
+        let config = MetricsConfig::from_parts(
+            &["kinto.plugins.prometheus".to_owned()],
+            None,
+            "kinto",
+            "",
+            Some("bucket_id"),
+        )
+        .unwrap();
+        let metrics = Metrics::new(&config);
+        assert!(metrics.is_enabled());
+        metrics.time_backend(Backend::Cache, "get", || ());
+        metrics.cache_lookup(false);
+        metrics.request(&RequestMetrics {
+            method: "GET",
+            endpoint: "bucket-object",
+            status: 403,
+            bucket_id: "b",
+            collection_id: "",
+            group_id: "",
+            record_id: "",
+            duration: Duration::from_millis(1),
+            response_size: 0,
+            user: None,
+        });
+        let text = metrics.render_prometheus().unwrap();
+        assert!(
+            text.contains("kinto_backend_cache_seconds_count{method=\"get\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("kinto_cache_misses_total 1\n"), "{text}");
+        // Only the configured matchdict field, emptied for an error status.
+        assert!(
+            text.contains("kinto_request_summary_total{method=\"get\",endpoint=\"bucket-object\",bucket_id=\"\",status=\"403\"} 1\n"),
+            "{text}"
+        );
     }
 }
