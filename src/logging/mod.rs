@@ -359,7 +359,9 @@ pub fn install(logger: Logger) {
     log::set_max_level(max);
 }
 
-/// Builds and installs the logging of the settings' ini file (one call per worker at startup).
+/// Parses, opens and installs the logging of the settings' ini file in one call. Under the master,
+/// parse with [`LoggingConfig::from_settings`] in the master (where the ini is read and errors stop
+/// the start) and call `install(Logger::open(&config)?)` in each worker instead.
 pub fn init_from_settings(settings: &crate::settings::Settings) -> Result<(), String> {
     let config = LoggingConfig::from_settings(settings)?;
     install(Logger::open(&config)?);
