@@ -20,28 +20,38 @@ mod clock;
 mod config;
 mod format;
 mod ini;
+mod installed;
 mod output;
 mod pyargs;
 mod record;
+mod redact;
 mod render;
 mod sentry;
+mod summary;
 
 pub use config::{HandlerConf, LoggerConf, LoggingConfig};
+pub use installed::{
+    emit, init_from_settings, install, install_panic_hook, request_summary, set_request_id,
+    subrequest_summary, uncaught_error,
+};
 pub use output::{OutputSpec, SyslogAddress};
 pub use record::Level;
+pub use redact::redact_url;
 pub use render::Renderer;
+pub use summary::{request_id, RequestSummary};
 
-use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 
 use format::Context;
+use installed::current_request_id;
 use output::Output;
 use record::Record;
 use render::Envelope;
+use summary::summary_fields;
 
 /// One process's opened logging setup.
 pub struct Logger {
@@ -55,32 +65,6 @@ pub struct Logger {
 struct Route {
     level: Level,
     handlers: Vec<usize>,
-}
-
-/// What Kinto's `request.summary` line says about one request (API.md 10.2).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RequestSummary<'a> {
-    pub method: &'a str,
-    /// URL path including `/v1`.
-    pub path: &'a str,
-    /// Raw query string without `?` (decoded into the `querystring` object).
-    pub query: Option<&'a str>,
-    pub code: u16,
-    /// 0 on success, the error's errno otherwise.
-    pub errno: u32,
-    pub duration: Duration,
-    /// `User-Agent`.
-    pub agent: Option<&'a str>,
-    /// `Accept-Language`.
-    pub lang: Option<&'a str>,
-    /// Request id (`X-Request-Id` or generated, see [`request_id`]); the thread's current one if `None`.
-    pub rid: Option<&'a str>,
-    /// User id without the policy prefix, authenticated requests only.
-    pub uid: Option<&'a str>,
-    /// Authentication policy name, authenticated requests only.
-    pub authn_type: Option<&'a str>,
-    /// Number of sub-requests, batch requests only.
-    pub batch_size: Option<usize>,
 }
 
 impl Logger {
@@ -279,55 +263,6 @@ impl Logger {
     }
 }
 
-fn summary_fields(s: &RequestSummary<'_>) -> Map<String, Value> {
-    let mut fields = Map::with_capacity(14);
-    if let Some(agent) = s.agent {
-        fields.insert("agent".into(), agent.into());
-    }
-    fields.insert("path".into(), s.path.into());
-    fields.insert("method".into(), s.method.into());
-    if let Some(lang) = s.lang {
-        fields.insert("lang".into(), lang.into());
-    }
-    if let Some(rid) = s.rid.map(str::to_owned).or_else(current_request_id) {
-        fields.insert("rid".into(), rid.into());
-    }
-    fields.insert("errno".into(), s.errno.into());
-    let query = querystring(s.query.unwrap_or(""));
-    if !query.is_empty() {
-        fields.insert("querystring".into(), Value::Object(query));
-    }
-    if let Some(uid) = s.uid {
-        fields.insert("uid".into(), uid.into());
-    }
-    if let Some(authn_type) = s.authn_type {
-        fields.insert("authn_type".into(), authn_type.into());
-    }
-    fields.insert("time".into(), clock::isoformat(SystemTime::now()).into());
-    fields.insert("code".into(), s.code.into());
-    fields.insert("t".into(), (s.duration.as_millis() as u64).into());
-    if let Some(size) = s.batch_size {
-        fields.insert("batch_size".into(), size.into());
-    }
-    fields
-}
-
-/// The query string as Kinto logs it: decoded parameters, the last of repeated names winning.
-fn querystring(query: &str) -> Map<String, Value> {
-    let decode = |s: &str| {
-        let s = s.replace('+', " ");
-        percent_encoding::percent_decode_str(&s)
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    let mut map = Map::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        map.insert(decode(k), Value::String(decode(v)));
-    }
-    map
-}
-
 fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most `buf.len()` bytes into our buffer.
@@ -339,245 +274,9 @@ fn hostname() -> String {
     String::from_utf8_lossy(&buf[..len]).into_owned()
 }
 
-// ---------------------------------------------------------------------------------------------
-// The process-wide logger.
-
-static CURRENT: RwLock<Option<Arc<Logger>>> = RwLock::new(None);
-static FACADE: Facade = Facade;
-
-thread_local! {
-    static REQUEST_ID: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-/// Makes `logger` the process-wide logger: the `log` macros and the functions below use it.
-/// Calling it again (after a reload) replaces the previous one.
-pub fn install(logger: Logger) {
-    let max = logger.max_level();
-    *CURRENT.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(logger));
-    // Only our facade is ever set; a second call finds it already in place.
-    let _ = log::set_logger(&FACADE);
-    log::set_max_level(max);
-}
-
-/// Parses, opens and installs the logging of the settings' ini file in one call. Under the master,
-/// parse with [`LoggingConfig::from_settings`] in the master (where the ini is read and errors stop
-/// the start) and call `install(Logger::open(&config)?)` in each worker instead.
-pub fn init_from_settings(settings: &crate::settings::Settings) -> Result<(), String> {
-    let config = LoggingConfig::from_settings(settings)?;
-    install(Logger::open(&config)?);
-    Ok(())
-}
-
-fn current() -> Option<Arc<Logger>> {
-    CURRENT.read().unwrap_or_else(|e| e.into_inner()).clone()
-}
-
-/// Sets (or clears with `None`) the request id added as `rid` to every record of this thread.
-pub fn set_request_id(rid: Option<&str>) {
-    REQUEST_ID.with(|r| *r.borrow_mut() = rid.map(str::to_owned));
-}
-
-fn current_request_id() -> Option<String> {
-    REQUEST_ID.with(|r| r.borrow().clone())
-}
-
-/// The request id of a request: its `X-Request-Id` header when present and sane, else a UUID4.
-pub fn request_id(header: Option<&str>) -> String {
-    match header.map(str::trim) {
-        Some(h) if !h.is_empty() && h.len() <= 128 && h.bytes().all(|b| b.is_ascii_graphic()) => {
-            h.to_owned()
-        }
-        _ => uuid::Uuid::new_v4().to_string(),
-    }
-}
-
-/// Logs the `request.summary` record through the installed logger.
-pub fn request_summary(summary: &RequestSummary<'_>) {
-    if let Some(logger) = current() {
-        logger.request_summary(summary);
-    }
-}
-
-/// Logs a `subrequest.summary` record through the installed logger.
-pub fn subrequest_summary(summary: &RequestSummary<'_>) {
-    if let Some(logger) = current() {
-        logger.subrequest_summary(summary);
-    }
-}
-
-/// Logs through the installed logger, with any level (CRITICAL included) and structured fields.
-pub fn emit(logger: &str, level: Level, message: &str, fields: &Map<String, Value>) {
-    if let Some(current) = current() {
-        current.log(logger, level, message, fields);
-    }
-}
-
-/// An uncaught error of a request (500): logged on the root logger at ERROR with `path`,
-/// `method`, `errno`, `querystring`, `error` and `traceback` (API.md 10.2); Sentry gets it.
-pub fn uncaught_error(summary: &RequestSummary<'_>, error: &str, traceback: &str) {
-    let Some(logger) = current() else {
-        return;
-    };
-    let mut fields = Map::new();
-    fields.insert("path".into(), summary.path.into());
-    fields.insert("method".into(), summary.method.into());
-    fields.insert("errno".into(), summary.errno.into());
-    let query = querystring(summary.query.unwrap_or(""));
-    if !query.is_empty() {
-        fields.insert("querystring".into(), Value::Object(query));
-    }
-    if let Some(rid) = summary.rid {
-        fields.insert("rid".into(), rid.into());
-    }
-    fields.insert("error".into(), error.into());
-    fields.insert("traceback".into(), traceback.into());
-    logger.log("root", Level::Error, error, &fields);
-}
-
-/// Logs panics on the root logger at ERROR (so the Sentry handler reports them), with the panic
-/// message as `error`, its location, the thread's request id and a backtrace as `traceback`.
-/// Before a logger is installed, the previous hook (Rust's default message on stderr) runs instead.
-/// Call it once per process, after [`install`].
-pub fn install_panic_hook() {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let Some(logger) = current() else {
-            previous(info);
-            return;
-        };
-        let payload = info.payload();
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "panic".to_owned());
-        let location = info
-            .location()
-            .map(|l| format!("{}:{}", l.file(), l.line()))
-            .unwrap_or_default();
-        let error = format!("panicked at {location}: {message}");
-        let mut fields = Map::new();
-        fields.insert("error".into(), error.clone().into());
-        fields.insert(
-            "traceback".into(),
-            std::backtrace::Backtrace::force_capture()
-                .to_string()
-                .into(),
-        );
-        logger.log("root", Level::Error, &error, &fields);
-    }));
-}
-
-/// A URL with its password replaced by `***`, for startup lines (`postgresql://u:***@h/db`).
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
-}
-
-/// The `log` crate's backend: targets are logger names (`::` read as `.`, so the module
-/// `kinto::api` logs under `kinto.api`, a child of `kinto`); key-values become fields.
-struct Facade;
-
-impl log::Log for Facade {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        current().is_some_and(|l| {
-            l.enabled(
-                &logger_name(metadata.target()),
-                Level::from_log(metadata.level()),
-            )
-        })
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        let Some(logger) = current() else {
-            return;
-        };
-        let name = logger_name(record.target());
-        let level = Level::from_log(record.level());
-        if !logger.enabled(&name, level) {
-            return;
-        }
-        let mut fields = FieldVisitor(Map::new());
-        let _ = record.key_values().visit(&mut fields);
-        let message = record.args().to_string();
-        logger.dispatch(&Record {
-            logger: &name,
-            level,
-            message: &message,
-            fields: &fields.0,
-            time: SystemTime::now(),
-            module: record.module_path(),
-            file: record.file(),
-            line: record.line(),
-        });
-    }
-
-    fn flush(&self) {}
-}
-
-fn logger_name(target: &str) -> String {
-    target.replace("::", ".")
-}
-
-struct FieldVisitor(Map<String, Value>);
-
-impl<'kvs> log::kv::VisitSource<'kvs> for FieldVisitor {
-    fn visit_pair(
-        &mut self,
-        key: log::kv::Key<'kvs>,
-        value: log::kv::Value<'kvs>,
-    ) -> Result<(), log::kv::Error> {
-        let json = if let Some(b) = value.to_bool() {
-            Value::Bool(b)
-        } else if let Some(n) = value.to_i64() {
-            Value::from(n)
-        } else if let Some(n) = value.to_u64() {
-            Value::from(n)
-        } else if let Some(f) = value.to_f64() {
-            Value::from(f)
-        } else {
-            Value::String(value.to_string())
-        };
-        self.0.insert(key.as_str().to_owned(), json);
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn querystrings_and_ids() {
-        let q = querystring("_limit=1&x=a%20b+c&x=2&flag");
-        assert_eq!(
-            Value::Object(q),
-            serde_json::json!({"_limit": "1", "x": "2", "flag": ""})
-        );
-        assert_eq!(request_id(Some("my-req-id-1")), "my-req-id-1");
-        assert_eq!(request_id(Some("bad id\n")).len(), 36);
-        assert_eq!(request_id(None).len(), 36);
-    }
-
-    #[test]
-    fn redacted_urls() {
-        assert_eq!(
-            redact_url("postgresql://postgres:pw@localhost:5432/db"),
-            "postgresql://postgres:***@localhost:5432/db"
-        );
-        assert_eq!(redact_url("sqlite:///kinto.db"), "sqlite:///kinto.db");
-        assert_eq!(redact_url("udp://h:8125"), "udp://h:8125");
-    }
 
     #[test]
     fn routes_follow_the_hierarchy() {
