@@ -3,18 +3,23 @@
 //! syslog and Sentry. It is the `log` crate's backend, and writes the per-request summary records.
 //!
 //! Layout: `ini` and `pyargs` read the configuration text, `config` turns it into data, `record`,
-//! `format` and `render` make the lines, `output` and `sentry` deliver them. A [`Logger`] is one
-//! process's opened setup; [`install`] makes it the process-wide one (call it in each worker after
-//! the fork: files, sockets and the Sentry thread belong to one process).
+//! `format` and `render` make the lines, `output` and `sentry` deliver them, `summary` builds the
+//! per-request records, `redact` keeps secrets out. A [`Logger`] is one process's opened setup;
+//! `installed` holds the process-wide one ([`install`]: call it in each worker after the fork, since
+//! files, sockets and the Sentry thread belong to one process).
 //!
 //! Logger names: the `log` macros' targets, `request.summary`, `subrequest.summary`, and `root` for
 //! uncaught errors. Where the ini configures a `cliquet` logger (the production docs do) but none for
 //! `request.summary` or `kinto.core`, the `cliquet` one governs them, as it did when cliquet wrote them.
 //!
-//! Deliberate differences from Python's logging: a record reaches each handler at most once even when
-//! a logger and its ancestors list the same handler (Python would print it twice with the production
-//! docs' configuration); the Sentry handler sends ERROR and above only; the request summary's DEBUG-level `headers`/`body` fields are not written, so that credentials never
-//! reach the logs.
+//! Deliberate differences from Python's logging and Kinto:
+//! - a record reaches each handler at most once, even when a logger and its ancestors list the same
+//!   handler (Python prints it twice with the production docs' configuration);
+//! - the Sentry handler sends ERROR and above only, whatever its configured level;
+//! - the request summary's DEBUG-level `headers`/`body` fields are not written, so that credentials
+//!   never reach the logs;
+//! - the Heka renderer names write nested `Fields` (the `querystring` object) as Kinto 26's
+//!   JsonLogFormatter does, where cliquet's Heka renderer wrote them as JSON strings.
 
 mod clock;
 mod config;
