@@ -8,6 +8,8 @@ pub mod api;
 pub mod cache;
 pub mod cli;
 pub mod error;
+pub mod logging;
+pub mod metrics;
 pub mod permission;
 pub mod settings;
 pub mod storage;
