@@ -113,7 +113,8 @@ impl Slot for RecordingSlot {
 pub struct LogLines(Arc<Mutex<Vec<String>>>);
 
 impl LogLines {
-    fn collect(read: OwnedFd) -> LogLines {
+    /// Collects the lines written to the write end of the pipe whose read end is `read`.
+    pub fn from_fd(read: OwnedFd) -> LogLines {
         let lines = LogLines::default();
         let sink = lines.clone();
         std::thread::spawn(move || {
@@ -186,7 +187,7 @@ impl TestServer {
     pub fn start_on(listeners: Vec<HttpListener>, port: u16, config: HttpConfig) -> TestServer {
         let (alive_read, alive_write) = nix::unistd::pipe().unwrap();
         let (log_read, log_write) = nix::unistd::pipe().unwrap();
-        let log = LogLines::collect(log_read);
+        let log = LogLines::from_fd(log_read);
         let slot = Arc::new(RecordingSlot::default());
         let worker_slot = slot.clone();
         let setup = WorkerSetup {
