@@ -311,10 +311,10 @@ pub fn local_address(fd: RawFd) -> Result<Address, String> {
 /// close-on-exec, and finds its address.
 pub fn adopt(fd: RawFd) -> Result<(ListenSocket, Address), String> {
     use nix::sys::socket::{getsockopt, sockopt};
-    // SAFETY: the descriptor was handed to us (LISTEN_FDS / our own re-exec) and nothing else
-    // owns it in this process.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    let listening = getsockopt(&owned, sockopt::AcceptConn)
+    // SAFETY: the descriptor was handed to us (LISTEN_FDS / our own re-exec); it is only
+    // borrowed until it proved to be an open listening socket.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let listening = getsockopt(&borrowed, sockopt::AcceptConn)
         .map_err(|e| format!("inherited fd {fd} is not a socket: {e}"))?;
     if !listening {
         return Err(format!("inherited fd {fd} is not a listening socket"));
@@ -325,6 +325,8 @@ pub fn adopt(fd: RawFd) -> Result<(ListenSocket, Address), String> {
     )
     .map_err(|e| format!("fcntl(fd {fd}): {e}"))?;
     let address = local_address(fd)?;
+    // SAFETY: an open listening socket nothing else in this process owns.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     let socket = match address {
         Address::Tcp(_) => ListenSocket::Tcp(TcpListener::from(owned)),
         _ => ListenSocket::Unix(UnixListener::from(owned)),
