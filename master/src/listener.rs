@@ -417,8 +417,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("s.sock");
         std::fs::write(&path, "stale").unwrap();
-        let mut config = ServerConfig::default();
-        config.chmod_socket = Some(0o660);
+        let config = ServerConfig {
+            chmod_socket: Some(0o660),
+            ..ServerConfig::default()
+        };
         let (bound, line) = bind(0, &spec(path.to_str().unwrap()), &config).unwrap();
         assert!(line.starts_with("uwsgi socket 0 bound to UNIX address"));
         use std::os::unix::fs::{FileTypeExt, PermissionsExt};

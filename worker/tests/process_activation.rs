@@ -62,9 +62,18 @@ fn matching_socket_is_served_and_not_bound_again() {
         &listener,
     );
     drop(listener);
-    s.lines.wait_for("- SystemD socket activation detected -", WAIT);
-    s.lines.wait_for(&format!("uwsgi socket 0 attached to INET address {addr} fd 3"), WAIT);
-    assert_eq!(s.lines.count(" bound to "), 0, "{}", s.lines.all().join("\n"));
+    s.lines
+        .wait_for("- SystemD socket activation detected -", WAIT);
+    s.lines.wait_for(
+        &format!("uwsgi socket 0 attached to INET address {addr} fd 3"),
+        WAIT,
+    );
+    assert_eq!(
+        s.lines.count(" bound to "),
+        0,
+        "{}",
+        s.lines.all().join("\n")
+    );
     assert_eq!(http_get(addr.port(), "/pid").unwrap().0, 200);
     s.wait_workers(2, WAIT);
     for _ in 0..4 {
@@ -87,7 +96,8 @@ fn unmatched_inherited_socket_is_attached_as_http() {
         &listener,
     );
     drop(listener);
-    s.lines.wait_for(&format!("attached to INET address {addr} fd 3"), WAIT);
+    s.lines
+        .wait_for(&format!("attached to INET address {addr} fd 3"), WAIT);
     assert_eq!(http_get(addr.port(), "/pid").unwrap().0, 200);
     assert_eq!(s.get("/pid").unwrap().0, 200);
     s.signal(libc::SIGINT);

@@ -33,12 +33,25 @@ fn drops_to_nobody_after_binding_in_a_root_only_directory() {
     ));
     let workers = s.wait_workers(2, WAIT);
     for pid in workers.iter().chain([s.pid()].iter()) {
-        assert_eq!(status_field(*pid, "Uid"), "65534\t65534\t65534\t65534", "pid {pid}");
-        assert_eq!(status_field(*pid, "Gid"), "65534\t65534\t65534\t65534", "pid {pid}");
-        assert!(!status_field(*pid, "Groups").split_whitespace().any(|g| g == "0"));
+        assert_eq!(
+            status_field(*pid, "Uid"),
+            "65534\t65534\t65534\t65534",
+            "pid {pid}"
+        );
+        assert_eq!(
+            status_field(*pid, "Gid"),
+            "65534\t65534\t65534\t65534",
+            "pid {pid}"
+        );
+        assert!(!status_field(*pid, "Groups")
+            .split_whitespace()
+            .any(|g| g == "0"));
     }
     let all = s.lines.all();
-    let socket_line = all.iter().rposition(|l| l.starts_with("uwsgi socket 1 bound to UNIX address")).unwrap();
+    let socket_line = all
+        .iter()
+        .rposition(|l| l.starts_with("uwsgi socket 1 bound to UNIX address"))
+        .unwrap();
     let setgid = all.iter().position(|l| l == "setgid() to 65534").unwrap();
     let setuid = all.iter().position(|l| l == "setuid() to 65534").unwrap();
     assert!(socket_line < setgid && setgid < setuid);
@@ -61,7 +74,8 @@ fn chown_socket_without_uid_and_chmod_lazy() {
         "[uwsgi]\nhttp-socket = {}\nchown-socket = nobody:nogroup\nchmod-socket = 1\nprocesses = 1\nsocket-timeout = 1\n",
         sock.display()
     ));
-    s.lines.wait_for("chmod() socket to 666 for lazy and brave users", WAIT);
+    s.lines
+        .wait_for("chmod() socket to 666 for lazy and brave users", WAIT);
     let meta = std::fs::metadata(&sock).unwrap();
     assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
     assert_eq!(meta.mode() & 0o777, 0o666);
@@ -79,11 +93,17 @@ fn pidfile_and_vacuum() {
         sock.display()
     ));
     let pidfile = s.dir.path("probe.pid");
-    assert_eq!(std::fs::read_to_string(&pidfile).unwrap(), format!("{}\n", s.pid()));
+    assert_eq!(
+        std::fs::read_to_string(&pidfile).unwrap(),
+        format!("{}\n", s.pid())
+    );
     assert_eq!(unix_get(&sock, "/pid").unwrap().0, 200);
     s.signal(libc::SIGINT);
     assert_eq!(s.wait_exit(WAIT).code(), Some(0));
     s.lines.wait_for("VACUUM: pidfile removed.", WAIT);
-    s.lines.wait_for(&format!("VACUUM: unix socket {} removed.", sock.display()), WAIT);
+    s.lines.wait_for(
+        &format!("VACUUM: unix socket {} removed.", sock.display()),
+        WAIT,
+    );
     assert!(!pidfile.exists() && !sock.exists());
 }

@@ -13,7 +13,10 @@ fn failing(ini: &str, env: &[(&str, &str)]) -> (i32, String) {
     let dir = TempDir::new();
     let path = write_ini(&dir, ini);
     let mut cmd = Command::new(PROBE);
-    cmd.arg("--ini").arg(&path).current_dir(&dir.0).stdin(Stdio::null());
+    cmd.arg("--ini")
+        .arg(&path)
+        .current_dir(&dir.0)
+        .stdin(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -30,7 +33,12 @@ fn worker_count_placeholders_and_single_thread() {
         "[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocs = 2\nprocesses = %(procs + 1)\nsocket-timeout = 1\n",
     );
     let spawned: Vec<i32> = (1..=3)
-        .map(|n| pid_in(&s.lines.wait_for(&format!("spawned uWSGI worker {n} (pid: "), WAIT)))
+        .map(|n| {
+            pid_in(
+                &s.lines
+                    .wait_for(&format!("spawned uWSGI worker {n} (pid: "), WAIT),
+            )
+        })
         .collect();
     let mut expected = spawned.clone();
     expected.sort();
@@ -39,8 +47,14 @@ fn worker_count_placeholders_and_single_thread() {
     let (status, body) = s.get("/pid").unwrap();
     assert_eq!(status, 200);
     assert!(spawned.contains(&body.parse().unwrap()));
-    assert!(s.notes.iter().any(|n| n.contains("STATUS=ready: 3 of 3 workers accepting")));
-    assert!(s.notes.iter().any(|n| n.contains(&format!("MAINPID={}", s.pid()))));
+    assert!(s
+        .notes
+        .iter()
+        .any(|n| n.contains("STATUS=ready: 3 of 3 workers accepting")));
+    assert!(s
+        .notes
+        .iter()
+        .any(|n| n.contains(&format!("MAINPID={}", s.pid()))));
     // `procs` is referenced, so no notice for it.
     assert_eq!(s.lines.count("option \"procs\""), 0);
     s.signal(libc::SIGINT);
@@ -62,7 +76,14 @@ fn env_options_and_two_sockets() {
         .iter()
         .filter(|l| l.contains("(port auto-assigned)"))
         .map(|l| {
-            l.split(" address 127.0.0.1:").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap()
+            l.split(" address 127.0.0.1:")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
         })
         .collect();
     assert_eq!(ports.len(), 2);
@@ -76,26 +97,55 @@ fn env_options_and_two_sockets() {
 #[test]
 fn startup_errors_exit_1_with_one_clear_line() {
     let cases: &[(&str, &str)] = &[
-        ("[uwsgi]\nhttp-socket = 127.0.0.1:0\nspooler = /tmp\n", "option \"spooler\" is not supported by this server: "),
-        ("[uwsgi]\nhttp-socket = 127.0.0.1:0\nstrict = true\nbogus = 1\n", "[strict-mode] unknown config directive: bogus"),
-        ("[uwsgi]\nhttp-socket = /tmp/x.sock\nchmod-socket = true\n", "invalid chmod value: true"),
-        ("[app:main]\nuse = egg:kinto\n", "*** WARNING: Can't find section \"uwsgi\" in INI configuration file "),
-        ("[uwsgi]\nhttp-socket = 127.0.0.1:0\nharakiri = -3\n", "invalid value for option \"harakiri\": must be > 0"),
-        ("[uwsgi]\nsocket = 127.0.0.1:0\n", "option \"socket\" speaks the uwsgi protocol"),
-        ("[uwsgi]\nhttp-socket = 127.0.0.1:0\nlisten = 100000000\n", "Listen queue size is greater than the system max net.core.somaxconn"),
-        ("[uwsgi]\nhttp-socket = 127.0.0.1:0\nuid = no-such-user-here\n", "user no-such-user-here not found."),
+        (
+            "[uwsgi]\nhttp-socket = 127.0.0.1:0\nspooler = /tmp\n",
+            "option \"spooler\" is not supported by this server: ",
+        ),
+        (
+            "[uwsgi]\nhttp-socket = 127.0.0.1:0\nstrict = true\nbogus = 1\n",
+            "[strict-mode] unknown config directive: bogus",
+        ),
+        (
+            "[uwsgi]\nhttp-socket = /tmp/x.sock\nchmod-socket = true\n",
+            "invalid chmod value: true",
+        ),
+        (
+            "[app:main]\nuse = egg:kinto\n",
+            "*** WARNING: Can't find section \"uwsgi\" in INI configuration file ",
+        ),
+        (
+            "[uwsgi]\nhttp-socket = 127.0.0.1:0\nharakiri = -3\n",
+            "invalid value for option \"harakiri\": must be > 0",
+        ),
+        (
+            "[uwsgi]\nsocket = 127.0.0.1:0\n",
+            "option \"socket\" speaks the uwsgi protocol",
+        ),
+        (
+            "[uwsgi]\nhttp-socket = 127.0.0.1:0\nlisten = 100000000\n",
+            "Listen queue size is greater than the system max net.core.somaxconn",
+        ),
+        (
+            "[uwsgi]\nhttp-socket = 127.0.0.1:0\nuid = no-such-user-here\n",
+            "user no-such-user-here not found.",
+        ),
     ];
     for (ini, expected) in cases {
         let (code, err) = failing(ini, &[]);
         assert_eq!(code, 1, "{ini}: {err}");
-        assert!(err.contains(expected), "{ini}: expected {expected:?} in\n{err}");
+        assert!(
+            err.contains(expected),
+            "{ini}: expected {expected:?} in\n{err}"
+        );
     }
     let out = Command::new(PROBE)
         .args(["--ini", "/nonexistent/dir/kinto.ini"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/dir/kinto.ini: No such file"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nonexistent/dir/kinto.ini: No such file")
+    );
 }
 
 #[test]
@@ -104,9 +154,12 @@ fn address_in_use_is_reported() {
     let addr = taken.local_addr().unwrap();
     let (code, err) = failing(&format!("[uwsgi]\nhttp-socket = {addr}\n"), &[]);
     assert_eq!(code, 1);
-    assert!(err.contains(&format!(
-        "probably another instance of uWSGI is running on the same address ({addr})."
-    )), "{err}");
+    assert!(
+        err.contains(&format!(
+            "probably another instance of uWSGI is running on the same address ({addr})."
+        )),
+        "{err}"
+    );
 }
 
 #[test]
@@ -116,7 +169,13 @@ fn kinto_production_section_loads_unchanged() {
     if kinto_exists {
         let mut s = start(section);
         s.wait_workers(3, WAIT);
-        for option in ["wsgi-file", "enable-threads", "module", "virtualenv", "single-interpreter"] {
+        for option in [
+            "wsgi-file",
+            "enable-threads",
+            "module",
+            "virtualenv",
+            "single-interpreter",
+        ] {
             assert_eq!(s.lines.count(&format!("notice: option \"{option}\"")), 1);
         }
         s.signal(libc::SIGINT);
@@ -147,7 +206,8 @@ fn server_main_fallback_without_uwsgi_section() {
     ));
     let cpus = std::thread::available_parallelism().unwrap().get();
     s.wait_workers(cpus, WAIT);
-    s.lines.wait_for("serving [server:main] on 127.0.0.1:", WAIT);
+    s.lines
+        .wait_for("serving [server:main] on 127.0.0.1:", WAIT);
     assert_eq!(http_get(port, "/pid").unwrap().0, 200);
     s.signal(libc::SIGINT);
     assert_eq!(s.wait_exit(WAIT).code(), Some(0));

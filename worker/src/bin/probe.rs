@@ -104,7 +104,9 @@ impl Handler for ProbeHandler {
             // strings of the original exec, even after unsetenv).
             "/env" => text(
                 200,
-                std::env::vars().map(|(k, v)| format!("{k}={v}\n")).collect(),
+                std::env::vars()
+                    .map(|(k, v)| format!("{k}={v}\n"))
+                    .collect(),
             ),
             _ => text(404, "not found".into()),
         }

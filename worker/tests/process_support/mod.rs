@@ -336,10 +336,7 @@ pub fn parse_response(raw: &[u8]) -> std::io::Result<(u16, String)> {
 
 /// A worker pid from a `spawned`/`Respawned` line.
 pub fn pid_in(line: &str) -> i32 {
-    let after = line
-        .split("pid: ")
-        .nth(1)
-        .expect("line with a pid");
+    let after = line.split("pid: ").nth(1).expect("line with a pid");
     after
         .split(|c: char| !c.is_ascii_digit())
         .next()
