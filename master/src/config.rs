@@ -113,6 +113,12 @@ pub struct ServerConfig {
     pub harakiri_verbose: bool,
     /// `max-requests-delta`.
     pub max_requests_delta: u64,
+    /// `max-worker-lifetime` (0 = off) and its per-slot delta.
+    pub max_worker_lifetime: Duration,
+    pub max_worker_lifetime_delta: Duration,
+    /// `evil-reload-on-rss` / `evil-reload-on-as` in megabytes (0 = off): SIGKILL by the master.
+    pub evil_reload_on_rss: u64,
+    pub evil_reload_on_as: u64,
     /// `touch-reload` files.
     pub touch_reload: Vec<PathBuf>,
     /// `logto` file.
@@ -426,6 +432,10 @@ impl ServerConfig {
             need_app: v.bool("need-app"),
             harakiri_verbose: v.bool("harakiri-verbose"),
             max_requests_delta: v.int("max-requests-delta")?,
+            max_worker_lifetime: Duration::from_secs(v.int("max-worker-lifetime")?),
+            max_worker_lifetime_delta: Duration::from_secs(v.int("max-worker-lifetime-delta")?),
+            evil_reload_on_rss: v.int("evil-reload-on-rss")?,
+            evil_reload_on_as: v.int("evil-reload-on-as")?,
             touch_reload: v.list("touch-reload").map(PathBuf::from).collect(),
             logto: v.str("logto").map(PathBuf::from),
             exit_on_reload: v.bool("exit-on-reload"),

@@ -52,6 +52,7 @@ struct SlotState {
     /// Configuration epoch the worker was forked with (bumped by each lazy reload).
     epoch: u64,
     spawned_once: bool,
+    spawned_at: Option<Instant>,
     curse: Option<Curse>,
     respawn_at: Option<Instant>,
     harakiri_fired: bool,
@@ -103,6 +104,11 @@ struct Master<A: App> {
     pidfile: Option<PathBuf>,
     startup_dir: PathBuf,
     exit_code: i32,
+    /// `WATCHDOG_USEC` / 2, when systemd asked for keep-alive pings; and the last ping.
+    watchdog: Option<(Duration, Instant)>,
+    /// The watchdog variables, removed from the workers' environment, put back for a re-exec.
+    watchdog_env: Vec<(String, String)>,
+    last_memory_check: Instant,
 }
 
 /// Runs the master until shutdown and returns the process exit code.
@@ -129,6 +135,23 @@ impl<A: App> Master<A> {
         let inherited = std::env::var(ENV_INHERITED).ok();
         std::env::remove_var(ENV_INHERITED);
         let mut notifier = Notifier::from_env();
+        let watchdog_env: Vec<(String, String)> = ["WATCHDOG_USEC", "WATCHDOG_PID"]
+            .iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+            .collect();
+        for (k, _) in &watchdog_env {
+            std::env::remove_var(k);
+        }
+        let watchdog_for_us = watchdog_env
+            .iter()
+            .find(|(k, _)| k == "WATCHDOG_PID")
+            .is_none_or(|(_, v)| v.parse::<u32>().ok() == Some(std::process::id()));
+        let watchdog = watchdog_env
+            .iter()
+            .find(|(k, _)| k == "WATCHDOG_USEC")
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+            .filter(|usec| *usec > 0 && watchdog_for_us)
+            .map(|usec| (Duration::from_micros(usec / 2), Instant::now()));
         notifier.send("STATUS=initializing\n");
 
         // 2-4. Configuration, names, env (applied by ServerConfig::load).
@@ -140,7 +163,8 @@ impl<A: App> Master<A> {
             "[uWSGI] getting INI configuration from {}",
             invocation.ini.display()
         ));
-        let (config, app) = A::load(&invocation.ini, &invocation)?;
+        let (mut config, app) = A::load(&invocation.ini, &invocation)?;
+        adjust_to_nproc(&mut config);
         if let Some(mask) = config.umask {
             // SAFETY: plain syscall.
             unsafe { libc::umask(mask as libc::mode_t) };
@@ -227,6 +251,9 @@ impl<A: App> Master<A> {
             pidfile,
             startup_dir,
             exit_code: 0,
+            watchdog,
+            watchdog_env,
+            last_memory_check: Instant::now(),
         })
     }
 
@@ -249,7 +276,9 @@ impl<A: App> Master<A> {
             }
             self.check_harakiri();
             self.check_mercy();
+            self.check_lifetime_and_memory();
             self.check_touch();
+            self.ping_watchdog();
             self.spawn_missing();
             if let Some(code) = self.maybe_finish() {
                 return code;
@@ -262,6 +291,9 @@ impl<A: App> Master<A> {
         let mut timeout = Duration::from_secs(1);
         let now_ms = scoreboard::monotonic_ms();
         let now = Instant::now();
+        if let Some((interval, last)) = self.watchdog {
+            timeout = timeout.min((last + interval).saturating_duration_since(now));
+        }
         for (i, s) in self.slots.iter().enumerate() {
             if s.pid.is_some() && !s.harakiri_fired {
                 let d = self
@@ -658,6 +690,7 @@ impl<A: App> Master<A> {
                 s.epoch = self.epoch;
                 s.curse = None;
                 s.harakiri_fired = false;
+                s.spawned_at = Some(Instant::now());
                 if s.spawned_once {
                     log::line(&format!("Respawned uWSGI worker {n} (new pid: {child})"));
                 } else {
@@ -740,6 +773,70 @@ impl<A: App> Master<A> {
                     i + 1
                 ));
                 let _ = kill(pid, Signal::SIGKILL);
+            }
+        }
+    }
+
+    /// `max-worker-lifetime` (graceful recycle) and `evil-reload-on-rss`/`-as` (SIGKILL), checked
+    /// at most once per second; memory is read from `/proc/<pid>/statm` by the master itself.
+    fn check_lifetime_and_memory(&mut self) {
+        if self.phase != Phase::Running || self.last_memory_check.elapsed() < Duration::from_secs(1)
+        {
+            return;
+        }
+        self.last_memory_check = Instant::now();
+        let lifetime = self.config.max_worker_lifetime;
+        let (evil_rss, evil_as) = (
+            self.config.evil_reload_on_rss,
+            self.config.evil_reload_on_as,
+        );
+        for i in 0..self.target {
+            let n = i + 1;
+            let (Some(pid), None) = (self.slots[i].pid, self.slots[i].curse) else {
+                continue;
+            };
+            let age = self.slots[i]
+                .spawned_at
+                .map_or(Duration::ZERO, |t| t.elapsed());
+            if !lifetime.is_zero()
+                && age >= lifetime + self.config.max_worker_lifetime_delta * i as u32
+            {
+                log::line(&format!(
+                    "worker {n} lifetime reached, it was running for {} second(s)",
+                    age.as_secs()
+                ));
+                self.curse(i, Signal::SIGHUP, StopReason::Reload);
+                continue;
+            }
+            if evil_rss == 0 && evil_as == 0 {
+                continue;
+            }
+            let Some((vsz, rss)) = statm(pid) else {
+                continue;
+            };
+            let mb = 1024 * 1024;
+            let over = if evil_rss > 0 && rss >= evil_rss * mb {
+                Some(format!("RSS: {rss}"))
+            } else if evil_as > 0 && vsz >= evil_as * mb {
+                Some(format!("ADDRESS SPACE: {vsz}"))
+            } else {
+                None
+            };
+            if let Some(what) = over {
+                log::line(&format!(
+                    "*** EVIL RELOAD ON WORKER {n} {what} (pid: {pid}) ***"
+                ));
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+        }
+    }
+
+    /// `WATCHDOG=1` every `WATCHDOG_USEC / 2`, from the loop itself (5.1).
+    fn ping_watchdog(&mut self) {
+        if let Some((interval, last)) = self.watchdog {
+            if last.elapsed() >= interval {
+                self.watchdog = Some((interval, Instant::now()));
+                self.notifier.send("WATCHDOG=1\n");
             }
         }
     }
@@ -827,6 +924,9 @@ impl<A: App> Master<A> {
         if let Some(path) = self.notifier.path() {
             std::env::set_var("NOTIFY_SOCKET", path);
         }
+        for (k, v) in &self.watchdog_env {
+            std::env::set_var(k, v);
+        }
         let binary = match std::env::current_exe() {
             Ok(b) => b,
             Err(e) => return format!("current_exe(): {e}"),
@@ -839,6 +939,9 @@ impl<A: App> Master<A> {
         std::env::remove_var(ENV_INHERITED);
         std::env::set_var(ENV_RELOADS, reloads.to_string());
         std::env::remove_var("NOTIFY_SOCKET");
+        for (k, _) in &self.watchdog_env {
+            std::env::remove_var(k);
+        }
         for l in &self.listeners {
             let _ = nix::fcntl::fcntl(
                 l.listener.raw_fd(),
@@ -926,6 +1029,31 @@ impl<A: App> Master<A> {
 pub(crate) struct ChildFds {
     pub close: [Option<std::os::fd::RawFd>; 5],
     pub alive_read: std::os::fd::RawFd,
+}
+
+/// Address space and resident set of a process, in bytes.
+fn statm(pid: Pid) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096) as u64;
+    Some((fields.next()?? * page, fields.next()?? * page))
+}
+
+/// uWSGI lowers `processes` below `RLIMIT_NPROC` (2.1 `processes`).
+fn adjust_to_nproc(config: &mut ServerConfig) {
+    use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
+    if let Ok((soft, _)) = getrlimit(Resource::RLIMIT_NPROC) {
+        if soft != RLIM_INFINITY && soft < config.processes as u64 + 1 {
+            config.processes = (soft.saturating_sub(1) as usize).max(1);
+            log::line(&format!(
+                "!!! number of workers adjusted to {} due to system limits !!!",
+                config.processes
+            ));
+        }
+    }
 }
 
 fn mtime(path: &std::path::Path) -> Option<SystemTime> {
