@@ -57,6 +57,8 @@ struct SlotState {
     respawn_at: Option<Instant>,
     harakiri_fired: bool,
     init_failures: usize,
+    /// The worker was toggled into pause (SIGTSTP) and not back.
+    paused: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +111,8 @@ struct Master<A: App> {
     /// The watchdog variables, removed from the workers' environment, put back for a re-exec.
     watchdog_env: Vec<(String, String)>,
     last_memory_check: Instant,
+    /// SIGTSTP pause in force.
+    paused: bool,
 }
 
 /// Runs the master until shutdown and returns the process exit code.
@@ -254,6 +258,7 @@ impl<A: App> Master<A> {
             watchdog,
             watchdog_env,
             last_memory_check: Instant::now(),
+            paused: false,
         })
     }
 
@@ -280,6 +285,9 @@ impl<A: App> Master<A> {
             self.check_touch();
             self.ping_watchdog();
             self.spawn_missing();
+            if self.paused {
+                self.sync_pause();
+            }
             if let Some(code) = self.maybe_finish() {
                 return code;
             }
@@ -327,9 +335,7 @@ impl<A: App> Master<A> {
             Signal::SIGUSR2 => self.log_status(),
             Signal::SIGTTIN => self.add_worker(),
             Signal::SIGTTOU => self.remove_worker(),
-            Signal::SIGTSTP => {
-                log::line("SIGTSTP received: pausing workers is not supported, ignored")
-            }
+            Signal::SIGTSTP => self.toggle_pause(),
             _ => {}
         }
     }
@@ -424,6 +430,40 @@ impl<A: App> Master<A> {
         } else {
             log::line("SIGINT/SIGTERM received...killing workers...");
             self.curse_all(Signal::SIGINT, StopReason::Bury);
+        }
+    }
+
+    fn toggle_pause(&mut self) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        self.paused = !self.paused;
+        if self.paused {
+            log::dated(
+                "*** PAUSE (press start to resume, if you do not have a joypad send SIGTSTP) ***",
+            );
+        } else {
+            log::dated("*** (SIGTSTP received) resuming workers ***");
+        }
+        self.sync_pause();
+    }
+
+    /// Toggles each worker (SIGTSTP) until it matches the master's pause state. Only workers that
+    /// said they are accepting get it: their handlers are installed by then (the default action of
+    /// SIGTSTP would stop the process), and a worker spawned during a pause is paused once ready.
+    fn sync_pause(&mut self) {
+        for i in 0..self.slots.len() {
+            let Some(pid) = self.slots[i].pid else {
+                continue;
+            };
+            let state = self.board.slot(i + 1).state.load(Ordering::Acquire);
+            if self.slots[i].paused != self.paused
+                && self.slots[i].curse.is_none()
+                && matches!(state, STATE_ACCEPTING | STATE_BUSY)
+            {
+                self.slots[i].paused = self.paused;
+                let _ = kill(pid, Signal::SIGTSTP);
+            }
         }
     }
 
@@ -691,6 +731,7 @@ impl<A: App> Master<A> {
                 s.curse = None;
                 s.harakiri_fired = false;
                 s.spawned_at = Some(Instant::now());
+                s.paused = false;
                 if s.spawned_once {
                     log::line(&format!("Respawned uWSGI worker {n} (new pid: {child})"));
                 } else {

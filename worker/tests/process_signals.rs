@@ -254,3 +254,29 @@ fn touch_reload_triggers_a_reload() {
     s.signal(libc::SIGINT);
     assert_eq!(s.wait_exit(WAIT).code(), Some(0));
 }
+
+#[test]
+fn sigtstp_pauses_and_resumes_the_workers() {
+    let mut s = start("[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\nsocket-timeout = 1\n");
+    s.signal(libc::SIGTSTP);
+    s.lines.wait_for("*** PAUSE (press start to resume", WAIT);
+    s.lines.wait_for("*** worker 1 suspended ***", WAIT);
+    s.lines.wait_for("*** worker 2 suspended ***", WAIT);
+    let port = s.port;
+    let waiting = std::thread::spawn(move || {
+        let t = Instant::now();
+        (http_get(port, "/pid"), t.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(!waiting.is_finished(), "a paused service does not answer");
+    s.signal(libc::SIGTSTP);
+    s.lines
+        .wait_for("*** (SIGTSTP received) resuming workers ***", WAIT);
+    let (result, elapsed) = waiting.join().unwrap();
+    assert_eq!(result.unwrap().0, 200);
+    assert!(elapsed >= Duration::from_millis(700));
+    let state = std::fs::read_to_string(format!("/proc/{}/stat", s.pid())).unwrap();
+    assert!(!state.contains(") T "), "{state}");
+    s.signal(libc::SIGINT);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+}

@@ -36,7 +36,6 @@ impl App for Probe {
         if std::env::var("PROBE_INIT_FAIL").as_deref() == Ok("1") {
             return master::EXIT_INIT_FAILED;
         }
-        ctx.slot.set_accepting();
         worker::serve(
             ctx,
             ProbeHandler {
