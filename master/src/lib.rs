@@ -126,6 +126,24 @@ fn is_bool_literal(value: &str) -> bool {
     )
 }
 
+/// `--stop PIDFILE` / `--reload PIDFILE` (uWSGI's convenience commands): sends SIGINT or SIGHUP to
+/// the pid read from the file. The caller exits 0 on success, 1 with the message otherwise.
+pub fn signal_pidfile(pidfile: &Path, reload: bool) -> Result<(), String> {
+    let text = std::fs::read_to_string(pidfile)
+        .map_err(|e| format!("unable to read pidfile {}: {e}", pidfile.display()))?;
+    let pid: i32 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid pidfile {}: {:?}", pidfile.display(), text.trim()))?;
+    let signal = if reload {
+        nix::sys::signal::Signal::SIGHUP
+    } else {
+        nix::sys::signal::Signal::SIGINT
+    };
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+        .map_err(|e| format!("unable to signal pid {pid}: {e}"))
+}
+
 /// Runs the master until shutdown and returns the process exit code.
 pub fn run<A: App>(invocation: Invocation) -> i32 {
     run::run::<A>(invocation)

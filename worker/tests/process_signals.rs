@@ -280,3 +280,29 @@ fn sigtstp_pauses_and_resumes_the_workers() {
     s.signal(libc::SIGINT);
     assert_eq!(s.wait_exit(WAIT).code(), Some(0));
 }
+
+#[test]
+fn sigint_right_after_sighup_ends_the_service() {
+    let mut s = start(
+        "[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\nlazy = true\nsocket-timeout = 1\n",
+    );
+    s.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(10));
+    let t = Instant::now();
+    s.signal(libc::SIGINT);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert!(s.workers().is_empty());
+}
+
+#[test]
+fn stop_and_reload_through_the_pidfile() {
+    let mut s = start("[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 1\nlazy = true\npidfile = %d%n.pid\nsocket-timeout = 1\n");
+    let pidfile = s.dir.path("probe.pid");
+    master::signal_pidfile(&pidfile, true).unwrap();
+    s.wait_notify("RELOADING=1", WAIT);
+    s.wait_notify_nth("READY=1", 2, WAIT);
+    master::signal_pidfile(&pidfile, false).unwrap();
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+    assert!(master::signal_pidfile(&s.dir.path("nope.pid"), false).is_err());
+}

@@ -212,3 +212,50 @@ fn server_main_fallback_without_uwsgi_section() {
     s.signal(libc::SIGINT);
     assert_eq!(s.wait_exit(WAIT).code(), Some(0));
 }
+
+#[test]
+fn wildcard_and_loopback_addresses() {
+    let mut s = start(
+        "[uwsgi]\nhttp-socket = :0\nhttp-socket = 127.0.0.1:0\nprocesses = 1\nsocket-timeout = 1\n",
+    );
+    let ports: Vec<u16> = s
+        .lines
+        .all()
+        .iter()
+        .filter(|l| l.contains("(port auto-assigned)"))
+        .map(|l| {
+            l.split(" address ")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ports.len(), 2);
+    let (wildcard, loopback) = (ports[0], ports[1]);
+    assert!(s.lines.all().iter().any(|l| l.contains(&format!(
+        "bound to TCP address :{wildcard} (port auto-assigned)"
+    ))));
+    assert_eq!(http_get_at("127.0.0.1", wildcard).unwrap().0, 200);
+    assert_eq!(http_get_at("127.0.0.2", wildcard).unwrap().0, 200);
+    assert_eq!(http_get_at("127.0.0.1", loopback).unwrap().0, 200);
+    assert!(std::net::TcpStream::connect(("127.0.0.2", loopback)).is_err());
+    s.signal(libc::SIGINT);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+}
+
+fn http_get_at(host: &str, port: u16) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect((host, port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(b"GET /pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_response(&raw)
+}
