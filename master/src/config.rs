@@ -119,6 +119,20 @@ pub struct ServerConfig {
     /// `evil-reload-on-rss` / `evil-reload-on-as` in megabytes (0 = off): SIGKILL by the master.
     pub evil_reload_on_rss: u64,
     pub evil_reload_on_as: u64,
+    /// `reuse-port`, `so-keepalive`, `freebind` on TCP listeners.
+    pub reuse_port: bool,
+    pub so_keepalive: bool,
+    pub freebind: bool,
+    /// `TCP_DEFER_ACCEPT` (= `socket-timeout`) on TCP listeners, unless `no-defer-accept`.
+    pub defer_accept: bool,
+    /// `pidfile2` (written after the drop), `safe-pidfile`/`safe-pidfile2` (written via rename).
+    pub pidfile2: Option<PathBuf>,
+    pub safe_pidfile: Option<PathBuf>,
+    pub safe_pidfile2: Option<PathBuf>,
+    /// `logto2`: log file opened after privileges are dropped.
+    pub logto2: Option<PathBuf>,
+    /// `max-fd`: `RLIMIT_NOFILE` (0 = unchanged).
+    pub max_fd: u64,
     /// `touch-reload` files.
     pub touch_reload: Vec<PathBuf>,
     /// `logto` file.
@@ -436,6 +450,15 @@ impl ServerConfig {
             max_worker_lifetime_delta: Duration::from_secs(v.int("max-worker-lifetime-delta")?),
             evil_reload_on_rss: v.int("evil-reload-on-rss")?,
             evil_reload_on_as: v.int("evil-reload-on-as")?,
+            reuse_port: v.bool("reuse-port"),
+            so_keepalive: v.bool("so-keepalive"),
+            freebind: v.bool("freebind"),
+            defer_accept: !v.bool("no-defer-accept"),
+            pidfile2: v.str("pidfile2").map(PathBuf::from),
+            safe_pidfile: v.str("safe-pidfile").map(PathBuf::from),
+            safe_pidfile2: v.str("safe-pidfile2").map(PathBuf::from),
+            logto2: v.str("logto2").map(PathBuf::from),
+            max_fd: v.int("max-fd")?,
             touch_reload: v.list("touch-reload").map(PathBuf::from).collect(),
             logto: v.str("logto").map(PathBuf::from),
             exit_on_reload: v.bool("exit-on-reload"),

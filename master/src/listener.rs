@@ -126,9 +126,39 @@ pub fn bind(
             let domain = socket2::Domain::for_address(*addr);
             let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None)
                 .map_err(|e| format!("socket(): {e}"))?;
-            socket
-                .set_reuse_address(true)
-                .map_err(|e| format!("setsockopt(): {e}"))?;
+            let sockopt = |e: std::io::Error| format!("setsockopt(): {e} ({})", spec.address);
+            socket.set_reuse_address(true).map_err(sockopt)?;
+            if config.reuse_port {
+                socket.set_reuse_port(true).map_err(sockopt)?;
+            }
+            if config.so_keepalive {
+                socket.set_keepalive(true).map_err(sockopt)?;
+            }
+            if config.freebind {
+                if addr.is_ipv6() {
+                    socket.set_freebind_ipv6(true).map_err(sockopt)?;
+                } else {
+                    socket.set_freebind(true).map_err(sockopt)?;
+                }
+            }
+            if config.defer_accept && !config.socket_timeout.is_zero() {
+                // accept() returns once the client has sent data: idle connects never reach a
+                // worker (uWSGI's default on Linux).
+                let secs = config.socket_timeout.as_secs().min(i32::MAX as u64) as libc::c_int;
+                // SAFETY: setsockopt with a pointer to a local int of the right size.
+                let rc = unsafe {
+                    libc::setsockopt(
+                        socket.as_raw_fd(),
+                        libc::IPPROTO_TCP,
+                        libc::TCP_DEFER_ACCEPT,
+                        (&secs as *const libc::c_int).cast(),
+                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                    )
+                };
+                if rc != 0 {
+                    return Err(sockopt(std::io::Error::last_os_error()));
+                }
+            }
             if let Err(e) = socket.bind(&(*addr).into()) {
                 return Err(if e.kind() == std::io::ErrorKind::AddrInUse {
                     format!(
@@ -409,6 +439,44 @@ mod tests {
         assert!(err.starts_with(&format!(
             "probably another instance of uWSGI is running on the same address ({addr})."
         )));
+    }
+
+    fn int_option(fd: RawFd, level: libc::c_int, name: libc::c_int) -> libc::c_int {
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt into a local int.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                level,
+                name,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        value
+    }
+
+    #[test]
+    fn tcp_listener_options() {
+        let config = ServerConfig::default();
+        let (bound, _) = bind(0, &spec("127.0.0.1:0"), &config).unwrap();
+        let fd = bound.listener.raw_fd();
+        assert!(int_option(fd, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT) > 0);
+        assert_eq!(int_option(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT), 0);
+        let config = ServerConfig {
+            defer_accept: false,
+            reuse_port: true,
+            so_keepalive: true,
+            ..ServerConfig::default()
+        };
+        let (bound, _) = bind(0, &spec("127.0.0.1:0"), &config).unwrap();
+        let fd = bound.listener.raw_fd();
+        assert_eq!(int_option(fd, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT), 0);
+        assert_eq!(int_option(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT), 1);
+        assert_eq!(int_option(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE), 1);
+        assert_eq!(int_option(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN), 1);
     }
 
     #[test]

@@ -104,6 +104,8 @@ struct Master<A: App> {
     touch_mtimes: Vec<Option<SystemTime>>,
     last_touch_check: Instant,
     pidfile: Option<PathBuf>,
+    /// `pidfile2`, removed by vacuum.
+    pidfile2: Option<PathBuf>,
     startup_dir: PathBuf,
     exit_code: i32,
     /// `WATCHDOG_USEC` / 2, when systemd asked for keep-alive pings; and the last ping.
@@ -175,20 +177,21 @@ impl<A: App> Master<A> {
         }
         // 5. logto, as the starting user.
         if let Some(path) = &config.logto {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("unable to open logto file {}: {e}", path.display()))?;
-            let _ = nix::unistd::dup2(file.as_raw_fd(), 2);
+            redirect_log(path)?;
         }
         banner_head::<A>();
         let startup_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-        // 6. pidfile, not rewritten by a re-exec.
+        if config.max_fd > 0 {
+            use nix::sys::resource::{setrlimit, Resource};
+            setrlimit(Resource::RLIMIT_NOFILE, config.max_fd, config.max_fd)
+                .map_err(|e| format!("setrlimit(RLIMIT_NOFILE, {}): {e}", config.max_fd))?;
+        }
+        // 6. pidfiles, not rewritten by a re-exec; relative paths from the starting directory.
         let pidfile = config.pidfile.as_ref().map(|p| absolute(p));
-        if let (Some(path), None) = (&pidfile, &inherited) {
-            std::fs::write(path, format!("{}\n", std::process::id()))
-                .map_err(|e| format!("unable to write pidfile {}: {e}", path.display()))?;
+        let safe_pidfile = config.safe_pidfile.as_ref().map(|p| absolute(p));
+        if inherited.is_none() {
+            write_pidfile(pidfile.as_deref(), false)?;
+            write_pidfile(safe_pidfile.as_deref(), true)?;
         }
         // 7. chdir.
         if let Some(dir) = &config.chdir {
@@ -200,6 +203,15 @@ impl<A: App> Master<A> {
         // 10. Privileges.
         for line in crate::privileges::drop_privileges(&config)? {
             log::line(&line);
+        }
+        // 11. What is opened as the dropped user (relative to the chdir directory).
+        if let Some(path) = &config.logto2 {
+            redirect_log(path)?;
+        }
+        let pidfile2 = config.pidfile2.as_ref().map(|p| absolute(p));
+        if inherited.is_none() {
+            write_pidfile(pidfile2.as_deref(), false)?;
+            write_pidfile(config.safe_pidfile2.as_deref(), true)?;
         }
         // 12. Scoreboard, liveness pipe, banner tail.
         let capacity = config.processes.max(MIN_CAPACITY);
@@ -253,6 +265,7 @@ impl<A: App> Master<A> {
             touch_mtimes,
             last_touch_check: Instant::now(),
             pidfile,
+            pidfile2,
             startup_dir,
             exit_code: 0,
             watchdog,
@@ -996,9 +1009,15 @@ impl<A: App> Master<A> {
         if !self.config.vacuum {
             return;
         }
-        if let (Some(path), None) = (&self.pidfile, &self.config.uid) {
+        // The pidfile is root's when a uid was set: the master can no longer delete it.
+        let pidfile = self.pidfile.as_ref().filter(|_| self.config.uid.is_none());
+        for (path, line) in [
+            (pidfile, "VACUUM: pidfile removed."),
+            (self.pidfile2.as_ref(), "VACUUM: pidfile2 removed."),
+        ] {
+            let Some(path) = path else { continue };
             match std::fs::remove_file(path) {
-                Ok(()) => log::line("VACUUM: pidfile removed."),
+                Ok(()) => log::line(line),
                 Err(e) => log::line(&format!("unlink(): {e} [{}]", path.display())),
             }
         }
@@ -1070,6 +1089,34 @@ impl<A: App> Master<A> {
 pub(crate) struct ChildFds {
     pub close: [Option<std::os::fd::RawFd>; 5],
     pub alive_read: std::os::fd::RawFd,
+}
+
+/// Appends standard error (and output) to `path`; workers inherit it.
+fn redirect_log(path: &std::path::Path) -> Result<(), String> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("unable to open log file {}: {e}", path.display()))?;
+    for fd in [1, 2] {
+        nix::unistd::dup2(file.as_raw_fd(), fd)
+            .map_err(|e| format!("dup2() of log file {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes `<pid>\n` to a pidfile; `safe` writes a temporary file and renames it over.
+fn write_pidfile(path: Option<&std::path::Path>, safe: bool) -> Result<(), String> {
+    let Some(path) = path else { return Ok(()) };
+    let content = format!("{}\n", std::process::id());
+    let error = |e: std::io::Error| format!("unable to write pidfile {}: {e}", path.display());
+    if safe {
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, content).map_err(error)?;
+        std::fs::rename(&tmp, path).map_err(error)
+    } else {
+        std::fs::write(path, content).map_err(error)
+    }
 }
 
 /// Address space and resident set of a process, in bytes.

@@ -107,3 +107,36 @@ fn pidfile_and_vacuum() {
     );
     assert!(!pidfile.exists() && !sock.exists());
 }
+
+#[test]
+fn logto_pidfile2_and_safe_pidfile() {
+    let dir = TempDir::new();
+    let log = dir.path("server.log");
+    let mut s = start(&format!(
+        "[uwsgi]\nhttp-socket = 127.0.0.1:0\nlogto = {}\nsafe-pidfile = %dsafe.pid\npidfile2 = %dsecond.pid\nvacuum = true\nprocesses = 1\nsocket-timeout = 1\n",
+        log.display()
+    ));
+    let pid = s.pid();
+    for name in ["safe.pid", "second.pid"] {
+        assert_eq!(
+            std::fs::read_to_string(s.dir.path(name)).unwrap(),
+            format!("{pid}\n")
+        );
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains(&format!("spawned uWSGI master process (pid: {pid})")),
+        "{text}"
+    );
+    assert!(!s
+        .lines
+        .all()
+        .iter()
+        .any(|l| l.contains("spawned uWSGI master")));
+    s.signal(libc::SIGINT);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("VACUUM: pidfile2 removed."), "{text}");
+    assert!(text.trim_end().ends_with("goodbye to uWSGI."), "{text}");
+    assert!(!s.dir.path("second.pid").exists());
+}
