@@ -388,7 +388,9 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
         wall: SystemTime,
     ) {
         let status = written.status;
-        if self.config.disable_logging && !(self.config.log_5xx && status >= 500) {
+        let forced = (self.config.log_4xx && (400..500).contains(&status))
+            || (self.config.log_5xx && status >= 500);
+        if self.config.disable_logging && !forced {
             return;
         }
         let addr = if self.config.log_x_forwarded_for {
@@ -400,6 +402,7 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
         };
         let record = RequestRecord {
             pid: self.pid,
+            worker_id: self.id,
             app,
             worker_requests: if app { self.requests as i64 } else { -1 },
             total_requests: self.slot.total_requests().unwrap_or(self.requests),
@@ -414,6 +417,7 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
             header_count: written.fields,
             head_bytes: written.head,
             switches: written.switches,
+            write_failed: written.failed,
         };
         self.log.request(&record);
     }

@@ -510,3 +510,46 @@ fn write_to_a_vanished_client_is_logged() {
         200
     );
 }
+
+#[test]
+fn log_format_replaces_the_request_line() {
+    let config = HttpConfig {
+        log_format: Some("%(addr) %(user) [%(ltime)] %(status) %(method) %(uri) %(rsize)".into()),
+        ..HttpConfig::default()
+    };
+    let server = TestServer::start(config, false);
+    only_reply(&server.exchange(b"GET /status?code=201 HTTP/1.1\r\n\r\n"));
+    let line = server.log.wait_for("GET /status");
+    // `127.0.0.1 - [28/Nov/2026:16:39:42 +0000] 201 GET /status?code=201 7`
+    assert!(line.starts_with("127.0.0.1 - ["), "{line}");
+    assert!(line.ends_with("] 201 GET /status?code=201 7"), "{line}");
+    assert_eq!(
+        line.len(),
+        "127.0.0.1 - [28/Nov/2026:16:39:42 +0000] 201 GET /status?code=201 7".len()
+    );
+}
+
+#[test]
+fn log_4xx_and_log_micros() {
+    let config = HttpConfig {
+        disable_logging: true,
+        log_4xx: true,
+        log_micros: true,
+        ..HttpConfig::default()
+    };
+    let server = TestServer::start(config, false);
+    only_reply(&server.exchange(b"GET /status?code=200 HTTP/1.1\r\n\r\n"));
+    only_reply(&server.exchange(b"GET /status?code=404 HTTP/1.1\r\n\r\n"));
+    only_reply(&server.exchange(b"GET /status?code=500 HTTP/1.1\r\n\r\n"));
+    let line = server.log.wait_for("=> generated");
+    assert!(line.contains(" micros (HTTP/1.1 404)"), "{line}");
+    // Give a 5xx line time to appear if it (wrongly) were to.
+    only_reply(&server.exchange(b"GET /status?code=400 HTTP/1.1\r\n\r\n"));
+    let deadline = Instant::now() + http_harness::WAIT;
+    while server.log.count("=> generated") < 2 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(server.log.count("=> generated"), 2);
+    assert_eq!(server.log.count("(HTTP/1.1 500)"), 0);
+}
