@@ -241,6 +241,7 @@ impl<'s, H: Handler, S: Slot + ?Sized> Worker<'s, H, S> {
 
     fn run(&mut self) -> i32 {
         let mut events = Events::with_capacity(256);
+        self.slot.accepting();
         loop {
             if let Some(code) = self.stopping {
                 return code;
@@ -418,6 +419,7 @@ impl<'s, H: Handler, S: Slot + ?Sized> Worker<'s, H, S> {
     /// Stops serving: closes the listeners and every parked connection.
     fn stop(&mut self, code: i32) {
         self.stopping.get_or_insert(code);
+        self.slot.stopping();
         for acceptor in self.acceptors.iter_mut() {
             if let Some(a) = acceptor.take() {
                 let _ = self.poll.registry().deregister(&mut SourceFd(&a.fd()));

@@ -25,7 +25,7 @@ fn master_death_finishes_the_request_then_exits_30() {
         .unwrap();
     // Wait until the handler runs, then let the master "die".
     let deadline = Instant::now() + WAIT;
-    while server.slot.events.lock().unwrap().is_empty() {
+    while server.request_events().is_empty() {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -61,7 +61,12 @@ fn max_requests_recycles_after_the_last_response() {
     let reply = read_reply(&mut stream, &mut buffer, false);
     assert_eq!(reply.header("Connection"), Some("close"));
     let log = server.log.clone();
+    let slot = server.slot.clone();
     assert_eq!(server.wait_exit(), 17);
+    assert_eq!(
+        slot.events.lock().unwrap().last(),
+        Some(&http_harness::SlotEvent::Stopping)
+    );
     log.wait_for(&format!(
         "...The work of process {} is done. Seeya!",
         std::process::id()

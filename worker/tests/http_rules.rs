@@ -55,11 +55,7 @@ fn pipelined_requests_on_http_socket_get_one_response() {
     let data = server.exchange(b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n");
     let reply = only_reply(&data);
     assert_eq!(reply.status, 200);
-    assert_eq!(
-        server.slot.events.lock().unwrap().len(),
-        2,
-        "one request handled"
-    );
+    assert_eq!(server.request_events().len(), 2, "one request handled");
 }
 
 #[test]
@@ -402,6 +398,7 @@ fn slot_hears_start_and_end_of_each_handled_request() {
     assert_eq!(
         events,
         vec![
+            SlotEvent::Accepting,
             SlotEvent::Started("GET".into(), "/x?y=1".into(), "127.0.0.1".into(), 7),
             SlotEvent::Finished(200, data.len() as u64),
         ]
