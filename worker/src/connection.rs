@@ -22,6 +22,9 @@ const LINGER_QUIET: Duration = Duration::from_millis(100);
 /// Largest piece of a body read at once straight into the request.
 const BODY_READ: usize = 64 * 1024;
 
+/// Body buffer capacity kept for the next request; larger ones are freed.
+const KEPT_BODY_CAPACITY: usize = 1024 * 1024;
+
 /// How reading a head ended.
 enum HeadRead {
     Ready(Head),
@@ -320,6 +323,11 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
         self.slot
             .request_finished(written.status, written.total as u64);
         self.log_request(conn.listener, true, &written, start, wall);
+        // The body buffer is reused from request to request, but a large upload must not pin
+        // its memory in the worker for good.
+        if self.req.body.capacity() > KEPT_BODY_CAPACITY {
+            self.req.body = Vec::new();
+        }
         keep && !written.failed
     }
 
