@@ -453,6 +453,9 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
         let version = if parsed {
             self.req.version
         } else {
+            // Not this request's: what the previous one left must not show in a write-error line.
+            self.req.method.clear();
+            self.req.target.clear();
             Version::Http11
         };
         let listener = conn.listener;
