@@ -133,6 +133,14 @@ pub struct ServerConfig {
     pub logto2: Option<PathBuf>,
     /// `max-fd`: `RLIMIT_NOFILE` (0 = unchanged).
     pub max_fd: u64,
+    /// `touch-workers-reload`, `touch-chain-reload`, `touch-logreopen` files.
+    pub touch_workers_reload: Vec<PathBuf>,
+    pub touch_chain_reload: Vec<PathBuf>,
+    pub touch_logreopen: Vec<PathBuf>,
+    /// `master-fifo`: the first one is used.
+    pub master_fifo: Vec<PathBuf>,
+    /// `log-reopen`: reopen `logto` on reload.
+    pub log_reopen: bool,
     /// `touch-reload` files.
     pub touch_reload: Vec<PathBuf>,
     /// `logto` file.
@@ -459,6 +467,11 @@ impl ServerConfig {
             safe_pidfile2: v.str("safe-pidfile2").map(PathBuf::from),
             logto2: v.str("logto2").map(PathBuf::from),
             max_fd: v.int("max-fd")?,
+            touch_workers_reload: v.list("touch-workers-reload").map(PathBuf::from).collect(),
+            touch_chain_reload: v.list("touch-chain-reload").map(PathBuf::from).collect(),
+            touch_logreopen: v.list("touch-logreopen").map(PathBuf::from).collect(),
+            master_fifo: v.list("master-fifo").map(PathBuf::from).collect(),
+            log_reopen: v.bool("log-reopen"),
             touch_reload: v.list("touch-reload").map(PathBuf::from).collect(),
             logto: v.str("logto").map(PathBuf::from),
             exit_on_reload: v.bool("exit-on-reload"),

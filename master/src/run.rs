@@ -61,6 +61,28 @@ struct SlotState {
     paused: bool,
 }
 
+/// The reload flavours of 3.9 and their triggers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReloadKind {
+    /// SIGHUP, `touch-reload`, fifo `r`: rolling with `lazy`, else stop all and re-exec.
+    Graceful,
+    /// Fifo `R`: every worker SIGTERMed, then re-exec, in every mode.
+    Brutal,
+    /// Fifo `w`/`W`, `touch-workers-reload`: every worker replaced, the master stays.
+    Workers { brutal: bool },
+    /// Fifo `c`, `touch-chain-reload`: one slot at a time, the next once the new one accepts.
+    Chain,
+}
+
+/// What a touched file triggers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TouchAction {
+    Reload,
+    WorkersReload,
+    ChainReload,
+    LogReopen,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Running,
@@ -101,7 +123,12 @@ struct Master<A: App> {
     forkbomb_last: Option<Instant>,
     forkbomb_count: usize,
     forkbomb_until: Option<Instant>,
-    touch_mtimes: Vec<Option<SystemTime>>,
+    /// Watched files, their last mtime and what a change triggers.
+    touched: Vec<(PathBuf, Option<SystemTime>, TouchAction)>,
+    /// Chain reload in progress: index of the current victim.
+    chain: Option<usize>,
+    /// The master FIFO (read end, opened read-write so it never sees end-of-file).
+    fifo: Option<std::fs::File>,
     last_touch_check: Instant,
     pidfile: Option<PathBuf>,
     /// `pidfile2`, removed by vacuum.
@@ -240,7 +267,21 @@ impl<A: App> Master<A> {
             },
             std::process::id()
         ));
-        let touch_mtimes = config.touch_reload.iter().map(|p| mtime(p)).collect();
+        let touched = watched_files(&config);
+        let fifo = match config.master_fifo.first() {
+            Some(path) => {
+                let file = open_fifo(path)?;
+                poll.registry()
+                    .register(
+                        &mut mio::unix::SourceFd(&file.as_raw_fd()),
+                        mio::Token(1),
+                        mio::Interest::READABLE,
+                    )
+                    .map_err(|e| format!("epoll: {e}"))?;
+                Some(file)
+            }
+            None => None,
+        };
         let target = config.processes;
         Ok(Master {
             app: Arc::new(app),
@@ -262,7 +303,9 @@ impl<A: App> Master<A> {
             forkbomb_last: None,
             forkbomb_count: 0,
             forkbomb_until: None,
-            touch_mtimes,
+            touched,
+            chain: None,
+            fifo,
             last_touch_check: Instant::now(),
             pidfile,
             pidfile2,
@@ -288,9 +331,13 @@ impl<A: App> Master<A> {
                 }
             }
             let pending = signals::drain(self.pipe.read.as_raw_fd());
+            let commands = self.read_fifo();
             self.reap();
             for sig in pending {
                 self.on_signal(sig);
+            }
+            for command in commands {
+                self.on_fifo(command);
             }
             self.check_harakiri();
             self.check_mercy();
@@ -298,6 +345,7 @@ impl<A: App> Master<A> {
             self.check_touch();
             self.ping_watchdog();
             self.spawn_missing();
+            self.advance_chain();
             if self.paused {
                 self.sync_pause();
             }
@@ -341,7 +389,7 @@ impl<A: App> Master<A> {
 
     fn on_signal(&mut self, sig: Signal) {
         match sig {
-            Signal::SIGHUP => self.reload(),
+            Signal::SIGHUP => self.reload(ReloadKind::Graceful),
             Signal::SIGTERM => self.shutdown(true),
             Signal::SIGINT | Signal::SIGQUIT => self.shutdown(false),
             Signal::SIGUSR1 => self.log_stats(),
@@ -353,7 +401,7 @@ impl<A: App> Master<A> {
         }
     }
 
-    fn reload(&mut self) {
+    fn reload(&mut self, kind: ReloadKind) {
         if self.phase != Phase::Running {
             return;
         }
@@ -378,11 +426,25 @@ impl<A: App> Master<A> {
             "RELOADING=1\nMONOTONIC_USEC={ts}\nSTATUS=reloading\n"
         ));
         self.ready_pending = true;
-        if !config.lazy {
-            log::line("...gracefully killing workers...");
+        if config.log_reopen {
+            self.reopen_logs();
+        }
+        let reexec = match kind {
+            ReloadKind::Graceful => !config.lazy,
+            ReloadKind::Brutal => true,
+            ReloadKind::Workers { .. } | ReloadKind::Chain => false,
+        };
+        if reexec {
             self.phase = Phase::Reexec;
             self.config = Arc::new(config);
-            self.curse_all(Signal::SIGHUP, StopReason::Bury);
+            self.chain = None;
+            if kind == ReloadKind::Brutal {
+                log::line("...brutally killing workers...");
+                self.curse_all(Signal::SIGTERM, StopReason::Bury);
+            } else {
+                log::line("...gracefully killing workers...");
+                self.curse_all(Signal::SIGHUP, StopReason::Bury);
+            }
             return;
         }
         for option in restart_needed(&self.config, &config) {
@@ -395,6 +457,7 @@ impl<A: App> Master<A> {
         config.gid = self.config.gid;
         config.chdir = self.config.chdir.clone();
         config.pidfile = self.config.pidfile.clone();
+        config.master_fifo = self.config.master_fifo.clone();
         for line in &config.notices {
             log::line(line);
         }
@@ -402,15 +465,102 @@ impl<A: App> Master<A> {
         self.config = Arc::new(config);
         self.app = Arc::new(app);
         self.epoch += 1;
-        self.touch_mtimes = self.config.touch_reload.iter().map(|p| mtime(p)).collect();
+        self.touched = watched_files(&self.config);
+        let signal = match kind {
+            ReloadKind::Workers { brutal: true } => Signal::SIGINT,
+            _ => Signal::SIGHUP,
+        };
         for i in 0..self.slots.len() {
-            let reason = if i < self.target {
-                StopReason::Reload
-            } else {
-                StopReason::Remove
-            };
             self.slots[i].respawn_at = self.slots[i].respawn_at.map(|_| Instant::now());
-            self.curse(i, Signal::SIGHUP, reason);
+            if i >= self.target {
+                self.curse(i, Signal::SIGHUP, StopReason::Remove);
+            } else if kind != ReloadKind::Chain {
+                self.curse(i, signal, StopReason::Reload);
+            }
+        }
+        self.chain = None;
+        if kind == ReloadKind::Chain {
+            self.chain_next(0);
+        }
+    }
+
+    /// Chain reload: curses slot `i` (or completes the chain).
+    fn chain_next(&mut self, i: usize) {
+        if i >= self.target {
+            log::dated("chain reloading complete");
+            self.chain = None;
+            return;
+        }
+        log::dated(&format!("chain next victim is worker {}", i + 1));
+        self.chain = Some(i);
+        self.curse(i, Signal::SIGHUP, StopReason::Reload);
+    }
+
+    /// Moves the chain on once the current victim's slot runs a new, accepting worker.
+    fn advance_chain(&mut self) {
+        let Some(i) = self.chain else { return };
+        if self.phase != Phase::Running {
+            self.chain = None;
+            return;
+        }
+        let s = &self.slots[i];
+        let state = self.board.slot(i + 1).state.load(Ordering::Acquire);
+        let replaced = i >= self.target
+            || (s.pid.is_some()
+                && s.curse.is_none()
+                && s.epoch == self.epoch
+                && matches!(state, STATE_ACCEPTING | STATE_BUSY));
+        if replaced {
+            self.chain_next(i + 1);
+        }
+    }
+
+    /// `logto`/`logto2` reopened (fifo `l`, `touch-logreopen`, `log-reopen` on reload).
+    fn reopen_logs(&self) {
+        for path in [&self.config.logto, &self.config.logto2]
+            .into_iter()
+            .flatten()
+        {
+            if let Err(e) = redirect_log(path) {
+                log::line(&e);
+            }
+        }
+    }
+
+    /// Commands waiting in the master FIFO.
+    fn read_fifo(&mut self) -> Vec<u8> {
+        let Some(fifo) = &mut self.fifo else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut buf = [0u8; 64];
+        use std::io::Read;
+        while let Ok(n) = fifo.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        out
+    }
+
+    fn on_fifo(&mut self, command: u8) {
+        match command {
+            b'q' => self.shutdown(true),
+            b'Q' => self.shutdown(false),
+            b'r' => self.reload(ReloadKind::Graceful),
+            b'R' => self.reload(ReloadKind::Brutal),
+            b'w' => self.reload(ReloadKind::Workers { brutal: false }),
+            b'W' => self.reload(ReloadKind::Workers { brutal: true }),
+            b'c' => self.reload(ReloadKind::Chain),
+            b'l' => self.reopen_logs(),
+            b's' => self.log_stats(),
+            b'p' => self.toggle_pause(),
+            b'\n' | b'\r' | b' ' => {}
+            other => log::line(&format!(
+                "[uwsgi-fifo] unknown command \"{}\"",
+                char::from(other).escape_default()
+            )),
         }
     }
 
@@ -714,6 +864,7 @@ impl<A: App> Master<A> {
                 Some(self.poll.as_raw_fd()),
                 Some(self.alive_write.as_raw_fd()),
                 self.notifier.raw_fd(),
+                self.fifo.as_ref().map(|f| f.as_raw_fd()),
             ],
             alive_read: self.alive_read.as_raw_fd(),
         };
@@ -895,28 +1046,38 @@ impl<A: App> Master<A> {
         }
     }
 
-    /// `touch-reload`: at most once per second, a changed mtime triggers a graceful reload.
+    /// Touch files: at most once per second, a changed mtime triggers its action.
     fn check_touch(&mut self) {
-        if self.config.touch_reload.is_empty()
-            || self.last_touch_check.elapsed() < Duration::from_secs(1)
-        {
+        if self.touched.is_empty() || self.last_touch_check.elapsed() < Duration::from_secs(1) {
             return;
         }
         self.last_touch_check = Instant::now();
-        let mut touched = None;
-        for (i, path) in self.config.touch_reload.iter().enumerate() {
+        let mut actions = Vec::new();
+        for (path, seen, action) in &mut self.touched {
             let now = mtime(path);
-            if now != self.touch_mtimes[i] {
-                self.touch_mtimes[i] = now;
-                touched = Some(path.clone());
+            if now != *seen {
+                *seen = now;
+                actions.push((path.clone(), *action));
             }
         }
-        if let Some(path) = touched {
+        for (path, action) in actions {
+            let (what, kind) = match action {
+                TouchAction::Reload => ("grace them all", Some(ReloadKind::Graceful)),
+                TouchAction::WorkersReload => (
+                    "workers reload",
+                    Some(ReloadKind::Workers { brutal: false }),
+                ),
+                TouchAction::ChainReload => ("chain reload", Some(ReloadKind::Chain)),
+                TouchAction::LogReopen => ("reopening logs", None),
+            };
             log::dated(&format!(
-                "*** {} has been touched... grace them all !!! ***",
+                "*** {} has been touched... {what} !!! ***",
                 path.display()
             ));
-            self.reload();
+            match kind {
+                Some(kind) => self.reload(kind),
+                None => self.reopen_logs(),
+            }
         }
     }
 
@@ -1087,7 +1248,7 @@ impl<A: App> Master<A> {
 
 /// Descriptors a worker closes right after fork, and the liveness pipe it keeps.
 pub(crate) struct ChildFds {
-    pub close: [Option<std::os::fd::RawFd>; 5],
+    pub close: [Option<std::os::fd::RawFd>; 6],
     pub alive_read: std::os::fd::RawFd,
 }
 
@@ -1142,6 +1303,35 @@ fn adjust_to_nproc(config: &mut ServerConfig) {
             ));
         }
     }
+}
+
+/// Every touch file of the configuration with its current mtime.
+fn watched_files(config: &ServerConfig) -> Vec<(PathBuf, Option<SystemTime>, TouchAction)> {
+    let groups = [
+        (&config.touch_reload, TouchAction::Reload),
+        (&config.touch_workers_reload, TouchAction::WorkersReload),
+        (&config.touch_chain_reload, TouchAction::ChainReload),
+        (&config.touch_logreopen, TouchAction::LogReopen),
+    ];
+    groups
+        .into_iter()
+        .flat_map(|(paths, action)| paths.iter().map(move |p| (p.clone(), mtime(p), action)))
+        .collect()
+}
+
+/// Creates the master FIFO (replacing whatever is at the path, as uWSGI does) and opens it
+/// read-write and non-blocking, so that writers coming and going never give end-of-file.
+fn open_fifo(path: &std::path::Path) -> Result<std::fs::File, String> {
+    let _ = std::fs::remove_file(path);
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .map_err(|e| format!("mkfifo() {}: {e}", path.display()))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("open() master fifo {}: {e}", path.display()))
 }
 
 fn mtime(path: &std::path::Path) -> Option<SystemTime> {
