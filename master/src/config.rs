@@ -141,6 +141,11 @@ pub struct ServerConfig {
     pub master_fifo: Vec<PathBuf>,
     /// `log-reopen`: reopen `logto` on reload.
     pub log_reopen: bool,
+    /// `stats`: address of the stats server; `stats-http`, `stats-minified`, `stats-no-cores`.
+    pub stats: Option<String>,
+    pub stats_http: bool,
+    pub stats_minified: bool,
+    pub stats_no_cores: bool,
     /// `touch-reload` files.
     pub touch_reload: Vec<PathBuf>,
     /// `logto` file.
@@ -472,6 +477,10 @@ impl ServerConfig {
             touch_logreopen: v.list("touch-logreopen").map(PathBuf::from).collect(),
             master_fifo: v.list("master-fifo").map(PathBuf::from).collect(),
             log_reopen: v.bool("log-reopen"),
+            stats: v.str("stats").map(str::to_string),
+            stats_http: v.bool("stats-http"),
+            stats_minified: v.bool("stats-minified"),
+            stats_no_cores: v.bool("stats-no-cores"),
             touch_reload: v.list("touch-reload").map(PathBuf::from).collect(),
             logto: v.str("logto").map(PathBuf::from),
             exit_on_reload: v.bool("exit-on-reload"),

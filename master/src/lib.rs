@@ -7,7 +7,7 @@
 //!
 //! Layout: `dialect` (uWSGI's ini reader and substitutions), `registry` (the option table, its
 //! notices and docs), `config` (`ServerConfig`), `listener` (socket forms, bind, inherit),
-//! `privileges`, `scoreboard` (shared slots), `signals` (self-pipe), `notify` (sd_notify),
+//! `privileges`, `scoreboard` (shared slots), `signals` (self-pipe), `notify` (sd_notify), `stats` (the stats server),
 //! `context` (what a worker receives), `spawn` (the child side of fork), `run` (the master loop),
 //! `log` (line writing).
 
@@ -23,6 +23,7 @@ mod run;
 pub mod scoreboard;
 mod signals;
 mod spawn;
+mod stats;
 
 pub use config::{ServerConfig, SocketKind, SocketSpec};
 pub use context::WorkerContext;

@@ -56,6 +56,9 @@ struct SlotState {
     curse: Option<Curse>,
     respawn_at: Option<Instant>,
     harakiri_fired: bool,
+    harakiri_count: u64,
+    respawn_count: u64,
+    last_spawn_unix: u64,
     init_failures: usize,
     /// The worker was toggled into pause (SIGTSTP) and not back.
     paused: bool,
@@ -125,6 +128,8 @@ struct Master<A: App> {
     forkbomb_until: Option<Instant>,
     /// Watched files, their last mtime and what a change triggers.
     touched: Vec<(PathBuf, Option<SystemTime>, TouchAction)>,
+    /// The stats server, when `stats` is set.
+    stats: Option<crate::stats::StatsServer>,
     /// Chain reload in progress: index of the current victim.
     chain: Option<usize>,
     /// The master FIFO (read end, opened read-write so it never sees end-of-file).
@@ -227,6 +232,14 @@ impl<A: App> Master<A> {
         }
         // 8-9. Inherited sockets (systemd, re-exec), then bind the others.
         let listeners = setup_listeners(&config, inherited.as_deref())?;
+        let stats = match &config.stats {
+            Some(address) => {
+                let (server, line) = crate::stats::StatsServer::bind(address, &config)?;
+                log::line(&line);
+                Some(server)
+            }
+            None => None,
+        };
         // 10. Privileges.
         for line in crate::privileges::drop_privileges(&config)? {
             log::line(&line);
@@ -268,6 +281,15 @@ impl<A: App> Master<A> {
             std::process::id()
         ));
         let touched = watched_files(&config);
+        if let Some(server) = &stats {
+            poll.registry()
+                .register(
+                    &mut mio::unix::SourceFd(&server.raw_fd()),
+                    mio::Token(2),
+                    mio::Interest::READABLE,
+                )
+                .map_err(|e| format!("epoll: {e}"))?;
+        }
         let fifo = match config.master_fifo.first() {
             Some(path) => {
                 let file = open_fifo(path)?;
@@ -304,6 +326,7 @@ impl<A: App> Master<A> {
             forkbomb_count: 0,
             forkbomb_until: None,
             touched,
+            stats,
             chain: None,
             fifo,
             last_touch_check: Instant::now(),
@@ -339,6 +362,10 @@ impl<A: App> Master<A> {
             for command in commands {
                 self.on_fifo(command);
             }
+            if let Some(mut stats) = self.stats.take() {
+                stats.serve(|| self.snapshot());
+                self.stats = Some(stats);
+            }
             self.check_harakiri();
             self.check_mercy();
             self.check_lifetime_and_memory();
@@ -362,6 +389,9 @@ impl<A: App> Master<A> {
         let now = Instant::now();
         if let Some((interval, last)) = self.watchdog {
             timeout = timeout.min((last + interval).saturating_duration_since(now));
+        }
+        if self.stats.as_ref().is_some_and(|s| s.busy()) {
+            timeout = timeout.min(Duration::from_millis(50));
         }
         for (i, s) in self.slots.iter().enumerate() {
             if s.pid.is_some() && !s.harakiri_fired {
@@ -481,6 +511,65 @@ impl<A: App> Master<A> {
         self.chain = None;
         if kind == ReloadKind::Chain {
             self.chain_next(0);
+        }
+    }
+
+    /// The stats document's inputs (6.6).
+    fn snapshot(&self) -> crate::stats::Snapshot {
+        let sockets = self
+            .listeners
+            .iter()
+            .map(|l| {
+                let (queue, max_queue) = match &l.address {
+                    Address::Tcp(_) => crate::stats::listen_queue(l.listener.raw_fd()),
+                    _ => (0, 0),
+                };
+                crate::stats::SocketStats {
+                    name: l.listener.name.clone(),
+                    queue,
+                    max_queue,
+                }
+            })
+            .collect();
+        let workers = (0..self.target)
+            .map(|i| {
+                let s = &self.slots[i];
+                let slot = self.board.slot(i + 1);
+                let state = slot.state.load(Ordering::Acquire);
+                let busy = slot.request_started_mono_ms.load(Ordering::Acquire) != 0;
+                let request = busy.then(|| {
+                    let info = slot.request_info();
+                    (info.method, info.uri, info.remote_addr, info.started_unix)
+                });
+                let (vsz, rss) = s.pid.and_then(statm).unwrap_or((0, 0));
+                crate::stats::WorkerStats {
+                    id: i + 1,
+                    pid: s.pid.map_or(0, |p| p.as_raw()),
+                    accepting: s.pid.is_some() && matches!(state, STATE_ACCEPTING | STATE_BUSY),
+                    status: if s.paused {
+                        "pause"
+                    } else if busy {
+                        "busy"
+                    } else {
+                        "idle"
+                    },
+                    requests: slot.requests.load(Ordering::Relaxed),
+                    delta_requests: slot.delta_requests.load(Ordering::Relaxed),
+                    exceptions: slot.exceptions.load(Ordering::Relaxed),
+                    harakiri_count: s.harakiri_count,
+                    rss,
+                    vsz,
+                    last_spawn: s.last_spawn_unix,
+                    respawn_count: s.respawn_count,
+                    tx: slot.tx.load(Ordering::Relaxed),
+                    request,
+                }
+            })
+            .collect();
+        crate::stats::Snapshot {
+            pid: std::process::id(),
+            sockets,
+            workers,
         }
     }
 
@@ -865,6 +954,7 @@ impl<A: App> Master<A> {
                 Some(self.alive_write.as_raw_fd()),
                 self.notifier.raw_fd(),
                 self.fifo.as_ref().map(|f| f.as_raw_fd()),
+                self.stats.as_ref().map(|s| s.raw_fd()),
             ],
             alive_read: self.alive_read.as_raw_fd(),
         };
@@ -895,6 +985,10 @@ impl<A: App> Master<A> {
                 s.curse = None;
                 s.harakiri_fired = false;
                 s.spawned_at = Some(Instant::now());
+                s.respawn_count += 1;
+                s.last_spawn_unix = SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
                 s.paused = false;
                 if s.spawned_once {
                     log::line(&format!("Respawned uWSGI worker {n} (new pid: {child})"));
@@ -957,6 +1051,7 @@ impl<A: App> Master<A> {
             log::dated(&format!("HARAKIRI triggered by worker {n} core 0 !!!"));
             let _ = kill(pid, Signal::SIGKILL);
             self.slots[i].harakiri_fired = true;
+            self.slots[i].harakiri_count += 1;
         }
     }
 
@@ -1182,6 +1277,13 @@ impl<A: App> Master<A> {
                 Err(e) => log::line(&format!("unlink(): {e} [{}]", path.display())),
             }
         }
+        if let Some(Ok(Address::Unix(path))) =
+            self.config.stats.as_deref().map(listener::parse_address)
+        {
+            if std::fs::remove_file(&path).is_ok() {
+                log::line(&format!("VACUUM: unix socket {} removed.", path.display()));
+            }
+        }
         for l in &self.listeners {
             let Some((path, inode)) = &l.unix_file else {
                 continue;
@@ -1248,7 +1350,7 @@ impl<A: App> Master<A> {
 
 /// Descriptors a worker closes right after fork, and the liveness pipe it keeps.
 pub(crate) struct ChildFds {
-    pub close: [Option<std::os::fd::RawFd>; 6],
+    pub close: [Option<std::os::fd::RawFd>; 7],
     pub alive_read: std::os::fd::RawFd,
 }
 
