@@ -218,6 +218,7 @@ impl ServerConfig {
                     entries
                 }
             };
+        let file_entries = crate::logic::expand(file_entries, section, 0)?;
         let mut entries: Vec<(String, String)> = Vec::new();
         let mut env: Vec<(String, String)> = std::env::vars()
             .filter(|(k, _)| k.starts_with("UWSGI_") && !NOT_OPTIONS.contains(&k.as_str()))
@@ -787,7 +788,7 @@ mod tests {
         );
         assert!(parse("[uwsgi]\nhttp-socket = :8000\nif-env = X\n")
             .unwrap_err()
-            .starts_with("option \"if-env\" is not supported by this server: configuration logic"));
+            .contains("no matching endif"));
         assert_eq!(
             parse("[uwsgi]\nhttp-socket = :8000\nstrict = true\nfoo = 1\n").unwrap_err(),
             "[strict-mode] unknown config directive: foo"

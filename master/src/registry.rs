@@ -54,8 +54,6 @@ use Priority::{Must, Should, Wont};
 
 const PYTHON: &str = "the application is compiled in, there is no Python";
 const LATER: &str = "not implemented yet";
-const LOGIC: &str = "configuration logic is not implemented yet; ignoring it would apply the options it guards unconditionally";
-const INCLUDE: &str = "including other configuration files is not implemented yet";
 
 macro_rules! opt {
     ($name:expr, [$($alias:expr),*], $kind:expr, $default:expr, $prio:expr, $effect:expr, $doc:expr) => {
@@ -214,23 +212,26 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt!("strict", [], Bool, "false", Must, Honoured, "unknown options end startup"),
     opt!("set", [], List, "", Must, Honoured, "`name=value` placeholder"),
     opt!("set-placeholder", [], List, "", Must, Honoured, "`name=value` placeholder"),
-    opt!("ini", [], Str, "", Should, Reject(INCLUDE), "read another file's section"),
-    opt!("include", [], Str, "", Should, Reject(INCLUDE), "read another file's section"),
-    opt!("inherit", [], Str, "", Should, Reject(INCLUDE), "read another file's section"),
-    opt!("if-env", [], Str, "", Should, Reject(LOGIC), "configuration logic"),
-    opt!("if-not-env", [], Str, "", Should, Reject(LOGIC), "configuration logic"),
-    opt!("if-exists", [], Str, "", Should, Reject(LOGIC), "configuration logic"),
-    opt!("if-not-exists", [], Str, "", Should, Reject(LOGIC), "configuration logic"),
-    opt!("if-file", [], Str, "", Should, Reject(LOGIC), "configuration logic"),
-    opt!("if-dir", [], Str, "", Should, Reject(LOGIC), "configuration logic"),
-    opt!("if-opt", [], Str, "", Should, Reject(LOGIC), "configuration logic"),
-    opt!("if-not-opt", [], Str, "", Should, Reject(LOGIC), "configuration logic"),
-    opt!("if-reload", [], Str, "", Should, Reject(LOGIC), "configuration logic"),
-    opt!("for", [], Str, "", Should, Reject(LOGIC), "configuration logic"),
-    opt!("for-glob", [], Str, "", Should, Reject(LOGIC), "configuration logic"),
-    opt!("for-times", [], Str, "", Should, Reject(LOGIC), "configuration logic"),
-    opt!("endif", ["end-if"], Str, "", Should, Reject(LOGIC), "configuration logic"),
-    opt!("endfor", ["end-for"], Str, "", Should, Reject(LOGIC), "configuration logic"),
+    opt!("ini", [], Str, "", Should, Honoured, "read the section of another file (`PATH[:SECTION]`) at this point"),
+    opt!("include", [], Str, "", Should, Honoured, "read the section of another file (`PATH[:SECTION]`) at this point"),
+    opt!("inherit", [], Str, "", Should, Honoured, "read the section of another file (`PATH[:SECTION]`) at this point"),
+    opt!("if-env", [], Str, "", Should, Honoured, "configuration logic: keeps the lines up to `endif` when the condition holds"),
+    opt!("if-not-env", [], Str, "", Should, Honoured, "configuration logic: keeps the lines up to `endif` when the condition holds"),
+    opt!("if-exists", [], Str, "", Should, Honoured, "configuration logic: keeps the lines up to `endif` when the condition holds"),
+    opt!("if-not-exists", [], Str, "", Should, Honoured, "configuration logic: keeps the lines up to `endif` when the condition holds"),
+    opt!("if-file", [], Str, "", Should, Honoured, "configuration logic: keeps the lines up to `endif` when the condition holds"),
+    opt!("if-dir", [], Str, "", Should, Honoured, "configuration logic: keeps the lines up to `endif` when the condition holds"),
+    opt!("if-not-file", [], Str, "", Should, Honoured, "configuration logic: keeps the lines up to `endif` when the condition holds"),
+    opt!("if-not-dir", [], Str, "", Should, Honoured, "configuration logic: keeps the lines up to `endif` when the condition holds"),
+    opt!("if-not-reload", [], Str, "", Should, Honoured, "configuration logic: keeps the lines up to `endif` when the condition holds"),
+    opt!("if-opt", [], Str, "", Should, Honoured, "configuration logic: keeps the lines up to `endif` when the condition holds"),
+    opt!("if-not-opt", [], Str, "", Should, Honoured, "configuration logic: keeps the lines up to `endif` when the condition holds"),
+    opt!("if-reload", [], Str, "", Should, Honoured, "configuration logic: keeps the lines up to `endif` when the condition holds"),
+    opt!("for", [], Str, "", Should, Honoured, "configuration logic: repeats the lines up to `endfor`, `%(_)` set to each item"),
+    opt!("for-glob", [], Str, "", Should, Honoured, "configuration logic: repeats the lines up to `endfor`, `%(_)` set to each item"),
+    opt!("for-times", [], Str, "", Should, Honoured, "configuration logic: repeats the lines up to `endfor`, `%(_)` set to each item"),
+    opt!("endif", ["end-if"], Str, "", Should, Honoured, "configuration logic: ends an `if-*` block"),
+    opt!("endfor", ["end-for"], Str, "", Should, Honoured, "configuration logic: ends a `for*` block"),
     // Python and uWSGI internals (2.1, 2.6): ignored.
     opt!("wsgi-file", [], Str, "", Wont, Notice(PYTHON), "Python WSGI file"),
     opt!("enable-threads", [], Bool, "false", Wont, Notice("workers serve one request at a time; internal threads need no switch"), "Python GIL threads"),
