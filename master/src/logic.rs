@@ -3,7 +3,7 @@
 //! `if-*` ... `endif` keep or drop a block, `for*` ... `endfor` repeat one with `%(_)` set.
 
 use crate::dialect::{self, Magic};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Deepest include chain accepted (a file including itself ends here, not in a stack overflow).
 const MAX_DEPTH: usize = 16;
@@ -255,7 +255,7 @@ fn include(
 
 /// For tests: a fresh directory.
 #[cfg(test)]
-fn scratch(name: &str) -> PathBuf {
+fn scratch(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("logic-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
