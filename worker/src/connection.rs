@@ -14,8 +14,10 @@ use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant, SystemTime};
 
-/// How long a refused connection is drained before closing (see `Stream::linger_close`).
-const LINGER: Duration = Duration::from_secs(2);
+/// How long a refused connection is drained before closing, at most and without data (see
+/// `Stream::linger_close`): short, since the worker serves nobody else meanwhile.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_QUIET: Duration = Duration::from_millis(100);
 
 /// Largest piece of a body read at once straight into the request.
 const BODY_READ: usize = 64 * 1024;
@@ -86,7 +88,7 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
             if !keep {
                 if self.filled > 0 {
                     // Pipelined bytes left unread: drain them so the close is not a reset.
-                    conn.stream.linger_close(LINGER);
+                    conn.stream.linger_close(LINGER, LINGER_QUIET);
                 }
                 return Served::Closed;
             }
@@ -420,7 +422,7 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
     fn refuse(&mut self, conn: Conn, status: u16, version: Version) -> Written {
         let response = self.error_response(status);
         let written = self.write_response(&conn, version, &response, Persistence::Close, true);
-        conn.stream.linger_close(LINGER);
+        conn.stream.linger_close(LINGER, LINGER_QUIET);
         written
     }
 

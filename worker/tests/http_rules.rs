@@ -466,3 +466,47 @@ fn unix_socket_clients_are_0_0_0_0() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn write_to_a_vanished_client_is_logged() {
+    use std::os::fd::AsRawFd;
+    let server = server();
+    let stream = server.connect();
+    let mut writer = &stream;
+    writer
+        .write_all(b"GET /sleep?ms=300 HTTP/1.1\r\n\r\n")
+        .unwrap();
+    // Close with a reset (SO_LINGER 0) while the handler sleeps.
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt with a valid linger value on an open socket.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    drop(stream);
+    let line = server.log.wait_for("write error: ");
+    assert!(
+        line.ends_with(" during GET /sleep?ms=300 (127.0.0.1)")
+            && line.contains(" - write error: "),
+        "{line}"
+    );
+    // Nothing could be sent: the request line says 500 and 0 bytes.
+    let request = server.log.wait_for("GET /sleep?ms=300 =>");
+    assert!(
+        request.contains("generated 0 bytes") && request.contains("(HTTP/1.1 500)"),
+        "{request}"
+    );
+    assert_eq!(
+        only_reply(&server.exchange(b"GET / HTTP/1.1\r\n\r\n")).status,
+        200
+    );
+}

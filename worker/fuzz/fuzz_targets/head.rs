@@ -24,12 +24,15 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(Some(head)) = &whole {
         assert!(head.len <= raw.len() && head.len <= limits.buffer_size);
         if head.framing == Framing::Chunked {
-            let mut decoder = ChunkedDecoder::new();
-            let mut body = Vec::new();
-            if let Ok(used) = decoder.decode(&raw[head.len..], &mut body, limits.limit_post) {
-                assert!(used <= raw.len() - head.len);
+            let input = &raw[head.len..];
+            let whole = decode(input, input.len(), limits.limit_post);
+            if let Ok((used, body, _)) = &whole {
+                assert!(*used <= input.len());
                 assert!(body.len() as u64 <= limits.limit_post);
             }
+            // The same body, whatever the split between two reads.
+            let split = data[1] as usize % (input.len() + 1);
+            assert_eq!(decode(input, split, limits.limit_post), whole);
         }
     }
     // A prefix is either incomplete or already gives the final answer (the worker parses after
@@ -42,6 +45,24 @@ fuzz_target!(|data: &[u8]| {
     }
     assert_eq!(parser.parse(raw, &limits, &mut again), whole);
     if whole.is_ok() || whole.is_err_and(|e| e.request_parsed()) {
-        assert_eq!((&again.method, &again.target, &again.headers), (&req.method, &req.target, &req.headers));
+        assert_eq!(
+            (&again.method, &again.target, &again.headers),
+            (&req.method, &req.target, &req.headers)
+        );
     }
 });
+
+/// Decodes `input` given in two reads split at `split`: consumed bytes, body, completeness.
+fn decode(
+    input: &[u8],
+    split: usize,
+    limit: u64,
+) -> Result<(usize, Vec<u8>, bool), worker::chunked::ChunkError> {
+    let mut decoder = ChunkedDecoder::new();
+    let mut body = Vec::new();
+    let mut used = decoder.decode(&input[..split], &mut body, limit)?;
+    if !decoder.is_done() {
+        used += decoder.decode(&input[used..], &mut body, limit)?;
+    }
+    Ok((used, body, decoder.is_done()))
+}
