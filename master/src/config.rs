@@ -111,6 +111,9 @@ pub struct ServerConfig {
     pub need_app: bool,
     /// `harakiri-verbose`.
     pub harakiri_verbose: bool,
+    /// `harakiri-graceful-timeout` (0 = SIGKILL at once) and `harakiri-graceful-signal`.
+    pub harakiri_graceful_timeout: Duration,
+    pub harakiri_graceful_signal: i32,
     /// `max-requests-delta`.
     pub max_requests_delta: u64,
     /// `max-worker-lifetime` (0 = off) and its per-slot delta.
@@ -420,6 +423,12 @@ impl ServerConfig {
             .collect::<Result<Vec<_>, _>>()?;
 
         let processes = (v.int("processes")? as usize).max(1);
+        let harakiri_graceful_signal = v.int("harakiri-graceful-signal")? as i32;
+        if nix::sys::signal::Signal::try_from(harakiri_graceful_signal).is_err() {
+            return Err(format!(
+                "invalid value for option \"harakiri-graceful-signal\": {harakiri_graceful_signal}"
+            ));
+        }
         Ok(ServerConfig {
             buffer_size: buffer_size as usize,
             limit_post: v.int("limit-post")?,
@@ -460,6 +469,8 @@ impl ServerConfig {
             need_app: v.bool("need-app"),
             harakiri_verbose: v.bool("harakiri-verbose"),
             max_requests_delta: v.int("max-requests-delta")?,
+            harakiri_graceful_timeout: Duration::from_secs(v.int("harakiri-graceful-timeout")?),
+            harakiri_graceful_signal,
             max_worker_lifetime: Duration::from_secs(v.int("max-worker-lifetime")?),
             max_worker_lifetime_delta: Duration::from_secs(v.int("max-worker-lifetime-delta")?),
             evil_reload_on_rss: v.int("evil-reload-on-rss")?,

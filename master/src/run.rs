@@ -56,6 +56,8 @@ struct SlotState {
     curse: Option<Curse>,
     respawn_at: Option<Instant>,
     harakiri_fired: bool,
+    /// When the graceful harakiri signal was sent: SIGKILL is due at this instant.
+    harakiri_kill_at: Option<Instant>,
     harakiri_count: u64,
     respawn_count: u64,
     last_spawn_unix: u64,
@@ -405,6 +407,12 @@ impl<A: App> Master<A> {
                 }
             }
             if let Some(at) = s.respawn_at {
+                timeout = timeout.min(at.saturating_duration_since(now));
+            }
+            if let Some(at) = s
+                .harakiri_kill_at
+                .filter(|_| s.pid.is_some() && !s.harakiri_fired)
+            {
                 timeout = timeout.min(at.saturating_duration_since(now));
             }
             if let Some(c) = s.curse.filter(|c| !c.mercy_killed && s.pid.is_some()) {
@@ -842,6 +850,7 @@ impl<A: App> Master<A> {
         let slot = &mut self.slots[i];
         slot.pid = None;
         slot.harakiri_fired = false;
+        slot.harakiri_kill_at = None;
         self.board.slot(n).pid.store(0, Ordering::Relaxed);
         if let Some(curse) = slot.curse.take() {
             match curse.reason {
@@ -984,6 +993,7 @@ impl<A: App> Master<A> {
                 s.epoch = self.epoch;
                 s.curse = None;
                 s.harakiri_fired = false;
+                s.harakiri_kill_at = None;
                 s.spawned_at = Some(Instant::now());
                 s.respawn_count += 1;
                 s.last_spawn_unix = SystemTime::now()
@@ -1012,6 +1022,7 @@ impl<A: App> Master<A> {
     /// Harakiri (3.6): SIGKILL a worker whose request outlived its deadline.
     fn check_harakiri(&mut self) {
         let now_ms = scoreboard::monotonic_ms();
+        let now = Instant::now();
         for i in 0..self.slots.len() {
             let Some(pid) = self.slots[i].pid else {
                 continue;
@@ -1021,38 +1032,76 @@ impl<A: App> Master<A> {
             }
             let n = i + 1;
             let slot = self.board.slot(n);
+            let info = slot.request_info();
+            if let Some(due) = self.slots[i].harakiri_kill_at {
+                // Second harakiri after a graceful attempt: SIGKILL.
+                if now >= due {
+                    self.harakiri_dump(n, pid, 2, false, &info);
+                    let _ = kill(pid, Signal::SIGKILL);
+                    self.slots[i].harakiri_fired = true;
+                }
+                continue;
+            }
             let deadline = slot.harakiri_deadline_mono_ms.load(Ordering::Acquire);
             if deadline == 0 || now_ms < deadline {
                 continue;
             }
-            let info = slot.request_info();
             // The request may have finished between the two reads: then nothing is done.
             if slot.harakiri_deadline_mono_ms.load(Ordering::Acquire) != deadline
                 || slot.generation.load(Ordering::Acquire) != self.slots[i].generation
             {
                 continue;
             }
-            log::dated(&format!(
-                "*** HARAKIRI ON WORKER {n} (pid: {pid}, try: 1, graceful: no) ***"
-            ));
-            if self.config.harakiri_verbose {
-                for what in ["syscall", "wchan"] {
-                    let text =
-                        std::fs::read_to_string(format!("/proc/{pid}/{what}")).unwrap_or_default();
-                    log::line(&format!("HARAKIRI: -- {what}> {}", text.trim_end()));
-                }
-            }
-            log::dated(&format!("HARAKIRI !!! worker {n} status !!!"));
-            log::dated(&format!(
-                "HARAKIRI [core 0] {} - {} {} since {}",
-                info.remote_addr, info.method, info.uri, info.started_unix
-            ));
-            log::dated(&format!("HARAKIRI !!! end of worker {n} status !!!"));
-            log::dated(&format!("HARAKIRI triggered by worker {n} core 0 !!!"));
-            let _ = kill(pid, Signal::SIGKILL);
-            self.slots[i].harakiri_fired = true;
             self.slots[i].harakiri_count += 1;
+            let grace = self.config.harakiri_graceful_timeout;
+            if grace.is_zero() {
+                self.harakiri_dump(n, pid, 1, false, &info);
+                let _ = kill(pid, Signal::SIGKILL);
+                self.slots[i].harakiri_fired = true;
+                continue;
+            }
+            self.harakiri_dump(n, pid, 1, true, &info);
+            let sig = self.config.harakiri_graceful_signal;
+            let next = SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| (d + grace).as_secs());
+            log::dated(&format!(
+                "HARAKIRI: graceful termination attempt on worker {n} with signal {sig}. Next harakiri: {next}"
+            ));
+            if let Ok(signal) = Signal::try_from(sig) {
+                let _ = kill(pid, signal);
+            }
+            self.slots[i].harakiri_kill_at = Some(now + grace);
         }
+    }
+
+    /// The harakiri lines of 6.3, in order.
+    fn harakiri_dump(
+        &self,
+        n: usize,
+        pid: Pid,
+        attempt: u32,
+        graceful: bool,
+        info: &scoreboard::RequestInfo,
+    ) {
+        let graceful = if graceful { "yes" } else { "no" };
+        log::dated(&format!(
+            "*** HARAKIRI ON WORKER {n} (pid: {pid}, try: {attempt}, graceful: {graceful}) ***"
+        ));
+        if self.config.harakiri_verbose {
+            for what in ["syscall", "wchan"] {
+                let text =
+                    std::fs::read_to_string(format!("/proc/{pid}/{what}")).unwrap_or_default();
+                log::line(&format!("HARAKIRI: -- {what}> {}", text.trim_end()));
+            }
+        }
+        log::dated(&format!("HARAKIRI !!! worker {n} status !!!"));
+        log::dated(&format!(
+            "HARAKIRI [core 0] {} - {} {} since {}",
+            info.remote_addr, info.method, info.uri, info.started_unix
+        ));
+        log::dated(&format!("HARAKIRI !!! end of worker {n} status !!!"));
+        log::dated(&format!("HARAKIRI triggered by worker {n} core 0 !!!"));
     }
 
     /// Mercy (3.9): a worker asked to stop that is still alive after `worker-reload-mercy`.
