@@ -132,6 +132,11 @@ pub struct ServerConfig {
     pub pidfile2: Option<PathBuf>,
     pub safe_pidfile: Option<PathBuf>,
     pub safe_pidfile2: Option<PathBuf>,
+    /// `daemonize`/`daemonize2`: detach and log to this file.
+    pub daemonize: Option<PathBuf>,
+    /// `log-date`: prefix of the master's lifecycle lines: `Some("")` for the C `ctime()` form,
+    /// else a `strftime` format.
+    pub log_date: Option<String>,
     /// `logto2`: log file opened after privileges are dropped.
     pub logto2: Option<PathBuf>,
     /// `max-fd`: `RLIMIT_NOFILE` (0 = unchanged).
@@ -483,6 +488,18 @@ impl ServerConfig {
             safe_pidfile: v.str("safe-pidfile").map(PathBuf::from),
             safe_pidfile2: v.str("safe-pidfile2").map(PathBuf::from),
             logto2: v.str("logto2").map(PathBuf::from),
+            daemonize: v
+                .str("daemonize")
+                .or_else(|| v.str("daemonize2"))
+                .map(PathBuf::from),
+            log_date: match v.scalars.get("log-date") {
+                None => None,
+                Some((_, value)) if value.is_empty() || value.eq_ignore_ascii_case("true") => {
+                    Some(String::new())
+                }
+                Some((_, value)) if !dialect::parse_bool(value) => None,
+                Some((_, value)) => Some(value.clone()),
+            },
             max_fd: v.int("max-fd")?,
             touch_workers_reload: v.list("touch-workers-reload").map(PathBuf::from).collect(),
             touch_chain_reload: v.list("touch-chain-reload").map(PathBuf::from).collect(),

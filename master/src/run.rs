@@ -209,7 +209,17 @@ impl<A: App> Master<A> {
             // SAFETY: plain syscall.
             unsafe { libc::umask(mask as libc::mode_t) };
         }
-        // 5. logto, as the starting user.
+        log::set_date_format(config.log_date.clone());
+        // 5. daemonize or logto, as the starting user.
+        if let Some(path) = &config.daemonize {
+            if notifier.path().is_some() {
+                return Err(Fatal(
+                    1,
+                    "daemonize cannot be used under systemd Type=notify".to_string(),
+                ));
+            }
+            daemonize(path)?;
+        }
         if let Some(path) = &config.logto {
             redirect_log(path)?;
         }
@@ -499,6 +509,7 @@ impl<A: App> Master<A> {
         for line in &config.notices {
             log::line(line);
         }
+        log::set_date_format(config.log_date.clone());
         self.target = config.processes.min(self.slots.len());
         self.config = Arc::new(config);
         self.app = Arc::new(app);
@@ -1401,6 +1412,21 @@ impl<A: App> Master<A> {
 pub(crate) struct ChildFds {
     pub close: [Option<std::os::fd::RawFd>; 7],
     pub alive_read: std::os::fd::RawFd,
+}
+
+/// Detaches: fork (the parent exits 0), `setsid`, standard input from `/dev/null`, output to
+/// `path`. The master is still single-threaded here (no worker, no thread).
+fn daemonize(path: &std::path::Path) -> Result<(), String> {
+    // SAFETY: single-threaded process; the parent only calls _exit.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { .. }) => unsafe { libc::_exit(0) },
+        Ok(nix::unistd::ForkResult::Child) => {}
+        Err(e) => return Err(format!("fork(): {e}")),
+    }
+    nix::unistd::setsid().map_err(|e| format!("setsid(): {e}"))?;
+    let null = std::fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
+    nix::unistd::dup2(null.as_raw_fd(), 0).map_err(|e| format!("dup2(): {e}"))?;
+    redirect_log(path)
 }
 
 /// Appends standard error (and output) to `path`; workers inherit it.
