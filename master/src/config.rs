@@ -75,6 +75,14 @@ pub struct ServerConfig {
     pub ini: PathBuf,
     /// `http-socket`, `http11-socket`, `http`, `socket` (with `protocol = http`), in file order.
     pub sockets: Vec<SocketSpec>,
+    /// `shared-socket` addresses, referenced as `=N` by socket lines.
+    pub shared_sockets: Vec<String>,
+    /// `abstract-socket`: Unix socket names are abstract.
+    pub abstract_socket: bool,
+    /// `chdir2`: working directory of the workers.
+    pub chdir2: Option<PathBuf>,
+    /// `add-gid`: extra supplementary groups.
+    pub add_gids: Vec<u32>,
     /// `listen`: backlog of self-bound listeners.
     pub listen: u32,
     /// `chmod-socket`: mode of Unix socket files.
@@ -351,9 +359,18 @@ impl ServerConfig {
             buffer_size = 65535;
         }
         let socket_timeout = Duration::from_secs(v.int("socket-timeout")?);
+        // `http-timeout` belongs to uWSGI's router: it only matters with `http` lines, where it
+        // is the idle time of keep-alive connections when `http-keepalive` gives none.
+        let has_router_lines = v.list("http").next().is_some();
+        let http_timeout = Duration::from_secs(v.int("http-timeout")?);
+        if v.scalars.contains_key("http-timeout") && !has_router_lines {
+            v.notice("http-timeout", "it only applies to `http` listeners");
+        }
         let keepalive_timeout = http_keepalive.then(|| {
             if keep_alive_secs > 1 {
                 Duration::from_secs(keep_alive_secs)
+            } else if has_router_lines {
+                http_timeout
             } else {
                 socket_timeout
             }
@@ -455,6 +472,13 @@ impl ServerConfig {
             log_micros: v.bool("log-micros"),
             ini,
             sockets,
+            shared_sockets: v.list("shared-socket").cloned().collect(),
+            abstract_socket: v.bool("abstract-socket"),
+            chdir2: v.str("chdir2").map(PathBuf::from),
+            add_gids: v
+                .list("add-gid")
+                .map(|g| resolve_group(g))
+                .collect::<Result<Vec<_>, _>>()?,
             listen: v.int("listen")?.min(u64::from(u32::MAX)) as u32,
             chmod_socket,
             chown_socket,
@@ -517,6 +541,27 @@ impl ServerConfig {
             notices: v.notices,
             options: entries,
         })
+    }
+
+    /// The sockets with `=N` references replaced by the N-th `shared-socket` address.
+    pub fn effective_sockets(&self) -> Result<Vec<SocketSpec>, String> {
+        self.sockets
+            .iter()
+            .map(|spec| match spec.address.strip_prefix('=') {
+                Some(n) => {
+                    let shared = n
+                        .parse::<usize>()
+                        .ok()
+                        .and_then(|n| self.shared_sockets.get(n))
+                        .ok_or_else(|| format!("unable to find shared socket {}", spec.address))?;
+                    Ok(SocketSpec {
+                        address: shared.clone(),
+                        ..spec.clone()
+                    })
+                }
+                None => Ok(spec.clone()),
+            })
+            .collect()
     }
 
     /// The `[uwsgi]` block logged by SIGUSR1: the options as applied.
@@ -909,5 +954,29 @@ mod tests {
             ]
         );
         assert_eq!(rest, vec!["start".to_string()]);
+    }
+}
+
+#[cfg(test)]
+mod socket_form_tests {
+    use super::*;
+
+    #[test]
+    fn shared_socket_references() {
+        let c = ServerConfig::from_text(
+            "[uwsgi]\nshared-socket = 127.0.0.1:0\nhttp-socket = =0\nhttp-socket = =1\n",
+            Path::new("/x.ini"),
+            &crate::Invocation::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.effective_sockets().unwrap_err(),
+            "unable to find shared socket =1"
+        );
+        let c = ServerConfig {
+            sockets: c.sockets[..1].to_vec(),
+            ..c
+        };
+        assert_eq!(c.effective_sockets().unwrap()[0].address, "127.0.0.1:0");
     }
 }

@@ -73,7 +73,7 @@ macro_rules! opt {
 #[rustfmt::skip]
 pub static OPTIONS: &[OptionSpec] = &[
     // Sockets (2.2).
-    opt!("http-socket", [], List, "", Must, Honoured, "HTTP listener (`host:port`, `:port`, `[v6]:port`, Unix path, `@abstract`); repeatable"),
+    opt!("http-socket", [], List, "", Must, Honoured, "HTTP listener (`host:port`, `:port`, `[v6]:port`, Unix path, `@abstract`, `fd://N`, `=N`); repeatable"),
     opt!("http11-socket", [], List, "", Should, Honoured, "HTTP listener with keep-alive connections"),
     opt!("http", [], List, "", Should, Honoured, "HTTP router address; served directly by the workers (no router process)"),
     opt!("socket", ["uwsgi-socket", "s"], List, "", Should, Honoured, "listener of the uwsgi protocol; HTTP with `protocol = http`"),
@@ -83,8 +83,8 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt!("chown-socket", [], Str, "", Must, Honoured, "`user[:group]` owning Unix socket files"),
     opt!("umask", [], Str, "", Should, Honoured, "process umask (octal), applied at startup"),
     opt!("vacuum", [], Bool, "false", Must, Honoured, "remove Unix sockets and the pidfile at exit"),
-    opt!("shared-socket", [], List, "", Should, Notice(LATER), "socket bound early, referenced as `=N`"),
-    opt!("abstract-socket", [], Bool, "false", Should, Notice(LATER), "force abstract Unix socket names"),
+    opt!("shared-socket", [], List, "", Should, Honoured, "socket bound early, referenced as `=N`"),
+    opt!("abstract-socket", [], Bool, "false", Should, Honoured, "force abstract Unix socket names"),
     opt!("reuse-port", [], Bool, "false", Should, Honoured, "SO_REUSEPORT on listeners"),
     opt!("so-keepalive", [], Bool, "false", Should, Honoured, "SO_KEEPALIVE on listeners"),
     opt!("freebind", [], Bool, "false", Should, Honoured, "IP_FREEBIND on listeners"),
@@ -140,12 +140,12 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt!("shutdown-sockets", [], Bool, "false", Should, Honoured, "accepted: the graceful shutdown always shuts the listeners down"),
     opt!("uid", [], Str, "", Must, Honoured, "user (name or number) to run as after binding"),
     opt!("gid", [], Str, "", Must, Honoured, "group (name or number) to run as after binding"),
-    opt!("add-gid", [], List, "", Should, Notice(LATER), "extra supplementary groups"),
+    opt!("add-gid", [], List, "", Should, Honoured, "extra supplementary groups"),
     opt!("no-initgroups", [], Bool, "false", Should, Honoured, "do not set the supplementary groups of uid"),
     opt!("daemonize", [], Str, "", Should, Honoured, "detach and log to a file"),
     opt!("daemonize2", [], Str, "", Should, Honoured, "detach after loading and log to a file"),
     opt!("chdir", [], Str, "", Must, Honoured, "working directory, entered after the pidfile is written"),
-    opt!("chdir2", [], Str, "", Should, Notice(LATER), "working directory of the workers"),
+    opt!("chdir2", [], Str, "", Should, Honoured, "working directory of the workers"),
     opt!("env", [], List, "", Must, Honoured, "`KEY=VALUE` set in the environment before the settings are read"),
     opt!("unenv", [], List, "", Should, Honoured, "environment variable to remove"),
     opt!("stats", ["stats-server"], Str, "", Should, Honoured, "stats server address"),
@@ -171,7 +171,7 @@ pub static OPTIONS: &[OptionSpec] = &[
     // HTTP (2.1, 2.4).
     opt!("buffer-size", ["b"], Int, "4096", Must, Honoured, "maximum request head size in bytes (clamped to 65535)"),
     opt!("post-buffering", [], Int, "0", Must, Honoured, "bodies above this size may be spooled to a file"),
-    opt!("post-buffering-bufsize", [], Int, "8192", Should, Honoured, "read-chunk size hint"),
+    opt!("post-buffering-bufsize", [], Int, "8192", Should, Notice("bodies are read whole before the handler runs"), "read-chunk size hint"),
     opt!("socket-timeout", ["z"], Int, "4", Must, Honoured, "per-read/write inactivity timeout in seconds"),
     opt!("limit-post", [], Int, "0", Must, Honoured, "maximum request body size in bytes (0 = unlimited)"),
     opt!("max-vars", ["v"], Int, "64", Should, Honoured, "more than 2 x max-vars - 9 header fields get 431"),

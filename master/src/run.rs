@@ -1580,7 +1580,41 @@ fn setup_listeners(
     }
     let mut out: Vec<MasterListener> = Vec::new();
     let mut needs_bind = Vec::new();
-    for spec in &config.sockets {
+    let specs = config.effective_sockets()?;
+    for spec in &specs {
+        if let Some(fd) = spec.address.strip_prefix("fd://") {
+            let by_name = adopted
+                .iter()
+                .position(|(_, _, _, name)| name.as_deref() == Some(spec.address.as_str()));
+            let (socket, address) = match by_name {
+                Some(pos) => {
+                    let (socket, address, _, _) = adopted.remove(pos);
+                    (socket, address)
+                }
+                None => listener::adopt(
+                    fd.parse()
+                        .map_err(|_| format!("invalid socket address: {}", spec.address))?,
+                )?,
+            };
+            let (family, shown) = listener::describe(&address);
+            let ml = MasterListener {
+                listener: crate::Listener {
+                    socket,
+                    name: spec.address.clone(),
+                    keep_alive: spec.keep_alive,
+                },
+                unix_file: None,
+                address,
+                self_bound: false,
+            };
+            log::line(&format!(
+                "uwsgi socket {} inherited {family} address {shown} fd {}",
+                out.len(),
+                ml.listener.raw_fd()
+            ));
+            out.push(ml);
+            continue;
+        }
         let wanted = listener::parse_address(&spec.address)?;
         let by_name = adopted
             .iter()
