@@ -173,3 +173,40 @@ fn fork_bomb_guard_does_not_block_the_master() {
     assert_eq!(s.wait_exit(WAIT).code(), Some(0));
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
 }
+
+#[test]
+fn graceful_harakiri_signal_then_sigkill() {
+    // SIGUSR1 (10) does not stop the worker: the second harakiri kills it.
+    let mut s = start(
+        "[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 1\nharakiri = 2\nharakiri-graceful-timeout = 1\nharakiri-graceful-signal = 10\nsocket-timeout = 1\n",
+    );
+    let pid = s.workers()[0];
+    let port = s.port;
+    let sent = Instant::now();
+    let stuck = std::thread::spawn(move || (http_get(port, "/sleep?ms=8000"), sent.elapsed()));
+    s.lines.wait_for(
+        &format!("*** HARAKIRI ON WORKER 1 (pid: {pid}, try: 1, graceful: yes) ***"),
+        WAIT,
+    );
+    s.lines.wait_for(
+        "HARAKIRI: graceful termination attempt on worker 1 with signal 10. Next harakiri: ",
+        WAIT,
+    );
+    s.lines.wait_for(
+        &format!("*** HARAKIRI ON WORKER 1 (pid: {pid}, try: 2, graceful: no) ***"),
+        WAIT,
+    );
+    s.lines.wait_for(
+        &format!("DAMN ! worker 1 (pid: {pid}) died, killed by signal 9"),
+        WAIT,
+    );
+    let (result, elapsed) = stuck.join().unwrap();
+    assert!(result.is_err());
+    assert!(
+        elapsed >= Duration::from_millis(2900) && elapsed <= Duration::from_millis(5000),
+        "{elapsed:?}"
+    );
+    s.lines.wait_for("Respawned uWSGI worker 1", WAIT);
+    s.signal(libc::SIGINT);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+}
