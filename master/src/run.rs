@@ -52,10 +52,40 @@ struct SlotState {
     /// Configuration epoch the worker was forked with (bumped by each lazy reload).
     epoch: u64,
     spawned_once: bool,
+    spawned_at: Option<Instant>,
     curse: Option<Curse>,
     respawn_at: Option<Instant>,
     harakiri_fired: bool,
+    /// When the graceful harakiri signal was sent: SIGKILL is due at this instant.
+    harakiri_kill_at: Option<Instant>,
+    harakiri_count: u64,
+    respawn_count: u64,
+    last_spawn_unix: u64,
     init_failures: usize,
+    /// The worker was toggled into pause (SIGTSTP) and not back.
+    paused: bool,
+}
+
+/// The reload flavours of 3.9 and their triggers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReloadKind {
+    /// SIGHUP, `touch-reload`, fifo `r`: rolling with `lazy`, else stop all and re-exec.
+    Graceful,
+    /// Fifo `R`: every worker SIGTERMed, then re-exec, in every mode.
+    Brutal,
+    /// Fifo `w`/`W`, `touch-workers-reload`: every worker replaced, the master stays.
+    Workers { brutal: bool },
+    /// Fifo `c`, `touch-chain-reload`: one slot at a time, the next once the new one accepts.
+    Chain,
+}
+
+/// What a touched file triggers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TouchAction {
+    Reload,
+    WorkersReload,
+    ChainReload,
+    LogReopen,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,11 +128,27 @@ struct Master<A: App> {
     forkbomb_last: Option<Instant>,
     forkbomb_count: usize,
     forkbomb_until: Option<Instant>,
-    touch_mtimes: Vec<Option<SystemTime>>,
+    /// Watched files, their last mtime and what a change triggers.
+    touched: Vec<(PathBuf, Option<SystemTime>, TouchAction)>,
+    /// The stats server, when `stats` is set.
+    stats: Option<crate::stats::StatsServer>,
+    /// Chain reload in progress: index of the current victim.
+    chain: Option<usize>,
+    /// The master FIFO (read end, opened read-write so it never sees end-of-file).
+    fifo: Option<std::fs::File>,
     last_touch_check: Instant,
     pidfile: Option<PathBuf>,
+    /// `pidfile2`, removed by vacuum.
+    pidfile2: Option<PathBuf>,
     startup_dir: PathBuf,
     exit_code: i32,
+    /// `WATCHDOG_USEC` / 2, when systemd asked for keep-alive pings; and the last ping.
+    watchdog: Option<(Duration, Instant)>,
+    /// The watchdog variables, removed from the workers' environment, put back for a re-exec.
+    watchdog_env: Vec<(String, String)>,
+    last_memory_check: Instant,
+    /// SIGTSTP pause in force.
+    paused: bool,
 }
 
 /// Runs the master until shutdown and returns the process exit code.
@@ -129,6 +175,23 @@ impl<A: App> Master<A> {
         let inherited = std::env::var(ENV_INHERITED).ok();
         std::env::remove_var(ENV_INHERITED);
         let mut notifier = Notifier::from_env();
+        let watchdog_env: Vec<(String, String)> = ["WATCHDOG_USEC", "WATCHDOG_PID"]
+            .iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+            .collect();
+        for (k, _) in &watchdog_env {
+            std::env::remove_var(k);
+        }
+        let watchdog_for_us = watchdog_env
+            .iter()
+            .find(|(k, _)| k == "WATCHDOG_PID")
+            .is_none_or(|(_, v)| v.parse::<u32>().ok() == Some(std::process::id()));
+        let watchdog = watchdog_env
+            .iter()
+            .find(|(k, _)| k == "WATCHDOG_USEC")
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+            .filter(|usec| *usec > 0 && watchdog_for_us)
+            .map(|usec| (Duration::from_micros(usec / 2), Instant::now()));
         notifier.send("STATUS=initializing\n");
 
         // 2-4. Configuration, names, env (applied by ServerConfig::load).
@@ -140,27 +203,39 @@ impl<A: App> Master<A> {
             "[uWSGI] getting INI configuration from {}",
             invocation.ini.display()
         ));
-        let (config, app) = A::load(&invocation.ini, &invocation)?;
+        let (mut config, app) = A::load(&invocation.ini, &invocation)?;
+        adjust_to_nproc(&mut config);
         if let Some(mask) = config.umask {
             // SAFETY: plain syscall.
             unsafe { libc::umask(mask as libc::mode_t) };
         }
-        // 5. logto, as the starting user.
+        log::set_date_format(config.log_date.clone());
+        // 5. daemonize or logto, as the starting user.
+        if let Some(path) = &config.daemonize {
+            if notifier.path().is_some() {
+                return Err(Fatal(
+                    1,
+                    "daemonize cannot be used under systemd Type=notify".to_string(),
+                ));
+            }
+            daemonize(path)?;
+        }
         if let Some(path) = &config.logto {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("unable to open logto file {}: {e}", path.display()))?;
-            let _ = nix::unistd::dup2(file.as_raw_fd(), 2);
+            redirect_log(path)?;
         }
         banner_head::<A>();
         let startup_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-        // 6. pidfile, not rewritten by a re-exec.
+        if config.max_fd > 0 {
+            use nix::sys::resource::{setrlimit, Resource};
+            setrlimit(Resource::RLIMIT_NOFILE, config.max_fd, config.max_fd)
+                .map_err(|e| format!("setrlimit(RLIMIT_NOFILE, {}): {e}", config.max_fd))?;
+        }
+        // 6. pidfiles, not rewritten by a re-exec; relative paths from the starting directory.
         let pidfile = config.pidfile.as_ref().map(|p| absolute(p));
-        if let (Some(path), None) = (&pidfile, &inherited) {
-            std::fs::write(path, format!("{}\n", std::process::id()))
-                .map_err(|e| format!("unable to write pidfile {}: {e}", path.display()))?;
+        let safe_pidfile = config.safe_pidfile.as_ref().map(|p| absolute(p));
+        if inherited.is_none() {
+            write_pidfile(pidfile.as_deref(), false)?;
+            write_pidfile(safe_pidfile.as_deref(), true)?;
         }
         // 7. chdir.
         if let Some(dir) = &config.chdir {
@@ -169,9 +244,26 @@ impl<A: App> Master<A> {
         }
         // 8-9. Inherited sockets (systemd, re-exec), then bind the others.
         let listeners = setup_listeners(&config, inherited.as_deref())?;
+        let stats = match &config.stats {
+            Some(address) => {
+                let (server, line) = crate::stats::StatsServer::bind(address, &config)?;
+                log::line(&line);
+                Some(server)
+            }
+            None => None,
+        };
         // 10. Privileges.
         for line in crate::privileges::drop_privileges(&config)? {
             log::line(&line);
+        }
+        // 11. What is opened as the dropped user (relative to the chdir directory).
+        if let Some(path) = &config.logto2 {
+            redirect_log(path)?;
+        }
+        let pidfile2 = config.pidfile2.as_ref().map(|p| absolute(p));
+        if inherited.is_none() {
+            write_pidfile(pidfile2.as_deref(), false)?;
+            write_pidfile(config.safe_pidfile2.as_deref(), true)?;
         }
         // 12. Scoreboard, liveness pipe, banner tail.
         let capacity = config.processes.max(MIN_CAPACITY);
@@ -200,7 +292,30 @@ impl<A: App> Master<A> {
             },
             std::process::id()
         ));
-        let touch_mtimes = config.touch_reload.iter().map(|p| mtime(p)).collect();
+        let touched = watched_files(&config);
+        if let Some(server) = &stats {
+            poll.registry()
+                .register(
+                    &mut mio::unix::SourceFd(&server.raw_fd()),
+                    mio::Token(2),
+                    mio::Interest::READABLE,
+                )
+                .map_err(|e| format!("epoll: {e}"))?;
+        }
+        let fifo = match config.master_fifo.first() {
+            Some(path) => {
+                let file = open_fifo(path)?;
+                poll.registry()
+                    .register(
+                        &mut mio::unix::SourceFd(&file.as_raw_fd()),
+                        mio::Token(1),
+                        mio::Interest::READABLE,
+                    )
+                    .map_err(|e| format!("epoll: {e}"))?;
+                Some(file)
+            }
+            None => None,
+        };
         let target = config.processes;
         Ok(Master {
             app: Arc::new(app),
@@ -222,11 +337,19 @@ impl<A: App> Master<A> {
             forkbomb_last: None,
             forkbomb_count: 0,
             forkbomb_until: None,
-            touch_mtimes,
+            touched,
+            stats,
+            chain: None,
+            fifo,
             last_touch_check: Instant::now(),
             pidfile,
+            pidfile2,
             startup_dir,
             exit_code: 0,
+            watchdog,
+            watchdog_env,
+            last_memory_check: Instant::now(),
+            paused: false,
         })
     }
 
@@ -243,14 +366,28 @@ impl<A: App> Master<A> {
                 }
             }
             let pending = signals::drain(self.pipe.read.as_raw_fd());
+            let commands = self.read_fifo();
             self.reap();
             for sig in pending {
                 self.on_signal(sig);
             }
+            for command in commands {
+                self.on_fifo(command);
+            }
+            if let Some(mut stats) = self.stats.take() {
+                stats.serve(|| self.snapshot());
+                self.stats = Some(stats);
+            }
             self.check_harakiri();
             self.check_mercy();
+            self.check_lifetime_and_memory();
             self.check_touch();
+            self.ping_watchdog();
             self.spawn_missing();
+            self.advance_chain();
+            if self.paused {
+                self.sync_pause();
+            }
             if let Some(code) = self.maybe_finish() {
                 return code;
             }
@@ -262,6 +399,12 @@ impl<A: App> Master<A> {
         let mut timeout = Duration::from_secs(1);
         let now_ms = scoreboard::monotonic_ms();
         let now = Instant::now();
+        if let Some((interval, last)) = self.watchdog {
+            timeout = timeout.min((last + interval).saturating_duration_since(now));
+        }
+        if self.stats.as_ref().is_some_and(|s| s.busy()) {
+            timeout = timeout.min(Duration::from_millis(50));
+        }
         for (i, s) in self.slots.iter().enumerate() {
             if s.pid.is_some() && !s.harakiri_fired {
                 let d = self
@@ -276,6 +419,12 @@ impl<A: App> Master<A> {
             if let Some(at) = s.respawn_at {
                 timeout = timeout.min(at.saturating_duration_since(now));
             }
+            if let Some(at) = s
+                .harakiri_kill_at
+                .filter(|_| s.pid.is_some() && !s.harakiri_fired)
+            {
+                timeout = timeout.min(at.saturating_duration_since(now));
+            }
             if let Some(c) = s.curse.filter(|c| !c.mercy_killed && s.pid.is_some()) {
                 timeout = timeout
                     .min((c.at + self.config.worker_reload_mercy).saturating_duration_since(now));
@@ -288,21 +437,19 @@ impl<A: App> Master<A> {
 
     fn on_signal(&mut self, sig: Signal) {
         match sig {
-            Signal::SIGHUP => self.reload(),
+            Signal::SIGHUP => self.reload(ReloadKind::Graceful),
             Signal::SIGTERM => self.shutdown(true),
             Signal::SIGINT | Signal::SIGQUIT => self.shutdown(false),
             Signal::SIGUSR1 => self.log_stats(),
             Signal::SIGUSR2 => self.log_status(),
             Signal::SIGTTIN => self.add_worker(),
             Signal::SIGTTOU => self.remove_worker(),
-            Signal::SIGTSTP => {
-                log::line("SIGTSTP received: pausing workers is not supported, ignored")
-            }
+            Signal::SIGTSTP => self.toggle_pause(),
             _ => {}
         }
     }
 
-    fn reload(&mut self) {
+    fn reload(&mut self, kind: ReloadKind) {
         if self.phase != Phase::Running {
             return;
         }
@@ -327,11 +474,25 @@ impl<A: App> Master<A> {
             "RELOADING=1\nMONOTONIC_USEC={ts}\nSTATUS=reloading\n"
         ));
         self.ready_pending = true;
-        if !config.lazy {
-            log::line("...gracefully killing workers...");
+        if config.log_reopen {
+            self.reopen_logs();
+        }
+        let reexec = match kind {
+            ReloadKind::Graceful => !config.lazy,
+            ReloadKind::Brutal => true,
+            ReloadKind::Workers { .. } | ReloadKind::Chain => false,
+        };
+        if reexec {
             self.phase = Phase::Reexec;
             self.config = Arc::new(config);
-            self.curse_all(Signal::SIGHUP, StopReason::Bury);
+            self.chain = None;
+            if kind == ReloadKind::Brutal {
+                log::line("...brutally killing workers...");
+                self.curse_all(Signal::SIGTERM, StopReason::Bury);
+            } else {
+                log::line("...gracefully killing workers...");
+                self.curse_all(Signal::SIGHUP, StopReason::Bury);
+            }
             return;
         }
         for option in restart_needed(&self.config, &config) {
@@ -344,22 +505,170 @@ impl<A: App> Master<A> {
         config.gid = self.config.gid;
         config.chdir = self.config.chdir.clone();
         config.pidfile = self.config.pidfile.clone();
+        config.master_fifo = self.config.master_fifo.clone();
         for line in &config.notices {
             log::line(line);
         }
+        log::set_date_format(config.log_date.clone());
         self.target = config.processes.min(self.slots.len());
         self.config = Arc::new(config);
         self.app = Arc::new(app);
         self.epoch += 1;
-        self.touch_mtimes = self.config.touch_reload.iter().map(|p| mtime(p)).collect();
+        self.touched = watched_files(&self.config);
+        let signal = match kind {
+            ReloadKind::Workers { brutal: true } => Signal::SIGINT,
+            _ => Signal::SIGHUP,
+        };
         for i in 0..self.slots.len() {
-            let reason = if i < self.target {
-                StopReason::Reload
-            } else {
-                StopReason::Remove
-            };
             self.slots[i].respawn_at = self.slots[i].respawn_at.map(|_| Instant::now());
-            self.curse(i, Signal::SIGHUP, reason);
+            if i >= self.target {
+                self.curse(i, Signal::SIGHUP, StopReason::Remove);
+            } else if kind != ReloadKind::Chain {
+                self.curse(i, signal, StopReason::Reload);
+            }
+        }
+        self.chain = None;
+        if kind == ReloadKind::Chain {
+            self.chain_next(0);
+        }
+    }
+
+    /// The stats document's inputs (6.6).
+    fn snapshot(&self) -> crate::stats::Snapshot {
+        let sockets = self
+            .listeners
+            .iter()
+            .map(|l| {
+                let (queue, max_queue) = match &l.address {
+                    Address::Tcp(_) => crate::stats::listen_queue(l.listener.raw_fd()),
+                    _ => (0, 0),
+                };
+                crate::stats::SocketStats {
+                    name: l.listener.name.clone(),
+                    queue,
+                    max_queue,
+                }
+            })
+            .collect();
+        let workers = (0..self.target)
+            .map(|i| {
+                let s = &self.slots[i];
+                let slot = self.board.slot(i + 1);
+                let state = slot.state.load(Ordering::Acquire);
+                let busy = slot.request_started_mono_ms.load(Ordering::Acquire) != 0;
+                let request = busy.then(|| {
+                    let info = slot.request_info();
+                    (info.method, info.uri, info.remote_addr, info.started_unix)
+                });
+                let (vsz, rss) = s.pid.and_then(statm).unwrap_or((0, 0));
+                crate::stats::WorkerStats {
+                    id: i + 1,
+                    pid: s.pid.map_or(0, |p| p.as_raw()),
+                    accepting: s.pid.is_some() && matches!(state, STATE_ACCEPTING | STATE_BUSY),
+                    status: if s.paused {
+                        "pause"
+                    } else if busy {
+                        "busy"
+                    } else {
+                        "idle"
+                    },
+                    requests: slot.requests.load(Ordering::Relaxed),
+                    delta_requests: slot.delta_requests.load(Ordering::Relaxed),
+                    exceptions: slot.exceptions.load(Ordering::Relaxed),
+                    harakiri_count: s.harakiri_count,
+                    rss,
+                    vsz,
+                    last_spawn: s.last_spawn_unix,
+                    respawn_count: s.respawn_count,
+                    tx: slot.tx.load(Ordering::Relaxed),
+                    request,
+                }
+            })
+            .collect();
+        crate::stats::Snapshot {
+            pid: std::process::id(),
+            sockets,
+            workers,
+        }
+    }
+
+    /// Chain reload: curses slot `i` (or completes the chain).
+    fn chain_next(&mut self, i: usize) {
+        if i >= self.target {
+            log::dated("chain reloading complete");
+            self.chain = None;
+            return;
+        }
+        log::dated(&format!("chain next victim is worker {}", i + 1));
+        self.chain = Some(i);
+        self.curse(i, Signal::SIGHUP, StopReason::Reload);
+    }
+
+    /// Moves the chain on once the current victim's slot runs a new, accepting worker.
+    fn advance_chain(&mut self) {
+        let Some(i) = self.chain else { return };
+        if self.phase != Phase::Running {
+            self.chain = None;
+            return;
+        }
+        let s = &self.slots[i];
+        let state = self.board.slot(i + 1).state.load(Ordering::Acquire);
+        let replaced = i >= self.target
+            || (s.pid.is_some()
+                && s.curse.is_none()
+                && s.epoch == self.epoch
+                && matches!(state, STATE_ACCEPTING | STATE_BUSY));
+        if replaced {
+            self.chain_next(i + 1);
+        }
+    }
+
+    /// `logto`/`logto2` reopened (fifo `l`, `touch-logreopen`, `log-reopen` on reload).
+    fn reopen_logs(&self) {
+        for path in [&self.config.logto, &self.config.logto2]
+            .into_iter()
+            .flatten()
+        {
+            if let Err(e) = redirect_log(path) {
+                log::line(&e);
+            }
+        }
+    }
+
+    /// Commands waiting in the master FIFO.
+    fn read_fifo(&mut self) -> Vec<u8> {
+        let Some(fifo) = &mut self.fifo else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut buf = [0u8; 64];
+        use std::io::Read;
+        while let Ok(n) = fifo.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        out
+    }
+
+    fn on_fifo(&mut self, command: u8) {
+        match command {
+            b'q' => self.shutdown(true),
+            b'Q' => self.shutdown(false),
+            b'r' => self.reload(ReloadKind::Graceful),
+            b'R' => self.reload(ReloadKind::Brutal),
+            b'w' => self.reload(ReloadKind::Workers { brutal: false }),
+            b'W' => self.reload(ReloadKind::Workers { brutal: true }),
+            b'c' => self.reload(ReloadKind::Chain),
+            b'l' => self.reopen_logs(),
+            b's' => self.log_stats(),
+            b'p' => self.toggle_pause(),
+            b'\n' | b'\r' | b' ' => {}
+            other => log::line(&format!(
+                "[uwsgi-fifo] unknown command \"{}\"",
+                char::from(other).escape_default()
+            )),
         }
     }
 
@@ -392,6 +701,40 @@ impl<A: App> Master<A> {
         } else {
             log::line("SIGINT/SIGTERM received...killing workers...");
             self.curse_all(Signal::SIGINT, StopReason::Bury);
+        }
+    }
+
+    fn toggle_pause(&mut self) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        self.paused = !self.paused;
+        if self.paused {
+            log::dated(
+                "*** PAUSE (press start to resume, if you do not have a joypad send SIGTSTP) ***",
+            );
+        } else {
+            log::dated("*** (SIGTSTP received) resuming workers ***");
+        }
+        self.sync_pause();
+    }
+
+    /// Toggles each worker (SIGTSTP) until it matches the master's pause state. Only workers that
+    /// said they are accepting get it: their handlers are installed by then (the default action of
+    /// SIGTSTP would stop the process), and a worker spawned during a pause is paused once ready.
+    fn sync_pause(&mut self) {
+        for i in 0..self.slots.len() {
+            let Some(pid) = self.slots[i].pid else {
+                continue;
+            };
+            let state = self.board.slot(i + 1).state.load(Ordering::Acquire);
+            if self.slots[i].paused != self.paused
+                && self.slots[i].curse.is_none()
+                && matches!(state, STATE_ACCEPTING | STATE_BUSY)
+            {
+                self.slots[i].paused = self.paused;
+                let _ = kill(pid, Signal::SIGTSTP);
+            }
         }
     }
 
@@ -518,6 +861,7 @@ impl<A: App> Master<A> {
         let slot = &mut self.slots[i];
         slot.pid = None;
         slot.harakiri_fired = false;
+        slot.harakiri_kill_at = None;
         self.board.slot(n).pid.store(0, Ordering::Relaxed);
         if let Some(curse) = slot.curse.take() {
             match curse.reason {
@@ -629,6 +973,8 @@ impl<A: App> Master<A> {
                 Some(self.poll.as_raw_fd()),
                 Some(self.alive_write.as_raw_fd()),
                 self.notifier.raw_fd(),
+                self.fifo.as_ref().map(|f| f.as_raw_fd()),
+                self.stats.as_ref().map(|s| s.raw_fd()),
             ],
             alive_read: self.alive_read.as_raw_fd(),
         };
@@ -658,6 +1004,13 @@ impl<A: App> Master<A> {
                 s.epoch = self.epoch;
                 s.curse = None;
                 s.harakiri_fired = false;
+                s.harakiri_kill_at = None;
+                s.spawned_at = Some(Instant::now());
+                s.respawn_count += 1;
+                s.last_spawn_unix = SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                s.paused = false;
                 if s.spawned_once {
                     log::line(&format!("Respawned uWSGI worker {n} (new pid: {child})"));
                 } else {
@@ -680,6 +1033,7 @@ impl<A: App> Master<A> {
     /// Harakiri (3.6): SIGKILL a worker whose request outlived its deadline.
     fn check_harakiri(&mut self) {
         let now_ms = scoreboard::monotonic_ms();
+        let now = Instant::now();
         for i in 0..self.slots.len() {
             let Some(pid) = self.slots[i].pid else {
                 continue;
@@ -689,37 +1043,76 @@ impl<A: App> Master<A> {
             }
             let n = i + 1;
             let slot = self.board.slot(n);
+            let info = slot.request_info();
+            if let Some(due) = self.slots[i].harakiri_kill_at {
+                // Second harakiri after a graceful attempt: SIGKILL.
+                if now >= due {
+                    self.harakiri_dump(n, pid, 2, false, &info);
+                    let _ = kill(pid, Signal::SIGKILL);
+                    self.slots[i].harakiri_fired = true;
+                }
+                continue;
+            }
             let deadline = slot.harakiri_deadline_mono_ms.load(Ordering::Acquire);
             if deadline == 0 || now_ms < deadline {
                 continue;
             }
-            let info = slot.request_info();
             // The request may have finished between the two reads: then nothing is done.
             if slot.harakiri_deadline_mono_ms.load(Ordering::Acquire) != deadline
                 || slot.generation.load(Ordering::Acquire) != self.slots[i].generation
             {
                 continue;
             }
-            log::dated(&format!(
-                "*** HARAKIRI ON WORKER {n} (pid: {pid}, try: 1, graceful: no) ***"
-            ));
-            if self.config.harakiri_verbose {
-                for what in ["syscall", "wchan"] {
-                    let text =
-                        std::fs::read_to_string(format!("/proc/{pid}/{what}")).unwrap_or_default();
-                    log::line(&format!("HARAKIRI: -- {what}> {}", text.trim_end()));
-                }
+            self.slots[i].harakiri_count += 1;
+            let grace = self.config.harakiri_graceful_timeout;
+            if grace.is_zero() {
+                self.harakiri_dump(n, pid, 1, false, &info);
+                let _ = kill(pid, Signal::SIGKILL);
+                self.slots[i].harakiri_fired = true;
+                continue;
             }
-            log::dated(&format!("HARAKIRI !!! worker {n} status !!!"));
+            self.harakiri_dump(n, pid, 1, true, &info);
+            let sig = self.config.harakiri_graceful_signal;
+            let next = SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| (d + grace).as_secs());
             log::dated(&format!(
-                "HARAKIRI [core 0] {} - {} {} since {}",
-                info.remote_addr, info.method, info.uri, info.started_unix
+                "HARAKIRI: graceful termination attempt on worker {n} with signal {sig}. Next harakiri: {next}"
             ));
-            log::dated(&format!("HARAKIRI !!! end of worker {n} status !!!"));
-            log::dated(&format!("HARAKIRI triggered by worker {n} core 0 !!!"));
-            let _ = kill(pid, Signal::SIGKILL);
-            self.slots[i].harakiri_fired = true;
+            if let Ok(signal) = Signal::try_from(sig) {
+                let _ = kill(pid, signal);
+            }
+            self.slots[i].harakiri_kill_at = Some(now + grace);
         }
+    }
+
+    /// The harakiri lines of 6.3, in order.
+    fn harakiri_dump(
+        &self,
+        n: usize,
+        pid: Pid,
+        attempt: u32,
+        graceful: bool,
+        info: &scoreboard::RequestInfo,
+    ) {
+        let graceful = if graceful { "yes" } else { "no" };
+        log::dated(&format!(
+            "*** HARAKIRI ON WORKER {n} (pid: {pid}, try: {attempt}, graceful: {graceful}) ***"
+        ));
+        if self.config.harakiri_verbose {
+            for what in ["syscall", "wchan"] {
+                let text =
+                    std::fs::read_to_string(format!("/proc/{pid}/{what}")).unwrap_or_default();
+                log::line(&format!("HARAKIRI: -- {what}> {}", text.trim_end()));
+            }
+        }
+        log::dated(&format!("HARAKIRI !!! worker {n} status !!!"));
+        log::dated(&format!(
+            "HARAKIRI [core 0] {} - {} {} since {}",
+            info.remote_addr, info.method, info.uri, info.started_unix
+        ));
+        log::dated(&format!("HARAKIRI !!! end of worker {n} status !!!"));
+        log::dated(&format!("HARAKIRI triggered by worker {n} core 0 !!!"));
     }
 
     /// Mercy (3.9): a worker asked to stop that is still alive after `worker-reload-mercy`.
@@ -744,28 +1137,102 @@ impl<A: App> Master<A> {
         }
     }
 
-    /// `touch-reload`: at most once per second, a changed mtime triggers a graceful reload.
-    fn check_touch(&mut self) {
-        if self.config.touch_reload.is_empty()
-            || self.last_touch_check.elapsed() < Duration::from_secs(1)
+    /// `max-worker-lifetime` (graceful recycle) and `evil-reload-on-rss`/`-as` (SIGKILL), checked
+    /// at most once per second; memory is read from `/proc/<pid>/statm` by the master itself.
+    fn check_lifetime_and_memory(&mut self) {
+        if self.phase != Phase::Running || self.last_memory_check.elapsed() < Duration::from_secs(1)
         {
             return;
         }
-        self.last_touch_check = Instant::now();
-        let mut touched = None;
-        for (i, path) in self.config.touch_reload.iter().enumerate() {
-            let now = mtime(path);
-            if now != self.touch_mtimes[i] {
-                self.touch_mtimes[i] = now;
-                touched = Some(path.clone());
+        self.last_memory_check = Instant::now();
+        let lifetime = self.config.max_worker_lifetime;
+        let (evil_rss, evil_as) = (
+            self.config.evil_reload_on_rss,
+            self.config.evil_reload_on_as,
+        );
+        for i in 0..self.target {
+            let n = i + 1;
+            let (Some(pid), None) = (self.slots[i].pid, self.slots[i].curse) else {
+                continue;
+            };
+            let age = self.slots[i]
+                .spawned_at
+                .map_or(Duration::ZERO, |t| t.elapsed());
+            if !lifetime.is_zero()
+                && age >= lifetime + self.config.max_worker_lifetime_delta * i as u32
+            {
+                log::line(&format!(
+                    "worker {n} lifetime reached, it was running for {} second(s)",
+                    age.as_secs()
+                ));
+                self.curse(i, Signal::SIGHUP, StopReason::Reload);
+                continue;
+            }
+            if evil_rss == 0 && evil_as == 0 {
+                continue;
+            }
+            let Some((vsz, rss)) = statm(pid) else {
+                continue;
+            };
+            let mb = 1024 * 1024;
+            let over = if evil_rss > 0 && rss >= evil_rss * mb {
+                Some(format!("RSS: {rss}"))
+            } else if evil_as > 0 && vsz >= evil_as * mb {
+                Some(format!("ADDRESS SPACE: {vsz}"))
+            } else {
+                None
+            };
+            if let Some(what) = over {
+                log::line(&format!(
+                    "*** EVIL RELOAD ON WORKER {n} {what} (pid: {pid}) ***"
+                ));
+                let _ = kill(pid, Signal::SIGKILL);
             }
         }
-        if let Some(path) = touched {
+    }
+
+    /// `WATCHDOG=1` every `WATCHDOG_USEC / 2`, from the loop itself (5.1).
+    fn ping_watchdog(&mut self) {
+        if let Some((interval, last)) = self.watchdog {
+            if last.elapsed() >= interval {
+                self.watchdog = Some((interval, Instant::now()));
+                self.notifier.send("WATCHDOG=1\n");
+            }
+        }
+    }
+
+    /// Touch files: at most once per second, a changed mtime triggers its action.
+    fn check_touch(&mut self) {
+        if self.touched.is_empty() || self.last_touch_check.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.last_touch_check = Instant::now();
+        let mut actions = Vec::new();
+        for (path, seen, action) in &mut self.touched {
+            let now = mtime(path);
+            if now != *seen {
+                *seen = now;
+                actions.push((path.clone(), *action));
+            }
+        }
+        for (path, action) in actions {
+            let (what, kind) = match action {
+                TouchAction::Reload => ("grace them all", Some(ReloadKind::Graceful)),
+                TouchAction::WorkersReload => (
+                    "workers reload",
+                    Some(ReloadKind::Workers { brutal: false }),
+                ),
+                TouchAction::ChainReload => ("chain reload", Some(ReloadKind::Chain)),
+                TouchAction::LogReopen => ("reopening logs", None),
+            };
             log::dated(&format!(
-                "*** {} has been touched... grace them all !!! ***",
+                "*** {} has been touched... {what} !!! ***",
                 path.display()
             ));
-            self.reload();
+            match kind {
+                Some(kind) => self.reload(kind),
+                None => self.reopen_logs(),
+            }
         }
     }
 
@@ -827,6 +1294,9 @@ impl<A: App> Master<A> {
         if let Some(path) = self.notifier.path() {
             std::env::set_var("NOTIFY_SOCKET", path);
         }
+        for (k, v) in &self.watchdog_env {
+            std::env::set_var(k, v);
+        }
         let binary = match std::env::current_exe() {
             Ok(b) => b,
             Err(e) => return format!("current_exe(): {e}"),
@@ -839,6 +1309,9 @@ impl<A: App> Master<A> {
         std::env::remove_var(ENV_INHERITED);
         std::env::set_var(ENV_RELOADS, reloads.to_string());
         std::env::remove_var("NOTIFY_SOCKET");
+        for (k, _) in &self.watchdog_env {
+            std::env::remove_var(k);
+        }
         for l in &self.listeners {
             let _ = nix::fcntl::fcntl(
                 l.listener.raw_fd(),
@@ -852,10 +1325,23 @@ impl<A: App> Master<A> {
         if !self.config.vacuum {
             return;
         }
-        if let (Some(path), None) = (&self.pidfile, &self.config.uid) {
+        // The pidfile is root's when a uid was set: the master can no longer delete it.
+        let pidfile = self.pidfile.as_ref().filter(|_| self.config.uid.is_none());
+        for (path, line) in [
+            (pidfile, "VACUUM: pidfile removed."),
+            (self.pidfile2.as_ref(), "VACUUM: pidfile2 removed."),
+        ] {
+            let Some(path) = path else { continue };
             match std::fs::remove_file(path) {
-                Ok(()) => log::line("VACUUM: pidfile removed."),
+                Ok(()) => log::line(line),
                 Err(e) => log::line(&format!("unlink(): {e} [{}]", path.display())),
+            }
+        }
+        if let Some(Ok(Address::Unix(path))) =
+            self.config.stats.as_deref().map(listener::parse_address)
+        {
+            if std::fs::remove_file(&path).is_ok() {
+                log::line(&format!("VACUUM: unix socket {} removed.", path.display()));
             }
         }
         for l in &self.listeners {
@@ -924,8 +1410,105 @@ impl<A: App> Master<A> {
 
 /// Descriptors a worker closes right after fork, and the liveness pipe it keeps.
 pub(crate) struct ChildFds {
-    pub close: [Option<std::os::fd::RawFd>; 5],
+    pub close: [Option<std::os::fd::RawFd>; 7],
     pub alive_read: std::os::fd::RawFd,
+}
+
+/// Detaches: fork (the parent exits 0), `setsid`, standard input from `/dev/null`, output to
+/// `path`. The master is still single-threaded here (no worker, no thread).
+fn daemonize(path: &std::path::Path) -> Result<(), String> {
+    // SAFETY: single-threaded process; the parent only calls _exit.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { .. }) => unsafe { libc::_exit(0) },
+        Ok(nix::unistd::ForkResult::Child) => {}
+        Err(e) => return Err(format!("fork(): {e}")),
+    }
+    nix::unistd::setsid().map_err(|e| format!("setsid(): {e}"))?;
+    let null = std::fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
+    nix::unistd::dup2(null.as_raw_fd(), 0).map_err(|e| format!("dup2(): {e}"))?;
+    redirect_log(path)
+}
+
+/// Appends standard error (and output) to `path`; workers inherit it.
+fn redirect_log(path: &std::path::Path) -> Result<(), String> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("unable to open log file {}: {e}", path.display()))?;
+    for fd in [1, 2] {
+        nix::unistd::dup2(file.as_raw_fd(), fd)
+            .map_err(|e| format!("dup2() of log file {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes `<pid>\n` to a pidfile; `safe` writes a temporary file and renames it over.
+fn write_pidfile(path: Option<&std::path::Path>, safe: bool) -> Result<(), String> {
+    let Some(path) = path else { return Ok(()) };
+    let content = format!("{}\n", std::process::id());
+    let error = |e: std::io::Error| format!("unable to write pidfile {}: {e}", path.display());
+    if safe {
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, content).map_err(error)?;
+        std::fs::rename(&tmp, path).map_err(error)
+    } else {
+        std::fs::write(path, content).map_err(error)
+    }
+}
+
+/// Address space and resident set of a process, in bytes.
+fn statm(pid: Pid) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096) as u64;
+    Some((fields.next()?? * page, fields.next()?? * page))
+}
+
+/// uWSGI lowers `processes` below `RLIMIT_NPROC` (2.1 `processes`).
+fn adjust_to_nproc(config: &mut ServerConfig) {
+    use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
+    if let Ok((soft, _)) = getrlimit(Resource::RLIMIT_NPROC) {
+        if soft != RLIM_INFINITY && soft < config.processes as u64 + 1 {
+            config.processes = (soft.saturating_sub(1) as usize).max(1);
+            log::line(&format!(
+                "!!! number of workers adjusted to {} due to system limits !!!",
+                config.processes
+            ));
+        }
+    }
+}
+
+/// Every touch file of the configuration with its current mtime.
+fn watched_files(config: &ServerConfig) -> Vec<(PathBuf, Option<SystemTime>, TouchAction)> {
+    let groups = [
+        (&config.touch_reload, TouchAction::Reload),
+        (&config.touch_workers_reload, TouchAction::WorkersReload),
+        (&config.touch_chain_reload, TouchAction::ChainReload),
+        (&config.touch_logreopen, TouchAction::LogReopen),
+    ];
+    groups
+        .into_iter()
+        .flat_map(|(paths, action)| paths.iter().map(move |p| (p.clone(), mtime(p), action)))
+        .collect()
+}
+
+/// Creates the master FIFO (replacing whatever is at the path, as uWSGI does) and opens it
+/// read-write and non-blocking, so that writers coming and going never give end-of-file.
+fn open_fifo(path: &std::path::Path) -> Result<std::fs::File, String> {
+    let _ = std::fs::remove_file(path);
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .map_err(|e| format!("mkfifo() {}: {e}", path.display()))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("open() master fifo {}: {e}", path.display()))
 }
 
 fn mtime(path: &std::path::Path) -> Option<SystemTime> {
@@ -997,7 +1580,41 @@ fn setup_listeners(
     }
     let mut out: Vec<MasterListener> = Vec::new();
     let mut needs_bind = Vec::new();
-    for spec in &config.sockets {
+    let specs = config.effective_sockets()?;
+    for spec in &specs {
+        if let Some(fd) = spec.address.strip_prefix("fd://") {
+            let by_name = adopted
+                .iter()
+                .position(|(_, _, _, name)| name.as_deref() == Some(spec.address.as_str()));
+            let (socket, address) = match by_name {
+                Some(pos) => {
+                    let (socket, address, _, _) = adopted.remove(pos);
+                    (socket, address)
+                }
+                None => listener::adopt(
+                    fd.parse()
+                        .map_err(|_| format!("invalid socket address: {}", spec.address))?,
+                )?,
+            };
+            let (family, shown) = listener::describe(&address);
+            let ml = MasterListener {
+                listener: crate::Listener {
+                    socket,
+                    name: spec.address.clone(),
+                    keep_alive: spec.keep_alive,
+                },
+                unix_file: None,
+                address,
+                self_bound: false,
+            };
+            log::line(&format!(
+                "uwsgi socket {} inherited {family} address {shown} fd {}",
+                out.len(),
+                ml.listener.raw_fd()
+            ));
+            out.push(ml);
+            continue;
+        }
         let wanted = listener::parse_address(&spec.address)?;
         let by_name = adopted
             .iter()

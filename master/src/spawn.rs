@@ -37,6 +37,12 @@ pub(crate) fn child_main<A: App>(
         exit_now(1)
     };
     signals::restore(&nix::sys::signal::SigSet::empty());
+    if let Some(dir) = &config.chdir2 {
+        if let Err(e) = std::env::set_current_dir(dir) {
+            crate::log::line(&format!("chdir() to {}: {e}", dir.display()));
+            exit_now(crate::EXIT_INIT_FAILED);
+        }
+    }
     let ctx = WorkerContext {
         id,
         listeners,

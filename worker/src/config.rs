@@ -32,8 +32,14 @@ pub struct HttpConfig {
     pub min_worker_lifetime: Duration,
     /// No request log lines (`disable-logging`)...
     pub disable_logging: bool,
-    /// ...except for 5xx ones (`log-5xx`).
+    /// ...except for 4xx ones (`log-4xx`)...
+    pub log_4xx: bool,
+    /// ...and 5xx ones (`log-5xx`).
     pub log_5xx: bool,
+    /// Request line template (`log-format`, 6.5) instead of uWSGI's default line.
+    pub log_format: Option<String>,
+    /// Response times in microseconds in the default line (`log-micros`).
+    pub log_micros: bool,
     /// The request log shows `X-Forwarded-For` instead of the peer (`log-x-forwarded-for`).
     pub log_x_forwarded_for: bool,
 }
@@ -57,7 +63,10 @@ impl Default for HttpConfig {
             reload_on_rss: 0,
             min_worker_lifetime: Duration::from_secs(10),
             disable_logging: false,
+            log_4xx: false,
             log_5xx: false,
+            log_format: None,
+            log_micros: false,
             log_x_forwarded_for: false,
         }
     }
@@ -79,7 +88,10 @@ impl HttpConfig {
             reload_on_rss: config.reload_on_rss,
             min_worker_lifetime: config.min_worker_lifetime,
             disable_logging: config.disable_logging,
+            log_4xx: config.log_4xx,
             log_5xx: config.log_5xx,
+            log_format: config.log_format.clone(),
+            log_micros: config.log_micros,
             log_x_forwarded_for: config.log_x_forwarded_for,
         }
     }

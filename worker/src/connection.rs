@@ -14,11 +14,16 @@ use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant, SystemTime};
 
-/// How long a refused connection is drained before closing (see `Stream::linger_close`).
-const LINGER: Duration = Duration::from_secs(2);
+/// How long a refused connection is drained before closing, at most and without data (see
+/// `Stream::linger_close`): short, since the worker serves nobody else meanwhile.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_QUIET: Duration = Duration::from_millis(100);
 
 /// Largest piece of a body read at once straight into the request.
 const BODY_READ: usize = 64 * 1024;
+
+/// Body buffer capacity kept for the next request; larger ones are freed.
+const KEPT_BODY_CAPACITY: usize = 1024 * 1024;
 
 /// How reading a head ended.
 enum HeadRead {
@@ -86,7 +91,7 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
             if !keep {
                 if self.filled > 0 {
                     // Pipelined bytes left unread: drain them so the close is not a reset.
-                    conn.stream.linger_close(LINGER);
+                    conn.stream.linger_close(LINGER, LINGER_QUIET);
                 }
                 return Served::Closed;
             }
@@ -318,6 +323,11 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
         self.slot
             .request_finished(written.status, written.total as u64);
         self.log_request(conn.listener, true, &written, start, wall);
+        // The body buffer is reused from request to request, but a large upload must not pin
+        // its memory in the worker for good.
+        if self.req.body.capacity() > KEPT_BODY_CAPACITY {
+            self.req.body = Vec::new();
+        }
         keep && !written.failed
     }
 
@@ -386,7 +396,9 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
         wall: SystemTime,
     ) {
         let status = written.status;
-        if self.config.disable_logging && !(self.config.log_5xx && status >= 500) {
+        let forced = (self.config.log_4xx && (400..500).contains(&status))
+            || (self.config.log_5xx && status >= 500);
+        if self.config.disable_logging && !forced {
             return;
         }
         let addr = if self.config.log_x_forwarded_for {
@@ -398,6 +410,7 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
         };
         let record = RequestRecord {
             pid: self.pid,
+            worker_id: self.id,
             app,
             worker_requests: if app { self.requests as i64 } else { -1 },
             total_requests: self.slot.total_requests().unwrap_or(self.requests),
@@ -412,6 +425,7 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
             header_count: written.fields,
             head_bytes: written.head,
             switches: written.switches,
+            write_failed: written.failed,
         };
         self.log.request(&record);
     }
@@ -420,7 +434,7 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
     fn refuse(&mut self, conn: Conn, status: u16, version: Version) -> Written {
         let response = self.error_response(status);
         let written = self.write_response(&conn, version, &response, Persistence::Close, true);
-        conn.stream.linger_close(LINGER);
+        conn.stream.linger_close(LINGER, LINGER_QUIET);
         written
     }
 
@@ -439,6 +453,9 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
         let version = if parsed {
             self.req.version
         } else {
+            // Not this request's: what the previous one left must not show in a write-error line.
+            self.req.method.clear();
+            self.req.target.clear();
             Version::Http11
         };
         let listener = conn.listener;

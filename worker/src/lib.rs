@@ -9,13 +9,15 @@
 //! (head parsing, pure), `chunked` (chunked body decoding, pure), `connection` (one connection:
 //! head, body, handler, response), `respond` (response head encoding), `server` (the poll loop,
 //! keep-alive parking, stop and recycling), `signals`, `slot` (scoreboard reporting), `log` (request
-//! and lifecycle lines), `config` (the worker's view of the configuration and listeners).
+//! and lifecycle lines), `logformat` (`log-format` templates), `config` (the worker's view of the
+//! configuration and listeners).
 
 pub mod chunked;
 pub mod config;
 mod connection;
 pub mod head;
 pub mod log;
+pub mod logformat;
 pub mod request;
 pub mod respond;
 pub mod response;
@@ -62,6 +64,8 @@ pub fn serve<H: Handler>(ctx: WorkerContext, handler: H) -> i32 {
         }
     };
     install_panic_hook();
+    // Initialised and about to accept: the master's READY=1 waits for every slot to say so.
+    ctx.slot.set_accepting();
     let setup = WorkerSetup {
         id: ctx.id,
         listeners: ctx.listeners.into_iter().map(HttpListener::from).collect(),

@@ -55,11 +55,7 @@ fn pipelined_requests_on_http_socket_get_one_response() {
     let data = server.exchange(b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n");
     let reply = only_reply(&data);
     assert_eq!(reply.status, 200);
-    assert_eq!(
-        server.slot.events.lock().unwrap().len(),
-        2,
-        "one request handled"
-    );
+    assert_eq!(server.request_events().len(), 2, "one request handled");
 }
 
 #[test]
@@ -402,6 +398,7 @@ fn slot_hears_start_and_end_of_each_handled_request() {
     assert_eq!(
         events,
         vec![
+            SlotEvent::Accepting,
             SlotEvent::Started("GET".into(), "/x?y=1".into(), "127.0.0.1".into(), 7),
             SlotEvent::Finished(200, data.len() as u64),
         ]
@@ -465,4 +462,91 @@ fn unix_socket_clients_are_0_0_0_0() {
     assert!(only_reply(&data).body_text().contains("addr=0.0.0.0\n"));
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn write_to_a_vanished_client_is_logged() {
+    use std::os::fd::AsRawFd;
+    let server = server();
+    let stream = server.connect();
+    let mut writer = &stream;
+    writer
+        .write_all(b"GET /sleep?ms=300 HTTP/1.1\r\n\r\n")
+        .unwrap();
+    // Close with a reset (SO_LINGER 0) while the handler sleeps.
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt with a valid linger value on an open socket.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    drop(stream);
+    let line = server.log.wait_for("write error: ");
+    assert!(
+        line.ends_with(" during GET /sleep?ms=300 (127.0.0.1)")
+            && line.contains(" - write error: "),
+        "{line}"
+    );
+    // Nothing could be sent: the request line says 500 and 0 bytes.
+    let request = server.log.wait_for("GET /sleep?ms=300 =>");
+    assert!(
+        request.contains("generated 0 bytes") && request.contains("(HTTP/1.1 500)"),
+        "{request}"
+    );
+    assert_eq!(
+        only_reply(&server.exchange(b"GET / HTTP/1.1\r\n\r\n")).status,
+        200
+    );
+}
+
+#[test]
+fn log_format_replaces_the_request_line() {
+    let config = HttpConfig {
+        log_format: Some("%(addr) %(user) [%(ltime)] %(status) %(method) %(uri) %(rsize)".into()),
+        ..HttpConfig::default()
+    };
+    let server = TestServer::start(config, false);
+    only_reply(&server.exchange(b"GET /status?code=201 HTTP/1.1\r\n\r\n"));
+    let line = server.log.wait_for("GET /status");
+    // `127.0.0.1 - [28/Nov/2026:16:39:42 +0000] 201 GET /status?code=201 7`
+    assert!(line.starts_with("127.0.0.1 - ["), "{line}");
+    assert!(line.ends_with("] 201 GET /status?code=201 7"), "{line}");
+    assert_eq!(
+        line.len(),
+        "127.0.0.1 - [28/Nov/2026:16:39:42 +0000] 201 GET /status?code=201 7".len()
+    );
+}
+
+#[test]
+fn log_4xx_and_log_micros() {
+    let config = HttpConfig {
+        disable_logging: true,
+        log_4xx: true,
+        log_micros: true,
+        ..HttpConfig::default()
+    };
+    let server = TestServer::start(config, false);
+    only_reply(&server.exchange(b"GET /status?code=200 HTTP/1.1\r\n\r\n"));
+    only_reply(&server.exchange(b"GET /status?code=404 HTTP/1.1\r\n\r\n"));
+    only_reply(&server.exchange(b"GET /status?code=500 HTTP/1.1\r\n\r\n"));
+    let line = server.log.wait_for("=> generated");
+    assert!(line.contains(" micros (HTTP/1.1 404)"), "{line}");
+    // Give a 5xx line time to appear if it (wrongly) were to.
+    only_reply(&server.exchange(b"GET /status?code=400 HTTP/1.1\r\n\r\n"));
+    let deadline = Instant::now() + http_harness::WAIT;
+    while server.log.count("=> generated") < 2 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(server.log.count("=> generated"), 2);
+    assert_eq!(server.log.count("(HTTP/1.1 500)"), 0);
 }

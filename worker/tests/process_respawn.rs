@@ -17,7 +17,10 @@ fn sigkilled_worker_is_replaced_and_traffic_flows() {
         &format!("DAMN ! worker 2 (pid: {victim}) died, killed by signal 9 :( trying respawn ..."),
         WAIT,
     );
-    let new = pid_in(&s.lines.wait_for("Respawned uWSGI worker 2 (new pid: ", WAIT));
+    let new = pid_in(
+        &s.lines
+            .wait_for("Respawned uWSGI worker 2 (new pid: ", WAIT),
+    );
     assert!(killed.elapsed() < Duration::from_secs(3));
     assert_ne!(new, victim);
     assert_eq!(parent_of(new), Some(s.pid()));
@@ -54,7 +57,15 @@ fn harakiri_kills_the_stuck_worker_while_others_serve() {
         elapsed >= Duration::from_millis(2000) && elapsed <= Duration::from_millis(3500),
         "harakiri after {elapsed:?}"
     );
-    let n: usize = line.split("WORKER ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    let n: usize = line
+        .split("WORKER ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     let pid = pid_in(&line);
     assert!(line.ends_with(&format!(
         "*** HARAKIRI ON WORKER {n} (pid: {pid}, try: 1, graceful: no) ***"
@@ -64,7 +75,7 @@ fn harakiri_kills_the_stuck_worker_while_others_serve() {
         "HARAKIRI: -- syscall> ".to_string(),
         "HARAKIRI: -- wchan> ".to_string(),
         format!("HARAKIRI !!! worker {n} status !!!"),
-        format!("HARAKIRI [core 0] 127.0.0.1 - GET /sleep?ms=10000 since "),
+        "HARAKIRI [core 0] 127.0.0.1 - GET /sleep?ms=10000 since ".to_string(),
         format!("HARAKIRI !!! end of worker {n} status !!!"),
         format!("HARAKIRI triggered by worker {n} core 0 !!!"),
         format!("DAMN ! worker {n} (pid: {pid}) died, killed by signal 9 :( trying respawn ..."),
@@ -80,7 +91,10 @@ fn harakiri_kills_the_stuck_worker_while_others_serve() {
             .unwrap_or_else(|| panic!("{want:?} missing or out of order:\n{}", all.join("\n")));
         at += pos + 1;
     }
-    let replacement = pid_in(&s.lines.wait_for(&format!("Respawned uWSGI worker {n}"), WAIT));
+    let replacement = pid_in(
+        &s.lines
+            .wait_for(&format!("Respawned uWSGI worker {n}"), WAIT),
+    );
     assert_eq!(parent_of(replacement), Some(s.pid()));
     s.signal(libc::SIGINT);
     assert_eq!(s.wait_exit(WAIT).code(), Some(0));
@@ -88,7 +102,9 @@ fn harakiri_kills_the_stuck_worker_while_others_serve() {
 
 #[test]
 fn requests_shorter_than_harakiri_are_never_killed() {
-    let mut s = start("[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 1\nharakiri = 2\nsocket-timeout = 1\n");
+    let mut s = start(
+        "[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 1\nharakiri = 2\nsocket-timeout = 1\n",
+    );
     for _ in 0..3 {
         assert_eq!(s.get("/sleep?ms=1500").unwrap().0, 200);
     }
@@ -107,17 +123,26 @@ fn init_failure_with_need_app_stops_the_service_with_22() {
     );
     let status = s.wait_exit(WAIT);
     assert_eq!(status.code(), Some(22));
-    s.lines.wait_for("OOPS ! failed loading app in worker ", WAIT);
-    s.lines.wait_for("need-app requested, destroying the instance...", WAIT);
+    s.lines
+        .wait_for("OOPS ! failed loading app in worker ", WAIT);
+    s.lines
+        .wait_for("need-app requested, destroying the instance...", WAIT);
 }
 
 #[test]
 fn init_failure_without_need_app_is_retried() {
-    let mut s = spawn_with("[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 1\n", |cmd| {
-        cmd.env("PROBE_INIT_FAIL", "1");
-    });
+    let mut s = spawn_with(
+        "[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 1\n",
+        |cmd| {
+            cmd.env("PROBE_INIT_FAIL", "1");
+        },
+    );
     s.lines.wait_for_nth(":( trying again...", 2, WAIT);
-    assert_eq!(s.child.try_wait().unwrap(), None, "the master keeps running");
+    assert_eq!(
+        s.child.try_wait().unwrap(),
+        None,
+        "the master keeps running"
+    );
     s.signal(libc::SIGINT);
     assert_eq!(s.wait_exit(WAIT).code(), Some(0));
 }
@@ -133,14 +158,55 @@ fn fork_bomb_guard_does_not_block_the_master() {
         if let Some(&w) = s.workers().first() {
             unsafe { libc::kill(w, libc::SIGKILL) };
             killed += 1;
-            s.lines.wait_for_nth("died, killed by signal 9", killed, WAIT);
+            s.lines
+                .wait_for_nth("died, killed by signal 9", killed, WAIT);
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    s.lines.wait_for("worker respawning too fast !!! i have to sleep a bit (4 seconds)...", WAIT);
+    s.lines.wait_for(
+        "worker respawning too fast !!! i have to sleep a bit (4 seconds)...",
+        WAIT,
+    );
     // The master is not asleep: a SIGINT during the delay ends it at once.
     let t = Instant::now();
     s.signal(libc::SIGINT);
     assert_eq!(s.wait_exit(WAIT).code(), Some(0));
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}
+
+#[test]
+fn graceful_harakiri_signal_then_sigkill() {
+    // SIGUSR1 (10) does not stop the worker: the second harakiri kills it.
+    let mut s = start(
+        "[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 1\nharakiri = 2\nharakiri-graceful-timeout = 1\nharakiri-graceful-signal = 10\nsocket-timeout = 1\n",
+    );
+    let pid = s.workers()[0];
+    let port = s.port;
+    let sent = Instant::now();
+    let stuck = std::thread::spawn(move || (http_get(port, "/sleep?ms=8000"), sent.elapsed()));
+    s.lines.wait_for(
+        &format!("*** HARAKIRI ON WORKER 1 (pid: {pid}, try: 1, graceful: yes) ***"),
+        WAIT,
+    );
+    s.lines.wait_for(
+        "HARAKIRI: graceful termination attempt on worker 1 with signal 10. Next harakiri: ",
+        WAIT,
+    );
+    s.lines.wait_for(
+        &format!("*** HARAKIRI ON WORKER 1 (pid: {pid}, try: 2, graceful: no) ***"),
+        WAIT,
+    );
+    s.lines.wait_for(
+        &format!("DAMN ! worker 1 (pid: {pid}) died, killed by signal 9"),
+        WAIT,
+    );
+    let (result, elapsed) = stuck.join().unwrap();
+    assert!(result.is_err());
+    assert!(
+        elapsed >= Duration::from_millis(2900) && elapsed <= Duration::from_millis(5000),
+        "{elapsed:?}"
+    );
+    s.lines.wait_for("Respawned uWSGI worker 1", WAIT);
+    s.signal(libc::SIGINT);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
 }

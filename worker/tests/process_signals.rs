@@ -11,11 +11,18 @@ use std::time::{Duration, Instant};
 const WAIT: Duration = Duration::from_secs(15);
 
 /// Requests `/pid` in a loop until stopped; returns every outcome.
-fn steady_traffic(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<Result<u16, String>>> {
+fn steady_traffic(
+    port: u16,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Vec<Result<u16, String>>> {
     std::thread::spawn(move || {
         let mut out = Vec::new();
         while !stop.load(Ordering::Relaxed) {
-            out.push(http_get(port, "/pid").map(|r| r.0).map_err(|e| e.to_string()));
+            out.push(
+                http_get(port, "/pid")
+                    .map(|r| r.0)
+                    .map_err(|e| e.to_string()),
+            );
         }
         out
     })
@@ -29,7 +36,9 @@ fn lazy_reload_replaces_every_worker_without_failed_requests() {
     let before = s.wait_workers(2, WAIT);
     assert_eq!(s.get("/greeting").unwrap().1, "before");
     let ini = s.dir.path("probe.ini");
-    let text = std::fs::read_to_string(&ini).unwrap().replace("before", "after");
+    let text = std::fs::read_to_string(&ini)
+        .unwrap()
+        .replace("before", "after");
     std::fs::write(&ini, text).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let traffic = steady_traffic(s.port, stop.clone());
@@ -42,16 +51,24 @@ fn lazy_reload_replaces_every_worker_without_failed_requests() {
     assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
     s.wait_notify_nth("READY=1", 2, WAIT);
     for n in 1..=2 {
-        s.lines.wait_for(&format!("worker {n} killed successfully (pid: "), WAIT);
+        s.lines
+            .wait_for(&format!("worker {n} killed successfully (pid: "), WAIT);
     }
-    assert_eq!(in_flight.join().unwrap().unwrap().0, 200, "the in-flight request completes");
+    assert_eq!(
+        in_flight.join().unwrap().unwrap().0,
+        200,
+        "the in-flight request completes"
+    );
     std::thread::sleep(Duration::from_millis(200));
     stop.store(true, Ordering::Relaxed);
     let outcomes = traffic.join().unwrap();
     assert!(outcomes.len() > 5);
     assert!(outcomes.iter().all(|o| *o == Ok(200)), "{outcomes:?}");
     let after = s.wait_workers(2, WAIT);
-    assert!(after.iter().all(|p| !before.contains(p)), "{before:?} -> {after:?}");
+    assert!(
+        after.iter().all(|p| !before.contains(p)),
+        "{before:?} -> {after:?}"
+    );
     assert_eq!(s.lines.count("Gracefully killing worker"), 2);
     assert_eq!(s.get("/greeting").unwrap().1, "after");
     s.signal(libc::SIGTERM);
@@ -60,7 +77,9 @@ fn lazy_reload_replaces_every_worker_without_failed_requests() {
 
 #[test]
 fn reload_with_an_invalid_config_keeps_the_workers() {
-    let mut s = start("[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\nlazy = true\nsocket-timeout = 1\n");
+    let mut s = start(
+        "[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\nlazy = true\nsocket-timeout = 1\n",
+    );
     let before = s.wait_workers(2, WAIT);
     let ini = s.dir.path("probe.ini");
     let mut text = std::fs::read_to_string(&ini).unwrap();
@@ -70,7 +89,8 @@ fn reload_with_an_invalid_config_keeps_the_workers() {
     let failed = s.wait_notify("STATUS=reload failed: ", WAIT);
     assert!(failed.contains("spooler"), "{failed}");
     s.wait_notify_nth("READY=1", 2, WAIT);
-    s.lines.wait_for("option \"spooler\" is not supported by this server", WAIT);
+    s.lines
+        .wait_for("option \"spooler\" is not supported by this server", WAIT);
     assert_eq!(s.workers(), before);
     assert_eq!(s.get("/pid").unwrap().0, 200);
     s.signal(libc::SIGINT);
@@ -87,8 +107,15 @@ fn reload_without_lazy_reexecutes_the_master() {
     s.signal(libc::SIGHUP);
     s.lines.wait_for("...gracefully killing workers...", WAIT);
     s.lines.wait_for("binary reloading uWSGI...", WAIT);
-    s.lines.wait_for(&format!("gracefully (RE)spawned uWSGI master process (pid: {})", s.pid()), WAIT);
-    s.lines.wait_for("uwsgi socket 0 inherited INET address 127.0.0.1:", WAIT);
+    s.lines.wait_for(
+        &format!(
+            "gracefully (RE)spawned uWSGI master process (pid: {})",
+            s.pid()
+        ),
+        WAIT,
+    );
+    s.lines
+        .wait_for("uwsgi socket 0 inherited INET address 127.0.0.1:", WAIT);
     s.wait_notify_nth("READY=1", 2, WAIT);
     assert_eq!(in_flight.join().unwrap().unwrap().0, 200);
     let after = s.wait_workers(2, WAIT);
@@ -111,11 +138,17 @@ fn sigterm_finishes_the_in_flight_request_then_exits_0() {
     s.lines.wait_for("graceful shutdown triggered...", WAIT);
     std::thread::sleep(Duration::from_millis(500));
     let refused = std::net::TcpStream::connect(("127.0.0.1", port));
-    assert!(refused.is_err(), "new connections are refused during a graceful shutdown");
+    assert!(
+        refused.is_err(),
+        "new connections are refused during a graceful shutdown"
+    );
     assert_eq!(in_flight.join().unwrap().unwrap().0, 200);
     assert_eq!(s.wait_exit(WAIT).code(), Some(0));
     s.lines.wait_for("goodbye to uWSGI.", WAIT);
-    assert!(workers.iter().all(|w| parent_of(*w).is_none()), "no process remains");
+    assert!(
+        workers.iter().all(|w| parent_of(*w).is_none()),
+        "no process remains"
+    );
 }
 
 #[test]
@@ -129,8 +162,12 @@ fn sigint_is_a_brutal_stop() {
     s.signal(libc::SIGINT);
     assert_eq!(s.wait_exit(WAIT).code(), Some(0));
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
-    assert!(in_flight.join().unwrap().is_err(), "the in-flight request is dropped");
-    s.lines.wait_for("SIGINT/SIGTERM received...killing workers...", WAIT);
+    assert!(
+        in_flight.join().unwrap().is_err(),
+        "the in-flight request is dropped"
+    );
+    s.lines
+        .wait_for("SIGINT/SIGTERM received...killing workers...", WAIT);
     assert_eq!(s.lines.count(" buried after "), 2);
     s.lines.wait_for("goodbye to uWSGI.", WAIT);
     s.wait_notify("STOPPING=1", WAIT);
@@ -139,7 +176,10 @@ fn sigint_is_a_brutal_stop() {
 
 #[test]
 fn sigint_right_after_start_leaves_nothing() {
-    let mut s = spawn_with("[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\n", |_| {});
+    let mut s = spawn_with(
+        "[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\n",
+        |_| {},
+    );
     std::thread::sleep(Duration::from_millis(50));
     let t = Instant::now();
     s.signal(libc::SIGINT);
@@ -158,7 +198,8 @@ fn mercy_kills_a_worker_slow_to_stop() {
     std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();
     s.signal(libc::SIGHUP);
-    s.lines.wait_for("is taking too much time to die...NO MERCY !!!", WAIT);
+    s.lines
+        .wait_for("is taking too much time to die...NO MERCY !!!", WAIT);
     let elapsed = t.elapsed();
     assert!(
         elapsed >= Duration::from_millis(1900) && elapsed <= Duration::from_millis(3500),
@@ -189,7 +230,8 @@ fn ttin_ttou_usr1_usr2_keep_the_master_running() {
     let busy = std::thread::spawn(move || http_get(port, "/sleep?ms=1500"));
     std::thread::sleep(Duration::from_millis(300));
     s.signal(libc::SIGUSR2);
-    s.lines.wait_for("is managing request /sleep?ms=1500 since ", WAIT);
+    s.lines
+        .wait_for("is managing request /sleep?ms=1500 since ", WAIT);
     s.lines.wait_for(") is idle ---", WAIT);
     assert_eq!(busy.join().unwrap().unwrap().0, 200);
     let state = std::fs::read_to_string(format!("/proc/{}/stat", s.pid())).unwrap();
@@ -204,10 +246,114 @@ fn touch_reload_triggers_a_reload() {
     let before = s.wait_workers(1, WAIT);
     let touch = s.dir.path("touch.txt");
     std::fs::write(&touch, "x").unwrap();
-    s.lines.wait_for("touch.txt has been touched... grace them all !!! ***", WAIT);
+    s.lines
+        .wait_for("touch.txt has been touched... grace them all !!! ***", WAIT);
     s.wait_notify_nth("READY=1", 2, WAIT);
     let after = s.wait_workers(1, WAIT);
     assert_ne!(before, after);
     s.signal(libc::SIGINT);
     assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+}
+
+#[test]
+fn sigtstp_pauses_and_resumes_the_workers() {
+    let mut s = start("[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\nsocket-timeout = 1\n");
+    s.signal(libc::SIGTSTP);
+    s.lines.wait_for("*** PAUSE (press start to resume", WAIT);
+    s.lines.wait_for("*** worker 1 suspended ***", WAIT);
+    s.lines.wait_for("*** worker 2 suspended ***", WAIT);
+    let port = s.port;
+    let waiting = std::thread::spawn(move || {
+        let t = Instant::now();
+        (http_get(port, "/pid"), t.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(!waiting.is_finished(), "a paused service does not answer");
+    s.signal(libc::SIGTSTP);
+    s.lines
+        .wait_for("*** (SIGTSTP received) resuming workers ***", WAIT);
+    let (result, elapsed) = waiting.join().unwrap();
+    assert_eq!(result.unwrap().0, 200);
+    assert!(elapsed >= Duration::from_millis(700));
+    let state = std::fs::read_to_string(format!("/proc/{}/stat", s.pid())).unwrap();
+    assert!(!state.contains(") T "), "{state}");
+    s.signal(libc::SIGINT);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+}
+
+#[test]
+fn sigint_right_after_sighup_ends_the_service() {
+    let mut s = start(
+        "[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\nlazy = true\nsocket-timeout = 1\n",
+    );
+    s.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(10));
+    let t = Instant::now();
+    s.signal(libc::SIGINT);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert!(s.workers().is_empty());
+}
+
+#[test]
+fn stop_and_reload_through_the_pidfile() {
+    let mut s = start("[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 1\nlazy = true\npidfile = %d%n.pid\nsocket-timeout = 1\n");
+    let pidfile = s.dir.path("probe.pid");
+    master::signal_pidfile(&pidfile, true).unwrap();
+    s.wait_notify("RELOADING=1", WAIT);
+    s.wait_notify_nth("READY=1", 2, WAIT);
+    master::signal_pidfile(&pidfile, false).unwrap();
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+    assert!(master::signal_pidfile(&s.dir.path("nope.pid"), false).is_err());
+}
+
+fn fifo_command(s: &Server, command: &str) {
+    use std::io::Write;
+    let mut fifo = std::fs::OpenOptions::new()
+        .write(true)
+        .open(s.dir.path("master.fifo"))
+        .unwrap();
+    fifo.write_all(command.as_bytes()).unwrap();
+}
+
+#[test]
+fn master_fifo_chain_workers_and_brutal_reloads() {
+    let mut s = start(
+        "[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\nlazy = true\nmaster-fifo = %dmaster.fifo\nsocket-timeout = 1\nworker-reload-mercy = 2\n",
+    );
+    let before = s.wait_workers(2, WAIT);
+    fifo_command(&s, "c");
+    s.lines.wait_for("chain next victim is worker 1", WAIT);
+    s.lines.wait_for("chain next victim is worker 2", WAIT);
+    s.lines.wait_for("chain reloading complete", WAIT);
+    s.wait_notify_nth("READY=1", 2, WAIT);
+    let all = s.lines.all();
+    let pos = |needle: &str| all.iter().position(|l| l.contains(needle)).unwrap();
+    // Slot 2 is only touched once slot 1 runs its new worker.
+    assert!(pos("Respawned uWSGI worker 1") < pos("chain next victim is worker 2"));
+    let chained = s.wait_workers(2, WAIT);
+    assert!(chained.iter().all(|p| !before.contains(p)));
+
+    fifo_command(&s, "w");
+    s.wait_notify_nth("READY=1", 3, WAIT);
+    s.lines
+        .wait_for_nth("worker 2 killed successfully", 2, WAIT);
+    let reloaded = s.wait_workers(2, WAIT);
+    assert!(reloaded.iter().all(|p| !chained.contains(p)));
+
+    fifo_command(&s, "R");
+    s.lines.wait_for("...brutally killing workers...", WAIT);
+    s.lines.wait_for(
+        &format!(
+            "gracefully (RE)spawned uWSGI master process (pid: {})",
+            s.pid()
+        ),
+        WAIT,
+    );
+    s.wait_notify_nth("READY=1", 4, WAIT);
+    assert_eq!(s.get("/pid").unwrap().0, 200);
+
+    fifo_command(&s, "q");
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+    s.lines.wait_for("graceful shutdown triggered...", WAIT);
 }

@@ -81,8 +81,10 @@ impl Handler for Probe {
 /// What the worker reported to its slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SlotEvent {
+    Accepting,
     Started(String, String, String, u64),
     Finished(u16, u64),
+    Stopping,
 }
 
 #[derive(Debug, Default)]
@@ -106,6 +108,14 @@ impl Slot for RecordingSlot {
             .unwrap()
             .push(SlotEvent::Finished(status, bytes_sent));
     }
+
+    fn accepting(&self) {
+        self.events.lock().unwrap().push(SlotEvent::Accepting);
+    }
+
+    fn stopping(&self) {
+        self.events.lock().unwrap().push(SlotEvent::Stopping);
+    }
 }
 
 /// Log lines collected from a pipe by a reader thread.
@@ -113,7 +123,8 @@ impl Slot for RecordingSlot {
 pub struct LogLines(Arc<Mutex<Vec<String>>>);
 
 impl LogLines {
-    fn collect(read: OwnedFd) -> LogLines {
+    /// Collects the lines written to the write end of the pipe whose read end is `read`.
+    pub fn from_fd(read: OwnedFd) -> LogLines {
         let lines = LogLines::default();
         let sink = lines.clone();
         std::thread::spawn(move || {
@@ -186,7 +197,7 @@ impl TestServer {
     pub fn start_on(listeners: Vec<HttpListener>, port: u16, config: HttpConfig) -> TestServer {
         let (alive_read, alive_write) = nix::unistd::pipe().unwrap();
         let (log_read, log_write) = nix::unistd::pipe().unwrap();
-        let log = LogLines::collect(log_read);
+        let log = LogLines::from_fd(log_read);
         let slot = Arc::new(RecordingSlot::default());
         let worker_slot = slot.clone();
         let setup = WorkerSetup {
@@ -219,6 +230,18 @@ impl TestServer {
     }
 
     /// Waits for the loop to end by itself (stop decided by the worker) and returns its exit code.
+    /// The requests the slot heard of (start and end), without the state changes.
+    pub fn request_events(&self) -> Vec<SlotEvent> {
+        self.slot
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e, SlotEvent::Started(..) | SlotEvent::Finished(..)))
+            .cloned()
+            .collect()
+    }
+
     pub fn wait_exit(mut self) -> i32 {
         let thread = self.thread.take().unwrap();
         let deadline = Instant::now() + WAIT;

@@ -131,6 +131,9 @@ pub fn spawn_with(ini: &str, adjust: impl FnOnce(&mut Command)) -> Server {
     let ini_path = write_ini(&dir, ini);
     let notify_path = dir.path("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).unwrap();
+    // Writable by everyone, as systemd's: the master may have dropped privileges.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&notify_path, std::fs::Permissions::from_mode(0o777)).unwrap();
     notify
         .set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
@@ -333,14 +336,24 @@ pub fn parse_response(raw: &[u8]) -> std::io::Result<(u16, String)> {
 
 /// A worker pid from a `spawned`/`Respawned` line.
 pub fn pid_in(line: &str) -> i32 {
-    let after = line
-        .split("pid: ")
-        .nth(1)
-        .expect("line with a pid");
+    let after = line.split("pid: ").nth(1).expect("line with a pid");
     after
         .split(|c: char| !c.is_ascii_digit())
         .next()
         .unwrap()
         .parse()
         .unwrap()
+}
+
+/// One GET over a Unix socket; returns the status and body.
+pub fn unix_get(path: &std::path::Path, target: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = std::os::unix::net::UnixStream::connect(path)?;
+    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+    write!(
+        stream,
+        "GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_response(&raw)
 }
