@@ -1,6 +1,34 @@
 //! The `[uwsgi]` section: uWSGI's ini dialect, the option registry and the validated config.
+//!
+//! Loading runs the dialect (`dialect`), maps every key through the registry (`registry`), then
+//! builds the typed [`ServerConfig`]. Validation errors are one line each; the caller exits 1.
 
+use crate::dialect::{self, Magic};
+use crate::registry::{self, Effect, Kind};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// The protocol flavour of a configured listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketKind {
+    /// `http-socket` (or `socket` with `protocol = http`).
+    Http,
+    /// `http11-socket`: keep-alive allowed.
+    Http11,
+    /// `http`: uWSGI's router address, served directly by the workers.
+    HttpRouter,
+}
+
+/// One configured listening address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketSpec {
+    pub kind: SocketKind,
+    /// The address as written (`127.0.0.1:8000`, `:8000`, `[::1]:8000`, a path, `@name`).
+    pub address: String,
+    /// Keep-alive connections are allowed on it.
+    pub keep_alive: bool,
+}
 
 /// The validated `[uwsgi]` options. Fields read by the worker are listed first.
 #[derive(Debug, Clone)]
@@ -35,14 +63,534 @@ pub struct ServerConfig {
     pub log_x_forwarded_for: bool,
     /// `processes`: number of worker slots.
     pub processes: usize,
+    /// `log-4xx`: with `disable-logging`, still log 4xx requests.
+    pub log_4xx: bool,
+    /// `log-format`: request line template (6.5), when set.
+    pub log_format: Option<String>,
+    /// `log-micros`: response times in microseconds.
+    pub log_micros: bool,
+
+    // Master-only options below.
+    /// The absolute path of the ini file (re-read on reload).
+    pub ini: PathBuf,
+    /// `http-socket`, `http11-socket`, `http`, `socket` (with `protocol = http`), in file order.
+    pub sockets: Vec<SocketSpec>,
+    /// `listen`: backlog of self-bound listeners.
+    pub listen: u32,
+    /// `chmod-socket`: mode of Unix socket files.
+    pub chmod_socket: Option<u32>,
+    /// `chown-socket`: owner and group of Unix socket files.
+    pub chown_socket: Option<(Option<u32>, Option<u32>)>,
+    /// `uid`, resolved, with the user name when known (for `initgroups`).
+    pub uid: Option<(u32, Option<String>)>,
+    /// `gid`, resolved.
+    pub gid: Option<u32>,
+    /// `no-initgroups`.
+    pub no_initgroups: bool,
+    /// `umask` (octal).
+    pub umask: Option<u32>,
+    /// `vacuum`.
+    pub vacuum: bool,
+    /// `pidfile` (relative to the starting directory).
+    pub pidfile: Option<PathBuf>,
+    /// `chdir`.
+    pub chdir: Option<PathBuf>,
+    /// `env` (`KEY`, `VALUE`), already applied to the process environment by `load`.
+    pub env: Vec<(String, String)>,
+    /// `unenv`, already applied by `load`.
+    pub unenv: Vec<String>,
+    /// `lazy`: SIGHUP is a rolling worker reload; the master stays.
+    pub lazy: bool,
+    /// `lazy-apps`.
+    pub lazy_apps: bool,
+    /// `worker-reload-mercy` (or `reload-mercy` when only that one is set).
+    pub worker_reload_mercy: Duration,
+    /// `forkbomb-delay`.
+    pub forkbomb_delay: Duration,
+    /// `need-app`.
+    pub need_app: bool,
+    /// `harakiri-verbose`.
+    pub harakiri_verbose: bool,
+    /// `max-requests-delta`.
+    pub max_requests_delta: u64,
+    /// `touch-reload` files.
+    pub touch_reload: Vec<PathBuf>,
+    /// `logto` file.
+    pub logto: Option<PathBuf>,
+    /// `exit-on-reload`.
+    pub exit_on_reload: bool,
+    /// `no-orphans`.
+    pub no_orphans: bool,
+    /// Lines to log at startup: notices, warnings (after the banner, before the workers).
+    pub notices: Vec<String>,
+    /// The options as applied, in order, for the SIGUSR1 dump.
+    pub options: Vec<(String, String)>,
 }
+
+impl Default for ServerConfig {
+    /// The defaults of every option, no listener.
+    fn default() -> ServerConfig {
+        ServerConfig::from_entries(Vec::new(), PathBuf::new(), HashSet::new())
+            .expect("registry defaults are valid")
+    }
+}
+
+/// Environment variables named like options but which are not (1.2 rule 10).
+const NOT_OPTIONS: &[&str] = &["UWSGI_RELOADS", "UWSGI_ORIGINAL_PROC_NAME"];
 
 impl ServerConfig {
     /// Reads and validates the `[uwsgi]` section named by the invocation (uWSGI's dialect, `UWSGI_*`
     /// environment options, command-line overrides). Without the section, falls back to
     /// `[server:main]` `host`/`port` (default 127.0.0.1:8888) with one worker per core.
+    ///
+    /// Side effect: `env`/`unenv` lines are applied to the process environment, so that settings
+    /// read afterwards (Kinto's `KINTO_*` variables) see them, as under uWSGI.
     pub fn load(invocation: &crate::Invocation) -> Result<ServerConfig, String> {
-        let _ = invocation;
-        unimplemented!("uwsgi section")
+        let path = absolute(&invocation.ini);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("unable to read configuration file {}: {e}", path.display()))?;
+        let config = ServerConfig::from_text(&text, &path, invocation)?;
+        for name in &config.unenv {
+            std::env::remove_var(name);
+        }
+        for (key, value) in &config.env {
+            std::env::set_var(key, value);
+        }
+        Ok(config)
+    }
+
+    /// Parses configuration text as if read from `path` (no side effect).
+    pub fn from_text(
+        text: &str,
+        path: &Path,
+        invocation: &crate::Invocation,
+    ) -> Result<ServerConfig, String> {
+        let section = if invocation.section.is_empty() {
+            "uwsgi"
+        } else {
+            invocation.section.as_str()
+        };
+        let magic = Magic {
+            path: path.to_path_buf(),
+            given: invocation.ini.to_string_lossy().into_owned(),
+            section: invocation.section.clone(),
+        };
+        let mut notices = Vec::new();
+        let file_entries =
+            match dialect::section_entries(&dialect::substitute_magic(text, &magic), section) {
+                Some(entries) => entries,
+                None => {
+                    let (entries, line) = server_main_fallback(text, path, section)?;
+                    notices.push(line);
+                    entries
+                }
+            };
+        let mut entries: Vec<(String, String)> = Vec::new();
+        let mut env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("UWSGI_") && !NOT_OPTIONS.contains(&k.as_str()))
+            .map(|(k, v)| (k["UWSGI_".len()..].to_lowercase().replace('_', "-"), v))
+            // Only names of real options: stray UWSGI_* variables must not trip `strict`.
+            .filter(|(k, _)| registry::lookup(k).is_some())
+            .collect();
+        env.sort();
+        entries.extend(env);
+        entries.extend(file_entries);
+        entries.extend(invocation.overrides.iter().cloned());
+        let entries: Vec<(String, String)> = entries
+            .into_iter()
+            .map(|(k, v)| (k, dialect::substitute_files(&dialect::substitute_env(&v))))
+            .collect();
+        let table = dialect::reference_table(&entries);
+        let mut used = HashSet::new();
+        let entries: Vec<(String, String)> = entries
+            .into_iter()
+            .map(|(k, v)| {
+                let v = dialect::substitute_references(&v, &table, &mut used);
+                (k, v)
+            })
+            .collect();
+        let mut config = ServerConfig::from_entries(entries, path.to_path_buf(), used)?;
+        notices.append(&mut config.notices);
+        config.notices = notices;
+        Ok(config)
+    }
+
+    /// Builds the config from resolved `(key, value)` entries in application order.
+    fn from_entries(
+        entries: Vec<(String, String)>,
+        ini: PathBuf,
+        referenced: HashSet<String>,
+    ) -> Result<ServerConfig, String> {
+        let mut v = Values::default();
+        let mut unknown: Vec<String> = Vec::new();
+        for (key, value) in &entries {
+            match registry::lookup(key) {
+                None => {
+                    if !unknown.contains(key) {
+                        unknown.push(key.clone());
+                    }
+                }
+                Some(spec) => match spec.effect {
+                    Effect::Reject(why) => {
+                        return Err(format!(
+                            "option \"{key}\" is not supported by this server: {why}"
+                        ))
+                    }
+                    Effect::Notice(why) => v.notice(key, why),
+                    Effect::Honoured => match spec.kind {
+                        Kind::List => v.lists.entry(spec.name).or_default().push(value.clone()),
+                        _ => {
+                            v.scalars.insert(spec.name, (key.clone(), value.clone()));
+                        }
+                    },
+                },
+            }
+        }
+        let strict = v.bool("strict");
+        for key in &unknown {
+            if strict {
+                return Err(format!("[strict-mode] unknown config directive: {key}"));
+            }
+            if !referenced.contains(key) {
+                v.notice(key, "unknown option, kept as a placeholder");
+            }
+        }
+        if v.scalars.contains_key("master") && !v.bool("master") {
+            v.notice("master", "the master process is always enabled");
+        }
+
+        let keep_alive_secs = v.int("http-keepalive")?;
+        let http_keepalive = v.scalars.contains_key("http-keepalive") && keep_alive_secs > 0;
+        let mut sockets = Vec::new();
+        let protocol = v.str("protocol").unwrap_or_default().to_string();
+        if !matches!(protocol.as_str(), "" | "http" | "uwsgi") {
+            return Err(format!(
+                "invalid value for option \"protocol\": {protocol} (only http is served)"
+            ));
+        }
+        for (option, kind) in [
+            ("http-socket", SocketKind::Http),
+            ("http11-socket", SocketKind::Http11),
+            ("http", SocketKind::HttpRouter),
+            ("socket", SocketKind::Http),
+        ] {
+            for address in v.list(option) {
+                if option == "socket" && protocol != "http" {
+                    return Err("option \"socket\" speaks the uwsgi protocol, which this server does not support yet: use http-socket (and nginx proxy_pass)".to_string());
+                }
+                // Lead's decision for benchmarks: `http-keepalive` also enables keep-alive on
+                // `http-socket` listeners (uWSGI ignores it there).
+                let keep_alive = match kind {
+                    SocketKind::Http11 => true,
+                    SocketKind::Http | SocketKind::HttpRouter => http_keepalive,
+                };
+                sockets.push(SocketSpec {
+                    kind,
+                    address: address.clone(),
+                    keep_alive,
+                });
+            }
+        }
+        if v.list("http").next().is_some() {
+            v.notice("http", "http router replaced by a direct listener");
+        }
+        for mount in v.list("mount") {
+            let point = mount.split_once('=').map_or(mount.as_str(), |(p, _)| p);
+            if !(point.is_empty() || point == "/") {
+                return Err(format!("option \"mount\" is not supported by this server: mountpoint {point} (serve a prefix through nginx)"));
+            }
+        }
+
+        let mut buffer_size = v.int("buffer-size")?;
+        if buffer_size > 65535 {
+            v.notices.push(format!(
+                "warning: option \"buffer-size\" value {buffer_size} clamped to 65535"
+            ));
+            buffer_size = 65535;
+        }
+        let socket_timeout = Duration::from_secs(v.int("socket-timeout")?);
+        let keepalive_timeout = http_keepalive.then(|| {
+            if keep_alive_secs > 1 {
+                Duration::from_secs(keep_alive_secs)
+            } else {
+                socket_timeout
+            }
+        });
+        let add_headers = v
+            .list("add-header")
+            .map(|h| match h.split_once(':') {
+                Some((name, value)) => Ok((name.trim().to_string(), value.trim().to_string())),
+                None => Err(format!("invalid value for option \"add-header\": {h}")),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let max_vars = v.int("max-vars")? as usize;
+
+        let chmod_socket = match v.scalars.get("chmod-socket") {
+            None => None,
+            Some((_, value)) if value.is_empty() || value == "1" => Some(0o666),
+            Some((_, value))
+                if value.len() == 3 && value.bytes().all(|b| (b'0'..=b'7').contains(&b)) =>
+            {
+                Some(u32::from_str_radix(value, 8).expect("octal digits"))
+            }
+            Some((_, value)) => return Err(format!("invalid chmod value: {value}")),
+        };
+        let chown_socket = match v.str("chown-socket") {
+            None => None,
+            Some(spec) => {
+                let (user, group) = match spec.split_once(':') {
+                    Some((u, g)) => (u, Some(g)),
+                    None => (spec, None),
+                };
+                let uid = resolve_user(user)
+                    .map_err(|_| format!("unable to find user {user}"))?
+                    .0;
+                let gid = match group {
+                    Some(g) => {
+                        Some(resolve_group(g).map_err(|_| format!("unable to find group {g}"))?)
+                    }
+                    None => None,
+                };
+                Some((Some(uid), gid))
+            }
+        };
+        let uid = match v.str("uid") {
+            Some(u) => Some(resolve_user(u)?),
+            None => None,
+        };
+        let gid = match v.str("gid") {
+            Some(g) => Some(resolve_group(g)?),
+            None => None,
+        };
+        let umask = match v.str("umask") {
+            Some(m) => Some(
+                u32::from_str_radix(m, 8)
+                    .map_err(|_| format!("invalid value for option \"umask\": {m}"))?,
+            ),
+            None => None,
+        };
+        let mercy = if v.scalars.contains_key("worker-reload-mercy")
+            || !v.scalars.contains_key("reload-mercy")
+        {
+            v.int("worker-reload-mercy")?
+        } else {
+            // The documented meaning of reload-mercy, which uWSGI 2.0 does not honour [fix].
+            v.int("reload-mercy")?
+        };
+        let env = v
+            .list("env")
+            .map(|e| match e.split_once('=') {
+                Some((k, val)) if !k.is_empty() => Ok((k.to_string(), val.to_string())),
+                _ => Err(format!("invalid value for option \"env\": {e}")),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let processes = (v.int("processes")? as usize).max(1);
+        Ok(ServerConfig {
+            buffer_size: buffer_size as usize,
+            limit_post: v.int("limit-post")?,
+            post_buffering: v.int("post-buffering")?,
+            socket_timeout,
+            keepalive_timeout,
+            add_headers,
+            max_headers: (2 * max_vars).saturating_sub(9),
+            harakiri: v.int("harakiri")?,
+            max_requests: v.int("max-requests")?,
+            reload_on_rss: v.int("reload-on-rss")?,
+            min_worker_lifetime: Duration::from_secs(v.int("min-worker-lifetime")?),
+            disable_logging: v.bool("disable-logging"),
+            log_5xx: v.bool("log-5xx"),
+            log_x_forwarded_for: v.bool("log-x-forwarded-for"),
+            processes,
+            log_4xx: v.bool("log-4xx"),
+            log_format: v.str("log-format").map(str::to_string),
+            log_micros: v.bool("log-micros"),
+            ini,
+            sockets,
+            listen: v.int("listen")?.min(u64::from(u32::MAX)) as u32,
+            chmod_socket,
+            chown_socket,
+            uid,
+            gid,
+            no_initgroups: v.bool("no-initgroups"),
+            umask,
+            vacuum: v.bool("vacuum"),
+            pidfile: v.str("pidfile").map(PathBuf::from),
+            chdir: v.str("chdir").map(PathBuf::from),
+            env,
+            unenv: v.list("unenv").cloned().collect(),
+            lazy: v.bool("lazy"),
+            lazy_apps: v.bool("lazy-apps"),
+            worker_reload_mercy: Duration::from_secs(mercy),
+            forkbomb_delay: Duration::from_secs(v.int("forkbomb-delay")?),
+            need_app: v.bool("need-app"),
+            harakiri_verbose: v.bool("harakiri-verbose"),
+            max_requests_delta: v.int("max-requests-delta")?,
+            touch_reload: v.list("touch-reload").map(PathBuf::from).collect(),
+            logto: v.str("logto").map(PathBuf::from),
+            exit_on_reload: v.bool("exit-on-reload"),
+            no_orphans: v.bool("no-orphans"),
+            notices: v.notices,
+            options: entries,
+        })
+    }
+
+    /// The `[uwsgi]` block logged by SIGUSR1: the options as applied.
+    pub fn dump(&self) -> String {
+        let mut out = String::from("[uwsgi]\n");
+        for (k, v) in &self.options {
+            out.push_str(&format!("{k} = {v}\n"));
+        }
+        out
+    }
+}
+
+/// The options collected from the entries, by canonical name.
+#[derive(Default)]
+struct Values {
+    /// Canonical name -> (key as written, value), last one wins.
+    scalars: HashMap<&'static str, (String, String)>,
+    lists: HashMap<&'static str, Vec<String>>,
+    notices: Vec<String>,
+    noticed: HashSet<String>,
+}
+
+impl Values {
+    fn notice(&mut self, key: &str, why: &str) {
+        if self.noticed.insert(key.to_string()) {
+            self.notices.push(format!(
+                "notice: option \"{key}\" is accepted for compatibility and has no effect ({why})"
+            ));
+        }
+    }
+
+    fn default_of(name: &str) -> &'static str {
+        registry::lookup(name).map_or("", |s| s.default)
+    }
+
+    fn int(&mut self, name: &'static str) -> Result<u64, String> {
+        let (key, value) = match self.scalars.get(name) {
+            Some((k, v)) => (k.clone(), v.clone()),
+            None => return Ok(dialect::atoi_signed(Self::default_of(name)) as u64),
+        };
+        let n = dialect::atoi_signed(&value);
+        if n < 0 {
+            return Err(format!("invalid value for option \"{key}\": must be > 0"));
+        }
+        let trimmed = value.trim();
+        if trimmed.is_empty() || !trimmed.bytes().all(|b| b.is_ascii_digit()) {
+            self.notices.push(format!(
+                "warning: option \"{key}\" value \"{value}\" read as {n}"
+            ));
+        }
+        Ok(n as u64)
+    }
+
+    fn bool(&self, name: &'static str) -> bool {
+        match self.scalars.get(name) {
+            Some((_, v)) => dialect::parse_bool(v),
+            None => dialect::parse_bool(Self::default_of(name)),
+        }
+    }
+
+    fn str(&self, name: &'static str) -> Option<&str> {
+        self.scalars
+            .get(name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn list(&self, name: &'static str) -> impl Iterator<Item = &String> {
+        self.lists.get(name).into_iter().flatten()
+    }
+}
+
+/// The fallback when the requested section is missing (lead's decision): `[server:main]`'s
+/// `host`/`port`, one worker per CPU. Without `[server:main]` either, uWSGI's warning, exit 1.
+fn server_main_fallback(
+    text: &str,
+    path: &Path,
+    section: &str,
+) -> Result<(Vec<(String, String)>, String), String> {
+    let missing = format!(
+        "*** WARNING: Can't find section \"{section}\" in INI configuration file {} ***",
+        path.display()
+    );
+    let mut inside = false;
+    let mut found = false;
+    let (mut host, mut port) = ("127.0.0.1".to_string(), "8888".to_string());
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') && line.ends_with(']') {
+            inside = &line[1..line.len() - 1] == "server:main";
+            found |= inside;
+            continue;
+        }
+        if !inside || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some((k, val)) = line.split_once(['=', ':']) {
+            match k.trim() {
+                "host" => host = val.trim().to_string(),
+                "port" => port = val.trim().to_string(),
+                _ => {}
+            }
+        }
+    }
+    if !found {
+        return Err(missing);
+    }
+    let address = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let line = format!(
+        "{missing}\nno [{section}] section: serving [server:main] on {address} with {cpus} worker(s), one per CPU"
+    );
+    Ok((
+        vec![
+            ("http-socket".to_string(), address),
+            ("processes".to_string(), cpus.to_string()),
+        ],
+        line,
+    ))
+}
+
+/// `uid` as a number or a user name (`user <name> not found.`).
+fn resolve_user(spec: &str) -> Result<(u32, Option<String>), String> {
+    if let Ok(n) = spec.parse::<u32>() {
+        let name = nix::unistd::User::from_uid(n.into())
+            .ok()
+            .flatten()
+            .map(|u| u.name);
+        return Ok((n, name));
+    }
+    match nix::unistd::User::from_name(spec) {
+        Ok(Some(user)) => Ok((user.uid.as_raw(), Some(user.name))),
+        _ => Err(format!("user {spec} not found.")),
+    }
+}
+
+/// `gid` as a number or a group name (`group <name> not found.`).
+fn resolve_group(spec: &str) -> Result<u32, String> {
+    if let Ok(n) = spec.parse::<u32>() {
+        return Ok(n);
+    }
+    match nix::unistd::Group::from_name(spec) {
+        Ok(Some(group)) => Ok(group.gid.as_raw()),
+        _ => Err(format!("group {spec} not found.")),
+    }
+}
+
+/// The ini path made absolute against the working directory (uWSGI resolves it once).
+pub fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
     }
 }

@@ -5,17 +5,29 @@
 //! reload, shutdown, systemd notifications). It knows nothing of Kinto: the application plugs in
 //! through [`App`], whose worker entry point runs in each forked child.
 //!
-//! Layout: `config` (dialect, option registry, `ServerConfig`), `listener` (socket forms),
-//! `scoreboard` (shared slots), `context` (what a worker receives), `run` (the master loop).
+//! Layout: `dialect` (uWSGI's ini reader and substitutions), `registry` (the option table, its
+//! notices and docs), `config` (`ServerConfig`), `listener` (socket forms, bind, inherit),
+//! `privileges`, `scoreboard` (shared slots), `signals` (self-pipe), `notify` (sd_notify),
+//! `context` (what a worker receives), `spawn` (the child side of fork), `run` (the master loop),
+//! `log` (line writing).
 
 pub mod config;
 pub mod context;
+pub mod dialect;
 pub mod listener;
+pub mod log;
+pub mod notify;
+pub mod privileges;
+pub mod registry;
+mod run;
 pub mod scoreboard;
+mod signals;
+mod spawn;
 
-pub use config::ServerConfig;
+pub use config::{ServerConfig, SocketKind, SocketSpec};
 pub use context::WorkerContext;
 pub use listener::{ListenSocket, Listener};
+pub use registry::docs_markdown;
 pub use scoreboard::SlotHandle;
 
 use std::path::Path;
@@ -30,10 +42,15 @@ pub const EXIT_END: i32 = 30;
 /// The application the master serves. Loaded in the master (validation only, no resources), then
 /// handed to every worker after fork, where `work` builds its resources and serves.
 pub trait App: Sized {
+    /// Product name in the startup banner (`*** Starting <NAME> <VERSION> ...`).
+    const NAME: &'static str = "kinto";
+    /// Version in the startup banner.
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     /// Loads and validates the whole configuration from the ini file (the `[uwsgi]` section and the
     /// application's own sections). Called at startup and on every reload, in the master.
     fn load(ini: &Path, invocation: &Invocation) -> Result<(ServerConfig, Self), String>;
-    /// Runs in the forked worker; returns the worker's exit code.
+    /// Runs in the forked worker; returns the worker's exit code. It should call
+    /// `ctx.slot.set_accepting()` once initialised (the master's `READY=1` waits for it).
     fn work(&self, ctx: WorkerContext) -> i32;
 }
 
@@ -48,8 +65,53 @@ pub struct Invocation {
     pub overrides: Vec<(String, String)>,
 }
 
+impl Invocation {
+    /// Parses `--ini PATH[:SECTION]` (else `KINTO_INI`, else `config/kinto.ini`) and any other
+    /// `--option VALUE` / `--option=VALUE` as a `[uwsgi]` override (a flag followed by another
+    /// `--` argument, or last, gets an empty value, which booleans read as true). Arguments not
+    /// starting with `--` are returned for the caller (subcommands).
+    pub fn from_args<I: IntoIterator<Item = String>>(args: I) -> (Invocation, Vec<String>) {
+        let mut inv = Invocation::default();
+        let mut rest = Vec::new();
+        let mut ini: Option<String> = None;
+        let mut args = args.into_iter().peekable();
+        while let Some(arg) = args.next() {
+            let Some(name) = arg.strip_prefix("--") else {
+                rest.push(arg);
+                continue;
+            };
+            let (name, value) = match name.split_once('=') {
+                Some((n, v)) => (n.to_string(), v.to_string()),
+                None => {
+                    let value = match args.peek() {
+                        Some(next) if !next.starts_with("--") => args.next().unwrap_or_default(),
+                        _ => String::new(),
+                    };
+                    (name.to_string(), value)
+                }
+            };
+            if name == "ini" {
+                ini = Some(value);
+            } else {
+                inv.overrides.push((name, value));
+            }
+        }
+        let ini = ini
+            .or_else(|| std::env::var("KINTO_INI").ok())
+            .unwrap_or_else(|| "config/kinto.ini".to_string());
+        // uWSGI splits PATH:SECTION at the last colon.
+        match ini.rsplit_once(':') {
+            Some((path, section)) if !section.is_empty() && !section.contains('/') => {
+                inv.ini = path.into();
+                inv.section = section.to_string();
+            }
+            _ => inv.ini = ini.into(),
+        }
+        (inv, rest)
+    }
+}
+
 /// Runs the master until shutdown and returns the process exit code.
 pub fn run<A: App>(invocation: Invocation) -> i32 {
-    let _ = invocation;
-    unimplemented!("master loop")
+    run::run::<A>(invocation)
 }

@@ -4,12 +4,33 @@
 //! `mio` poll while the worker serves others. Heads are parsed with `httparse` within the
 //! configured limits, bodies (`Content-Length` or chunked) are read whole before the handler runs.
 //! It knows nothing of Kinto: the application is a [`Handler`].
+//!
+//! Layout, along the request path: `stream` (socket I/O with per-phase timeouts, accept), `head`
+//! (head parsing, pure), `chunked` (chunked body decoding, pure), `connection` (one connection:
+//! head, body, handler, response), `respond` (response head encoding), `server` (the poll loop,
+//! keep-alive parking, stop and recycling), `signals`, `slot` (scoreboard reporting), `log` (request
+//! and lifecycle lines), `config` (the worker's view of the configuration and listeners).
 
+pub mod chunked;
+pub mod config;
+mod connection;
+pub mod head;
+pub mod log;
 pub mod request;
+pub mod respond;
 pub mod response;
+pub mod server;
+pub mod signals;
+pub mod slot;
+pub mod stream;
 
+pub use config::{HttpConfig, HttpListener};
+pub use log::Log;
 pub use request::{Request, Scheme, Version};
 pub use response::Response;
+pub use server::{run, WorkerSetup};
+pub use signals::WorkerSignals;
+pub use slot::Slot;
 
 use master::WorkerContext;
 
@@ -26,8 +47,35 @@ pub trait Handler {
     }
 }
 
-/// Serves until the worker is told to stop; returns the worker's exit code.
+/// Serves until the worker is told to stop; returns the worker's exit code: 17 after a graceful
+/// stop (SIGHUP, recycling), 30 when the master is gone (SIGINT/SIGTERM `_exit(30)` directly).
+/// Installs the worker's signal handlers and panic hook: call it only in a forked worker.
 pub fn serve<H: Handler>(ctx: WorkerContext, handler: H) -> i32 {
-    let _ = (ctx, handler);
-    unimplemented!("worker loop")
+    let signals = match WorkerSignals::install() {
+        Ok(signals) => signals,
+        Err(e) => {
+            Log::stderr().dated(&format!(
+                "worker {} cannot install its signal handlers: {e}",
+                ctx.id
+            ));
+            return master::EXIT_INIT_FAILED;
+        }
+    };
+    install_panic_hook();
+    let setup = WorkerSetup {
+        id: ctx.id,
+        listeners: ctx.listeners.into_iter().map(HttpListener::from).collect(),
+        config: HttpConfig::from_server(&ctx.config),
+        master_alive: Some(ctx.master_alive),
+        log: Log::stderr(),
+    };
+    run(setup, &ctx.slot, handler, Some(signals))
+}
+
+/// Panic messages as one dated line, written at once (the default hook writes several pieces).
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let text = info.to_string().replace('\n', " ");
+        Log::stderr().dated(&format!("panic: {text}"));
+    }));
 }

@@ -48,3 +48,18 @@ impl Request {
         self.target.split_once('?').map(|(_, q)| q)
     }
 }
+
+impl Request {
+    /// An empty request, to be filled by the head parser (and reused from request to request).
+    pub fn empty() -> Self {
+        Request {
+            method: String::new(),
+            target: String::new(),
+            version: Version::Http11,
+            headers: Vec::new(),
+            body: Vec::new(),
+            remote_addr: String::new(),
+            scheme: Scheme::Http,
+        }
+    }
+}

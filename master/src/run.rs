@@ -1,0 +1,1162 @@
+//! The master: startup in the order of SERVER.md 3.1, then a single-threaded loop of named steps
+//! (7.2): poll, drain signals, reap, apply intents, harakiri, mercy, touch files, spawn, finish,
+//! notify. Every fork happens from this loop; the master never creates a thread.
+
+use crate::config::{absolute, ServerConfig};
+use crate::listener::{self, Address, MasterListener};
+use crate::log;
+use crate::notify::Notifier;
+use crate::scoreboard::{self, Scoreboard, STATE_ACCEPTING, STATE_BUSY, STATE_STARTING};
+use crate::signals::{self, SelfPipe};
+use crate::{App, Invocation, EXIT_GRACEFUL, EXIT_INIT_FAILED};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Environment variables describing listeners kept across a re-exec, and the reload counter.
+const ENV_INHERITED: &str = "KINTO_INHERITED_FDS";
+const ENV_RELOADS: &str = "KINTO_RELOADS";
+/// Slots reserved in the scoreboard beyond `processes` (SIGTTIN, reloads raising `processes`).
+const MIN_CAPACITY: usize = 64;
+/// Back-off of a slot whose workers fail to initialise (3.5, should).
+const INIT_BACKOFF_SECS: [u64; 6] = [1, 2, 4, 8, 16, 30];
+
+/// Why the master asked a worker to stop: decides the log line of its death and the respawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopReason {
+    /// Lazy reload: respawn at once with the new configuration.
+    Reload,
+    /// SIGTTOU or a reload lowering `processes`: no respawn.
+    Remove,
+    /// Shutdown or non-lazy reload: "buried", no respawn.
+    Bury,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Curse {
+    at: Instant,
+    reason: StopReason,
+    mercy_killed: bool,
+}
+
+/// What the master remembers of a slot (the shared part is in the scoreboard).
+#[derive(Debug, Default)]
+struct SlotState {
+    pid: Option<Pid>,
+    generation: u32,
+    /// Configuration epoch the worker was forked with (bumped by each lazy reload).
+    epoch: u64,
+    spawned_once: bool,
+    curse: Option<Curse>,
+    respawn_at: Option<Instant>,
+    harakiri_fired: bool,
+    init_failures: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Running,
+    /// Non-lazy reload: every worker stops, then the master re-executes itself.
+    Reexec,
+    Shutdown {
+        graceful: bool,
+    },
+}
+
+/// Startup failure: exit code and message.
+struct Fatal(i32, String);
+
+impl From<String> for Fatal {
+    fn from(message: String) -> Fatal {
+        Fatal(1, message)
+    }
+}
+
+struct Master<A: App> {
+    app: Arc<A>,
+    config: Arc<ServerConfig>,
+    invocation: Invocation,
+    listeners: Vec<MasterListener>,
+    board: Scoreboard,
+    slots: Vec<SlotState>,
+    target: usize,
+    poll: mio::Poll,
+    pipe: SelfPipe,
+    alive_read: OwnedFd,
+    alive_write: OwnedFd,
+    notifier: Notifier,
+    phase: Phase,
+    epoch: u64,
+    /// READY=1 is owed: at startup and after each reload.
+    ready_pending: bool,
+    last_status: Option<(usize, usize)>,
+    forkbomb_last: Option<Instant>,
+    forkbomb_count: usize,
+    forkbomb_until: Option<Instant>,
+    touch_mtimes: Vec<Option<SystemTime>>,
+    last_touch_check: Instant,
+    pidfile: Option<PathBuf>,
+    startup_dir: PathBuf,
+    exit_code: i32,
+}
+
+/// Runs the master until shutdown and returns the process exit code.
+pub fn run<A: App>(invocation: Invocation) -> i32 {
+    match Master::<A>::start(invocation) {
+        Ok(mut master) => master.run_loop(),
+        Err(Fatal(code, message)) => {
+            for line in message.lines() {
+                log::line(line);
+            }
+            code
+        }
+    }
+}
+
+impl<A: App> Master<A> {
+    fn start(mut invocation: Invocation) -> Result<Master<A>, Fatal> {
+        // 1. Signals first: a stop signal during startup is handled as soon as the loop runs.
+        let pipe = signals::install().map_err(|e| format!("signal setup: {e}"))?;
+        let reloads: u64 = std::env::var(ENV_RELOADS)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let inherited = std::env::var(ENV_INHERITED).ok();
+        std::env::remove_var(ENV_INHERITED);
+        let mut notifier = Notifier::from_env();
+        notifier.send("STATUS=initializing\n");
+
+        // 2-4. Configuration, names, env (applied by ServerConfig::load).
+        invocation.ini = absolute(&invocation.ini);
+        if invocation.section.is_empty() {
+            invocation.section = "uwsgi".to_string();
+        }
+        log::line(&format!(
+            "[uWSGI] getting INI configuration from {}",
+            invocation.ini.display()
+        ));
+        let (config, app) = A::load(&invocation.ini, &invocation)?;
+        if let Some(mask) = config.umask {
+            // SAFETY: plain syscall.
+            unsafe { libc::umask(mask as libc::mode_t) };
+        }
+        // 5. logto, as the starting user.
+        if let Some(path) = &config.logto {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("unable to open logto file {}: {e}", path.display()))?;
+            let _ = nix::unistd::dup2(file.as_raw_fd(), 2);
+        }
+        banner_head::<A>();
+        let startup_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+        // 6. pidfile, not rewritten by a re-exec.
+        let pidfile = config.pidfile.as_ref().map(|p| absolute(p));
+        if let (Some(path), None) = (&pidfile, &inherited) {
+            std::fs::write(path, format!("{}\n", std::process::id()))
+                .map_err(|e| format!("unable to write pidfile {}: {e}", path.display()))?;
+        }
+        // 7. chdir.
+        if let Some(dir) = &config.chdir {
+            std::env::set_current_dir(dir)
+                .map_err(|e| format!("chdir() to {}: {e}", dir.display()))?;
+        }
+        // 8-9. Inherited sockets (systemd, re-exec), then bind the others.
+        let listeners = setup_listeners(&config, inherited.as_deref())?;
+        // 10. Privileges.
+        for line in crate::privileges::drop_privileges(&config)? {
+            log::line(&line);
+        }
+        // 12. Scoreboard, liveness pipe, banner tail.
+        let capacity = config.processes.max(MIN_CAPACITY);
+        let board = Scoreboard::new(capacity).map_err(|e| format!("mmap(): {e}"))?;
+        board
+            .header()
+            .master_pid
+            .store(std::process::id() as i32, Ordering::Relaxed);
+        let (alive_read, alive_write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe(): {e}"))?;
+        let poll = mio::Poll::new().map_err(|e| format!("epoll: {e}"))?;
+        poll.registry()
+            .register(
+                &mut mio::unix::SourceFd(&pipe.read.as_raw_fd()),
+                mio::Token(0),
+                mio::Interest::READABLE,
+            )
+            .map_err(|e| format!("epoll: {e}"))?;
+        banner_tail(&config);
+        log::line(&format!(
+            "{} uWSGI master process (pid: {})",
+            if reloads > 0 {
+                "gracefully (RE)spawned"
+            } else {
+                "spawned"
+            },
+            std::process::id()
+        ));
+        let touch_mtimes = config.touch_reload.iter().map(|p| mtime(p)).collect();
+        let target = config.processes;
+        Ok(Master {
+            app: Arc::new(app),
+            config: Arc::new(config),
+            invocation,
+            listeners,
+            board,
+            slots: (0..capacity).map(|_| SlotState::default()).collect(),
+            target,
+            poll,
+            pipe,
+            alive_read,
+            alive_write,
+            notifier,
+            phase: Phase::Running,
+            epoch: 0,
+            ready_pending: true,
+            last_status: None,
+            forkbomb_last: None,
+            forkbomb_count: 0,
+            forkbomb_until: None,
+            touch_mtimes,
+            last_touch_check: Instant::now(),
+            pidfile,
+            startup_dir,
+            exit_code: 0,
+        })
+    }
+
+    /// The loop of 7.2.
+    fn run_loop(&mut self) -> i32 {
+        let mut events = mio::Events::with_capacity(8);
+        // 13. Fork the workers before the first poll.
+        self.spawn_missing();
+        loop {
+            let timeout = self.next_timeout();
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    log::line(&format!("epoll_wait(): {e}"));
+                }
+            }
+            let pending = signals::drain(self.pipe.read.as_raw_fd());
+            self.reap();
+            for sig in pending {
+                self.on_signal(sig);
+            }
+            self.check_harakiri();
+            self.check_mercy();
+            self.check_touch();
+            self.spawn_missing();
+            if let Some(code) = self.maybe_finish() {
+                return code;
+            }
+            self.notify_state();
+        }
+    }
+
+    fn next_timeout(&self) -> Duration {
+        let mut timeout = Duration::from_secs(1);
+        let now_ms = scoreboard::monotonic_ms();
+        let now = Instant::now();
+        for (i, s) in self.slots.iter().enumerate() {
+            if s.pid.is_some() && !s.harakiri_fired {
+                let d = self
+                    .board
+                    .slot(i + 1)
+                    .harakiri_deadline_mono_ms
+                    .load(Ordering::Acquire);
+                if d != 0 {
+                    timeout = timeout.min(Duration::from_millis(d.saturating_sub(now_ms)));
+                }
+            }
+            if let Some(at) = s.respawn_at {
+                timeout = timeout.min(at.saturating_duration_since(now));
+            }
+            if let Some(c) = s.curse.filter(|c| !c.mercy_killed && s.pid.is_some()) {
+                timeout = timeout
+                    .min((c.at + self.config.worker_reload_mercy).saturating_duration_since(now));
+            }
+        }
+        timeout
+    }
+
+    // ---- signals -------------------------------------------------------------------------
+
+    fn on_signal(&mut self, sig: Signal) {
+        match sig {
+            Signal::SIGHUP => self.reload(),
+            Signal::SIGTERM => self.shutdown(true),
+            Signal::SIGINT | Signal::SIGQUIT => self.shutdown(false),
+            Signal::SIGUSR1 => self.log_stats(),
+            Signal::SIGUSR2 => self.log_status(),
+            Signal::SIGTTIN => self.add_worker(),
+            Signal::SIGTTOU => self.remove_worker(),
+            Signal::SIGTSTP => {
+                log::line("SIGTSTP received: pausing workers is not supported, ignored")
+            }
+            _ => {}
+        }
+    }
+
+    fn reload(&mut self) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        let (config, app) = match A::load(&self.invocation.ini, &self.invocation) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                // A reload never takes a healthy service down [fix].
+                log::line(&format!(
+                    "reload failed, keeping the running configuration: {e}"
+                ));
+                let reason = e.lines().next().unwrap_or_default().to_string();
+                self.notifier
+                    .send(&format!("STATUS=reload failed: {reason}\n"));
+                self.notifier.send("READY=1\n");
+                return;
+            }
+        };
+        let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
+            t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1000
+        });
+        self.notifier.send(&format!(
+            "RELOADING=1\nMONOTONIC_USEC={ts}\nSTATUS=reloading\n"
+        ));
+        self.ready_pending = true;
+        if !config.lazy {
+            log::line("...gracefully killing workers...");
+            self.phase = Phase::Reexec;
+            self.config = Arc::new(config);
+            self.curse_all(Signal::SIGHUP, StopReason::Bury);
+            return;
+        }
+        for option in restart_needed(&self.config, &config) {
+            log::line(&format!("restart needed to change {option}"));
+        }
+        let mut config = config;
+        // Live-reloadable options only: listeners, identity and files stay as started.
+        config.sockets = self.config.sockets.clone();
+        config.uid = self.config.uid.clone();
+        config.gid = self.config.gid;
+        config.chdir = self.config.chdir.clone();
+        config.pidfile = self.config.pidfile.clone();
+        for line in &config.notices {
+            log::line(line);
+        }
+        self.target = config.processes.min(self.slots.len());
+        self.config = Arc::new(config);
+        self.app = Arc::new(app);
+        self.epoch += 1;
+        self.touch_mtimes = self.config.touch_reload.iter().map(|p| mtime(p)).collect();
+        for i in 0..self.slots.len() {
+            let reason = if i < self.target {
+                StopReason::Reload
+            } else {
+                StopReason::Remove
+            };
+            self.slots[i].respawn_at = self.slots[i].respawn_at.map(|_| Instant::now());
+            self.curse(i, Signal::SIGHUP, reason);
+        }
+    }
+
+    fn shutdown(&mut self, graceful: bool) {
+        match self.phase {
+            Phase::Shutdown { graceful: false } => return,
+            Phase::Shutdown { graceful: true } => {
+                // A second stop signal turns a graceful shutdown brutal.
+                log::line("SIGINT/SIGTERM received...killing workers...");
+                self.phase = Phase::Shutdown { graceful: false };
+                self.signal_live(Signal::SIGINT);
+                return;
+            }
+            _ => {}
+        }
+        self.notifier.send("STOPPING=1\nSTATUS=stopping\n");
+        self.phase = Phase::Shutdown { graceful };
+        for s in &mut self.slots {
+            s.respawn_at = None;
+        }
+        if graceful {
+            log::dated("graceful shutdown triggered...");
+            // New connections are refused at once for every process sharing the listeners;
+            // systemd's sockets keep their queue for the next start.
+            for l in self.listeners.iter().filter(|l| l.self_bound) {
+                // SAFETY: plain syscall on a descriptor we own.
+                unsafe { libc::shutdown(l.listener.raw_fd(), libc::SHUT_RDWR) };
+            }
+            self.curse_all(Signal::SIGHUP, StopReason::Bury);
+        } else {
+            log::line("SIGINT/SIGTERM received...killing workers...");
+            self.curse_all(Signal::SIGINT, StopReason::Bury);
+        }
+    }
+
+    fn add_worker(&mut self) {
+        if self.phase != Phase::Running || self.target >= self.slots.len() {
+            return;
+        }
+        self.target += 1;
+        log::line(&format!(
+            "SIGTTIN received: increasing workers to {}",
+            self.target
+        ));
+    }
+
+    fn remove_worker(&mut self) {
+        if self.phase != Phase::Running || self.target <= 1 {
+            return;
+        }
+        self.target -= 1;
+        log::line(&format!(
+            "SIGTTOU received: decreasing workers to {}",
+            self.target
+        ));
+        let i = self.target;
+        self.slots[i].respawn_at = None;
+        self.curse(i, Signal::SIGHUP, StopReason::Remove);
+    }
+
+    fn log_stats(&self) {
+        let mut out = self.config.dump();
+        out.push_str("-----------------\n");
+        out.push_str(&format!(
+            "\tworkers total requests: {}\n",
+            self.board.header().total_requests.load(Ordering::Relaxed)
+        ));
+        for i in 0..self.target {
+            let slot = self.board.slot(i + 1);
+            out.push_str(&format!(
+                "\tworker {} app 0 [] requests: {} exceptions: {}\n",
+                i + 1,
+                slot.requests.load(Ordering::Relaxed),
+                slot.exceptions.load(Ordering::Relaxed)
+            ));
+        }
+        out.push_str("-----------------");
+        log::line(&out);
+    }
+
+    fn log_status(&self) {
+        for (i, s) in self.slots.iter().enumerate() {
+            let Some(pid) = s.pid else { continue };
+            let slot = self.board.slot(i + 1);
+            if slot.request_started_mono_ms.load(Ordering::Acquire) != 0 {
+                let info = slot.request_info();
+                log::line(&format!(
+                    "SIGUSR2: --- uWSGI worker {} (pid: {pid}) is managing request {} since {} ---",
+                    i + 1,
+                    info.uri,
+                    log::ctime(info.started_unix as i64)
+                ));
+            } else {
+                log::line(&format!(
+                    "SIGUSR2: --- uWSGI worker {} (pid: {pid}) is idle ---",
+                    i + 1
+                ));
+            }
+        }
+    }
+
+    // ---- workers ----------------------------------------------------------------------------
+
+    fn curse(&mut self, i: usize, sig: Signal, reason: StopReason) {
+        let Some(pid) = self.slots[i].pid else { return };
+        if self.slots[i].curse.is_none() {
+            self.slots[i].curse = Some(Curse {
+                at: Instant::now(),
+                reason,
+                mercy_killed: false,
+            });
+        }
+        if let Some(c) = &mut self.slots[i].curse {
+            c.reason = reason;
+        }
+        let _ = kill(pid, sig);
+    }
+
+    fn curse_all(&mut self, sig: Signal, reason: StopReason) {
+        for i in 0..self.slots.len() {
+            self.slots[i].respawn_at = None;
+            self.curse(i, sig, reason);
+        }
+    }
+
+    fn signal_live(&mut self, sig: Signal) {
+        for s in &self.slots {
+            if let Some(pid) = s.pid {
+                let _ = kill(pid, sig);
+            }
+        }
+    }
+
+    /// `waitpid(-1, WNOHANG)` until nothing is left: classify each death, log it, free the slot.
+    fn reap(&mut self) {
+        loop {
+            let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(status) => status,
+            };
+            let (pid, code, signal) = match status {
+                WaitStatus::Exited(pid, code) => (pid, Some(code), None),
+                WaitStatus::Signaled(pid, sig, _) => (pid, None, Some(sig)),
+                _ => continue,
+            };
+            let Some(i) = self.slots.iter().position(|s| s.pid == Some(pid)) else {
+                continue;
+            };
+            self.on_death(i, pid, code, signal);
+        }
+    }
+
+    fn on_death(&mut self, i: usize, pid: Pid, code: Option<i32>, signal: Option<Signal>) {
+        let n = i + 1;
+        let now = Instant::now();
+        let slot = &mut self.slots[i];
+        slot.pid = None;
+        slot.harakiri_fired = false;
+        self.board.slot(n).pid.store(0, Ordering::Relaxed);
+        if let Some(curse) = slot.curse.take() {
+            match curse.reason {
+                StopReason::Bury => log::line(&format!(
+                    "worker {n} buried after {} seconds",
+                    now.duration_since(curse.at).as_secs()
+                )),
+                StopReason::Reload | StopReason::Remove => {
+                    log::line(&format!("worker {n} killed successfully (pid: {pid})"))
+                }
+            }
+            return;
+        }
+        if self.phase != Phase::Running {
+            log::line(&format!("worker {n} buried after 0 seconds"));
+            return;
+        }
+        match (code, signal) {
+            (Some(EXIT_GRACEFUL), _) => {
+                // Recycling decided by the worker: planned, not counted as a fork bomb.
+                log::line(&format!("worker {n} killed successfully (pid: {pid})"));
+            }
+            (Some(EXIT_INIT_FAILED), _) => {
+                if self.config.need_app {
+                    log::line(&format!(
+                        "OOPS ! failed loading app in worker {n} (pid {pid})"
+                    ));
+                    log::dated("need-app requested, destroying the instance...");
+                    self.exit_code = EXIT_INIT_FAILED;
+                    self.shutdown(false);
+                    return;
+                }
+                log::line(&format!(
+                    "OOPS ! failed loading app in worker {n} (pid {pid}) :( trying again..."
+                ));
+                let slot = &mut self.slots[i];
+                let delay = INIT_BACKOFF_SECS[slot.init_failures.min(INIT_BACKOFF_SECS.len() - 1)];
+                slot.init_failures += 1;
+                slot.respawn_at = Some(now + Duration::from_secs(delay));
+            }
+            (_, Some(sig)) => {
+                log::line(&format!(
+                    "DAMN ! worker {n} (pid: {pid}) died, killed by signal {} :( trying respawn ...",
+                    sig as i32
+                ));
+                self.count_unplanned(i, now);
+            }
+            (code, None) => {
+                let _ = code;
+                log::line(&format!(
+                    "DAMN ! worker {n} (pid: {pid}) died :( trying respawn ..."
+                ));
+                self.count_unplanned(i, now);
+            }
+        }
+    }
+
+    /// Fork-bomb protection (3.5): too many unplanned deaths in a row postpone respawns by
+    /// `forkbomb-delay` without blocking the loop [fix].
+    fn count_unplanned(&mut self, i: usize, now: Instant) {
+        match self.forkbomb_last {
+            Some(last) if now.duration_since(last) < Duration::from_secs(1) => {
+                self.forkbomb_count += 1
+            }
+            _ => self.forkbomb_count = 0,
+        }
+        self.forkbomb_last = Some(now);
+        if self.forkbomb_count > self.target {
+            log::line(&format!(
+                "worker respawning too fast !!! i have to sleep a bit ({} seconds)...",
+                self.config.forkbomb_delay.as_secs()
+            ));
+            self.forkbomb_until = Some(now + self.config.forkbomb_delay);
+            self.forkbomb_count = 0;
+        }
+        if let Some(until) = self.forkbomb_until.filter(|u| *u > now) {
+            self.slots[i].respawn_at = Some(until);
+        }
+    }
+
+    fn spawn_missing(&mut self) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        let now = Instant::now();
+        for i in 0..self.target {
+            let s = &self.slots[i];
+            if s.pid.is_none() && s.respawn_at.is_none_or(|at| at <= now) {
+                self.slots[i].respawn_at = None;
+                self.spawn(i);
+            }
+        }
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let n = i + 1;
+        let generation = self.slots[i].generation.wrapping_add(1);
+        self.slots[i].generation = generation;
+        let slot = self.board.slot(n);
+        slot.reset(generation);
+        let mut config = (*self.config).clone();
+        if config.max_requests > 0 {
+            config.max_requests += i as u64 * config.max_requests_delta;
+        }
+        let child_fds = ChildFds {
+            close: [
+                Some(self.pipe.read.as_raw_fd()),
+                Some(self.pipe.write.as_raw_fd()),
+                Some(self.poll.as_raw_fd()),
+                Some(self.alive_write.as_raw_fd()),
+                self.notifier.raw_fd(),
+            ],
+            alive_read: self.alive_read.as_raw_fd(),
+        };
+        let mask = signals::block_all();
+        // SAFETY: the master is single-threaded, so the child may run arbitrary code.
+        match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => {
+                let listeners = self
+                    .listeners
+                    .iter()
+                    .filter_map(|l| l.listener.try_clone().ok())
+                    .collect();
+                crate::spawn::child_main(
+                    self.app.as_ref(),
+                    n,
+                    listeners,
+                    self.board.handle(n),
+                    Arc::new(config),
+                    child_fds,
+                )
+            }
+            Ok(nix::unistd::ForkResult::Parent { child }) => {
+                signals::restore(&mask);
+                slot.pid.store(child.as_raw(), Ordering::Relaxed);
+                let s = &mut self.slots[i];
+                s.pid = Some(child);
+                s.epoch = self.epoch;
+                s.curse = None;
+                s.harakiri_fired = false;
+                if s.spawned_once {
+                    log::line(&format!("Respawned uWSGI worker {n} (new pid: {child})"));
+                } else {
+                    s.spawned_once = true;
+                    log::line(&format!(
+                        "spawned uWSGI worker {n} (pid: {child}, cores: 1)"
+                    ));
+                }
+            }
+            Err(e) => {
+                signals::restore(&mask);
+                log::line(&format!("fork(): {e}"));
+                self.slots[i].respawn_at = Some(Instant::now() + Duration::from_secs(1));
+            }
+        }
+    }
+
+    // ---- supervision --------------------------------------------------------------------------
+
+    /// Harakiri (3.6): SIGKILL a worker whose request outlived its deadline.
+    fn check_harakiri(&mut self) {
+        let now_ms = scoreboard::monotonic_ms();
+        for i in 0..self.slots.len() {
+            let Some(pid) = self.slots[i].pid else {
+                continue;
+            };
+            if self.slots[i].harakiri_fired {
+                continue;
+            }
+            let n = i + 1;
+            let slot = self.board.slot(n);
+            let deadline = slot.harakiri_deadline_mono_ms.load(Ordering::Acquire);
+            if deadline == 0 || now_ms < deadline {
+                continue;
+            }
+            let info = slot.request_info();
+            // The request may have finished between the two reads: then nothing is done.
+            if slot.harakiri_deadline_mono_ms.load(Ordering::Acquire) != deadline
+                || slot.generation.load(Ordering::Acquire) != self.slots[i].generation
+            {
+                continue;
+            }
+            log::dated(&format!(
+                "*** HARAKIRI ON WORKER {n} (pid: {pid}, try: 1, graceful: no) ***"
+            ));
+            if self.config.harakiri_verbose {
+                for what in ["syscall", "wchan"] {
+                    let text =
+                        std::fs::read_to_string(format!("/proc/{pid}/{what}")).unwrap_or_default();
+                    log::line(&format!("HARAKIRI: -- {what}> {}", text.trim_end()));
+                }
+            }
+            log::dated(&format!("HARAKIRI !!! worker {n} status !!!"));
+            log::dated(&format!(
+                "HARAKIRI [core 0] {} - {} {} since {}",
+                info.remote_addr, info.method, info.uri, info.started_unix
+            ));
+            log::dated(&format!("HARAKIRI !!! end of worker {n} status !!!"));
+            log::dated(&format!("HARAKIRI triggered by worker {n} core 0 !!!"));
+            let _ = kill(pid, Signal::SIGKILL);
+            self.slots[i].harakiri_fired = true;
+        }
+    }
+
+    /// Mercy (3.9): a worker asked to stop that is still alive after `worker-reload-mercy`.
+    fn check_mercy(&mut self) {
+        let now = Instant::now();
+        let mercy = self.config.worker_reload_mercy;
+        for i in 0..self.slots.len() {
+            let Some(pid) = self.slots[i].pid else {
+                continue;
+            };
+            let Some(curse) = &mut self.slots[i].curse else {
+                continue;
+            };
+            if !curse.mercy_killed && now.duration_since(curse.at) >= mercy {
+                curse.mercy_killed = true;
+                log::dated(&format!(
+                    "worker {} (pid: {pid}) is taking too much time to die...NO MERCY !!!",
+                    i + 1
+                ));
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+        }
+    }
+
+    /// `touch-reload`: at most once per second, a changed mtime triggers a graceful reload.
+    fn check_touch(&mut self) {
+        if self.config.touch_reload.is_empty()
+            || self.last_touch_check.elapsed() < Duration::from_secs(1)
+        {
+            return;
+        }
+        self.last_touch_check = Instant::now();
+        let mut touched = None;
+        for (i, path) in self.config.touch_reload.iter().enumerate() {
+            let now = mtime(path);
+            if now != self.touch_mtimes[i] {
+                self.touch_mtimes[i] = now;
+                touched = Some(path.clone());
+            }
+        }
+        if let Some(path) = touched {
+            log::dated(&format!(
+                "*** {} has been touched... grace them all !!! ***",
+                path.display()
+            ));
+            self.reload();
+        }
+    }
+
+    /// Ends the process (shutdown complete) or re-executes it (non-lazy reload complete).
+    fn maybe_finish(&mut self) -> Option<i32> {
+        if self.phase == Phase::Running || self.slots.iter().any(|s| s.pid.is_some()) {
+            return None;
+        }
+        if self.phase == Phase::Reexec {
+            if self.config.exit_on_reload {
+                self.vacuum();
+                log::line("goodbye to uWSGI.");
+                return Some(0);
+            }
+            let error = self.reexec();
+            log::line(&format!("re-exec failed: {error}; respawning workers"));
+            self.phase = Phase::Running;
+            return None;
+        }
+        self.vacuum();
+        log::line("goodbye to uWSGI.");
+        Some(self.exit_code)
+    }
+
+    /// Non-lazy reload: execve our own binary, keeping the listeners (3.9).
+    fn reexec(&mut self) -> String {
+        log::line("binary reloading uWSGI...");
+        log::line(&format!("chdir() to {}", self.startup_dir.display()));
+        let _ = std::env::set_current_dir(&self.startup_dir);
+        let max_fd = nix::unistd::sysconf(nix::unistd::SysconfVar::OPEN_MAX)
+            .ok()
+            .flatten()
+            .unwrap_or(1024);
+        log::line(&format!(
+            "closing all non-uwsgi socket fds > 2 (max_fd = {max_fd})..."
+        ));
+        let mut kept = Vec::new();
+        for (i, l) in self.listeners.iter().enumerate() {
+            let fd = l.listener.raw_fd();
+            let _ = nix::fcntl::fcntl(
+                fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+            );
+            log::line(&format!(
+                "found fd {fd} mapped to socket {i} ({})",
+                l.listener.name
+            ));
+            kept.push(if l.self_bound {
+                fd.to_string()
+            } else {
+                format!("{fd}:systemd")
+            });
+        }
+        std::env::set_var(ENV_INHERITED, kept.join(","));
+        let reloads: u64 = std::env::var(ENV_RELOADS)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        std::env::set_var(ENV_RELOADS, (reloads + 1).to_string());
+        if let Some(path) = self.notifier.path() {
+            std::env::set_var("NOTIFY_SOCKET", path);
+        }
+        let binary = match std::env::current_exe() {
+            Ok(b) => b,
+            Err(e) => return format!("current_exe(): {e}"),
+        };
+        log::line(&format!("running {}", binary.display()));
+        use std::os::unix::process::CommandExt;
+        let args: Vec<_> = std::env::args_os().skip(1).collect();
+        let error = std::process::Command::new(&binary).args(args).exec();
+        // exec failed: restore what the running image needs.
+        std::env::remove_var(ENV_INHERITED);
+        std::env::set_var(ENV_RELOADS, reloads.to_string());
+        std::env::remove_var("NOTIFY_SOCKET");
+        for l in &self.listeners {
+            let _ = nix::fcntl::fcntl(
+                l.listener.raw_fd(),
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            );
+        }
+        error.to_string()
+    }
+
+    fn vacuum(&self) {
+        if !self.config.vacuum {
+            return;
+        }
+        if let (Some(path), None) = (&self.pidfile, &self.config.uid) {
+            match std::fs::remove_file(path) {
+                Ok(()) => log::line("VACUUM: pidfile removed."),
+                Err(e) => log::line(&format!("unlink(): {e} [{}]", path.display())),
+            }
+        }
+        for l in &self.listeners {
+            let Some((path, inode)) = &l.unix_file else {
+                continue;
+            };
+            use std::os::unix::fs::MetadataExt;
+            match std::fs::metadata(path) {
+                Ok(m) if m.ino() != *inode => log::line(&format!(
+                    "VACUUM WARNING: unix socket {} changed inode. Skip removal",
+                    path.display()
+                )),
+                _ => match std::fs::remove_file(path) {
+                    Ok(()) => {
+                        log::line(&format!("VACUUM: unix socket {} removed.", path.display()))
+                    }
+                    Err(e) => log::line(&format!("unlink(): {e} [{}]", path.display())),
+                },
+            }
+        }
+    }
+
+    /// READY / STATUS notifications (5.1).
+    fn notify_state(&mut self) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        let mut accepting = 0;
+        let mut starting = 0;
+        let mut stale = 0;
+        for i in 0..self.target {
+            let s = &self.slots[i];
+            if s.pid.is_none() {
+                continue;
+            }
+            match self.board.slot(i + 1).state.load(Ordering::Acquire) {
+                STATE_ACCEPTING | STATE_BUSY => accepting += 1,
+                STATE_STARTING => starting += 1,
+                _ => {}
+            }
+            if s.epoch != self.epoch || s.curse.is_some() {
+                stale += 1;
+            }
+        }
+        let all_tried = self.slots[..self.target].iter().all(|s| s.spawned_once);
+        let status = (accepting, self.target);
+        if self.ready_pending {
+            if accepting > 0 && starting == 0 && stale == 0 && all_tried {
+                self.ready_pending = false;
+                self.last_status = Some(status);
+                self.notifier.send(&format!(
+                    "READY=1\nSTATUS=ready: {accepting} of {} workers accepting\nMAINPID={}\n",
+                    self.target,
+                    std::process::id()
+                ));
+            }
+        } else if self.last_status != Some(status) {
+            self.last_status = Some(status);
+            self.notifier.send(&format!(
+                "STATUS=ready: {accepting} of {} workers accepting\n",
+                self.target
+            ));
+        }
+    }
+}
+
+/// Descriptors a worker closes right after fork, and the liveness pipe it keeps.
+pub(crate) struct ChildFds {
+    pub close: [Option<std::os::fd::RawFd>; 5],
+    pub alive_read: std::os::fd::RawFd,
+}
+
+fn mtime(path: &std::path::Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Options a lazy reload cannot change (3.9 step 1).
+fn restart_needed(old: &ServerConfig, new: &ServerConfig) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if old.sockets != new.sockets {
+        out.push("sockets");
+    }
+    if old.uid != new.uid {
+        out.push("uid");
+    }
+    if old.gid != new.gid {
+        out.push("gid");
+    }
+    if old.chdir != new.chdir {
+        out.push("chdir");
+    }
+    if old.pidfile != new.pidfile {
+        out.push("pidfile");
+    }
+    out
+}
+
+/// Steps 8-9: listeners inherited from a re-exec or from systemd, then the configured ones not
+/// inherited are bound.
+fn setup_listeners(
+    config: &ServerConfig,
+    inherited: Option<&str>,
+) -> Result<Vec<MasterListener>, String> {
+    let mut adopted: Vec<(listener::ListenSocket, Address, bool)> = Vec::new();
+    let mut from_systemd = false;
+    if let Some(list) = inherited {
+        for item in list.split(',').filter(|s| !s.is_empty()) {
+            let (fd, systemd) = match item.split_once(':') {
+                Some((fd, _)) => (fd, true),
+                None => (item, false),
+            };
+            let fd: i32 = fd.parse().map_err(|_| format!("invalid {ENV_INHERITED}"))?;
+            let (socket, address) = listener::adopt(fd)?;
+            adopted.push((socket, address, !systemd));
+        }
+    } else {
+        let pid_matches = std::env::var("LISTEN_PID")
+            .ok()
+            .and_then(|p| p.parse::<u32>().ok())
+            == Some(std::process::id());
+        let count: i32 = std::env::var("LISTEN_FDS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+            std::env::remove_var(var);
+        }
+        if pid_matches && count > 0 {
+            log::line("- SystemD socket activation detected -");
+            from_systemd = true;
+            for fd in 3..3 + count {
+                let (socket, address) = listener::adopt(fd)?;
+                adopted.push((socket, address, false));
+            }
+        }
+    }
+    if !adopted.is_empty() && config.listen > 0 {
+        // The somaxconn check only concerns what we bind ourselves.
+    }
+    let mut out: Vec<MasterListener> = Vec::new();
+    let mut needs_bind = Vec::new();
+    for spec in &config.sockets {
+        let wanted = listener::parse_address(&spec.address)?;
+        match adopted.iter().position(|(_, a, _)| *a == wanted) {
+            Some(pos) => {
+                let (socket, address, self_bound) = adopted.remove(pos);
+                let index = out.len();
+                let (family, shown) = listener::describe(&address);
+                let verb = if from_systemd {
+                    "attached to"
+                } else {
+                    "inherited"
+                };
+                let ml = MasterListener {
+                    listener: crate::Listener {
+                        socket,
+                        name: spec.address.clone(),
+                        keep_alive: spec.keep_alive,
+                    },
+                    unix_file: unix_file(&address, self_bound),
+                    address,
+                    self_bound,
+                };
+                log::line(&format!(
+                    "uwsgi socket {index} {verb} {family} address {shown} fd {}",
+                    ml.listener.raw_fd()
+                ));
+                out.push(ml);
+            }
+            None => needs_bind.push(spec),
+        }
+    }
+    // Inherited descriptors matching no line: served as HTTP [fix] (systemd); dropped after a
+    // re-exec whose configuration no longer names them.
+    for (socket, address, self_bound) in adopted {
+        if !from_systemd {
+            continue;
+        }
+        let index = out.len();
+        let (family, shown) = listener::describe(&address);
+        let ml = MasterListener {
+            listener: crate::Listener {
+                socket,
+                name: shown.clone(),
+                keep_alive: false,
+            },
+            unix_file: None,
+            address,
+            self_bound,
+        };
+        log::line(&format!(
+            "uwsgi socket {index} attached to {family} address {shown} fd {}",
+            ml.listener.raw_fd()
+        ));
+        out.push(ml);
+    }
+    if !needs_bind.is_empty() {
+        if let Ok(max) = std::fs::read_to_string("/proc/sys/net/core/somaxconn") {
+            let max: u32 = max.trim().parse().unwrap_or(u32::MAX);
+            if config.listen > max {
+                return Err(format!(
+                    "Listen queue size is greater than the system max net.core.somaxconn ({max})."
+                ));
+            }
+        }
+    }
+    for spec in needs_bind {
+        let (ml, line) = listener::bind(out.len(), spec, config)?;
+        log::line(&line);
+        out.push(ml);
+    }
+    if out.is_empty() {
+        return Err("The -s/--socket option is missing and stdin is not a socket.".to_string());
+    }
+    Ok(out)
+}
+
+fn unix_file(address: &Address, self_bound: bool) -> Option<(PathBuf, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    match address {
+        Address::Unix(p) if self_bound => std::fs::metadata(p).ok().map(|m| (p.clone(), m.ino())),
+        _ => None,
+    }
+}
+
+/// The banner up to the socket lines (6.2).
+fn banner_head<A: App>() {
+    log::line(&format!(
+        "*** Starting {} {} (64bit) on [{}] ***",
+        A::NAME,
+        A::VERSION,
+        log::ctime_now()
+    ));
+    // SAFETY: uname fills the zeroed struct we own.
+    let uts = unsafe {
+        let mut u: libc::utsname = std::mem::zeroed();
+        libc::uname(&mut u);
+        u
+    };
+    let field = |f: &[libc::c_char]| {
+        // SAFETY: uname NUL-terminates every field.
+        unsafe { std::ffi::CStr::from_ptr(f.as_ptr()) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    log::line(&format!(
+        "os: {}-{} {}",
+        field(&uts.sysname),
+        field(&uts.release),
+        field(&uts.version)
+    ));
+    log::line(&format!("nodename: {}", field(&uts.nodename)));
+    log::line(&format!("machine: {}", field(&uts.machine)));
+    log::line(&format!(
+        "detected number of CPU cores: {}",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    ));
+    if let Ok(cwd) = std::env::current_dir() {
+        log::line(&format!("current working directory: {}", cwd.display()));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        log::line(&format!("detected binary path: {}", exe.display()));
+    }
+    if let Ok((soft, _)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NPROC)
+    {
+        log::line(&format!("your processes number limit is {soft}"));
+    }
+    if let Ok(Some(page)) = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE) {
+        log::line(&format!("your memory page size is {page} bytes"));
+    }
+    if let Ok((soft, _)) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+    {
+        log::line(&format!("detected max file descriptor number: {soft}"));
+    }
+    log::line("thunder lock: disabled (you can enable it with --thunder-lock)");
+}
+
+/// The banner after the socket and privilege lines, notices included (6.2).
+fn banner_tail(config: &ServerConfig) {
+    log::line(&format!(
+        "your server socket listen backlog is limited to {} connections",
+        config.listen
+    ));
+    log::line(&format!(
+        "your mercy for graceful operations on workers is {} seconds",
+        config.worker_reload_mercy.as_secs()
+    ));
+    if config.post_buffering > 0 {
+        log::line(&format!(
+            "setting request body buffering size to {} bytes",
+            config.post_buffering
+        ));
+    }
+    log::line(if config.processes == 1 {
+        "*** Operational MODE: single process ***"
+    } else {
+        "*** Operational MODE: preforking ***"
+    });
+    for line in &config.notices {
+        log::line(line);
+    }
+}

@@ -1,0 +1,465 @@
+//! Serving one connection: read the head, read the body, run the handler, write the response, then
+//! close, go on with a pipelined request, or hand the connection back for parking (4.1-4.5).
+
+use crate::chunked::{ChunkError, ChunkedDecoder};
+use crate::head::{ConnectionOption, Framing, Head, HeadError};
+use crate::log::RequestRecord;
+use crate::request::Version;
+use crate::respond::{asks_close, bodiless, encode_head, Persistence};
+use crate::response::Response;
+use crate::server::{Conn, Served, Worker};
+use crate::slot::Slot;
+use crate::Handler;
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant, SystemTime};
+
+/// How long a refused connection is drained before closing (see `Stream::linger_close`).
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Largest piece of a body read at once straight into the request.
+const BODY_READ: usize = 64 * 1024;
+
+/// How reading a head ended.
+enum HeadRead {
+    Ready(Head),
+    /// Nothing received and nothing available: park the connection.
+    Idle,
+    /// EOF, a socket error, or silence before the first byte: close without answering.
+    Gone,
+    /// Silence after part of a head (or past the total head time): 408.
+    TimedOut,
+    Refused(HeadError),
+}
+
+/// Why a body could not be read.
+enum BodyFail {
+    TimedOut,
+    Closed,
+    Malformed,
+    TooLarge,
+}
+
+/// What writing a response achieved, for the log line and the scoreboard.
+struct Written {
+    status: u16,
+    total: usize,
+    body: usize,
+    head: usize,
+    fields: usize,
+    switches: usize,
+    failed: bool,
+}
+
+impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
+    /// Serves requests on `conn` until it must be closed or can be parked.
+    pub(crate) fn serve(&mut self, conn: Conn) -> Served {
+        self.filled = 0;
+        self.maybe_more = false;
+        conn.peer.write_to(&mut self.req.remote_addr);
+        loop {
+            let start = Instant::now();
+            let wall = SystemTime::now();
+            let head = match self.read_head(&conn) {
+                HeadRead::Ready(head) => head,
+                HeadRead::Idle => return Served::Park(conn),
+                HeadRead::Gone => return Served::Closed,
+                HeadRead::TimedOut => {
+                    // 4.5: no request line for a head that never completed.
+                    self.refuse(conn, 408, Version::Http11);
+                    return Served::Closed;
+                }
+                HeadRead::Refused(error) => {
+                    self.refused_head(conn, error, start, wall);
+                    return Served::Closed;
+                }
+            };
+            self.req.body.clear();
+            match self.read_body(&conn, &head) {
+                Ok(()) => {}
+                Err(fail) => {
+                    self.failed_body(conn, fail, start, wall);
+                    return Served::Closed;
+                }
+            }
+            let keep = self.respond(&conn, &head, start, wall);
+            if !keep {
+                if self.filled > 0 {
+                    // Pipelined bytes left unread: drain them so the close is not a reset.
+                    conn.stream.linger_close(LINGER);
+                }
+                return Served::Closed;
+            }
+            if self.filled == 0 && !self.maybe_more {
+                return Served::Park(conn);
+            }
+        }
+    }
+
+    fn read_head(&mut self, conn: &Conn) -> HeadRead {
+        let deadline = Instant::now() + self.config.head_timeout;
+        loop {
+            if self.filled > 0 {
+                match self
+                    .parser
+                    .parse(&self.buf[..self.filled], &self.limits, &mut self.req)
+                {
+                    Ok(Some(head)) => return HeadRead::Ready(head),
+                    Ok(None) => {}
+                    Err(error) => return HeadRead::Refused(error),
+                }
+            } else if conn.keep_alive {
+                // Keep-alive: a connection with nothing to read yet waits parked, not here.
+                let room = self.buf.len();
+                match conn.stream.try_read(&mut self.buf) {
+                    Ok(Some(0)) | Err(_) => return HeadRead::Gone,
+                    Ok(Some(n)) => {
+                        self.filled = n;
+                        self.maybe_more = n == room;
+                        continue;
+                    }
+                    Ok(None) => {
+                        self.maybe_more = false;
+                        return HeadRead::Idle;
+                    }
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return HeadRead::TimedOut;
+            }
+            let room = self.buf.len() - self.filled;
+            match conn.stream.read(
+                &mut self.buf[self.filled..],
+                self.config.socket_timeout.min(left),
+            ) {
+                Ok(0) => return HeadRead::Gone,
+                Ok(n) => {
+                    self.filled += n;
+                    self.maybe_more = n == room;
+                }
+                Err(e) if e.kind() == io::ErrorKind::TimedOut && self.filled > 0 => {
+                    return HeadRead::TimedOut
+                }
+                Err(_) => return HeadRead::Gone,
+            }
+        }
+    }
+
+    /// Reads the whole body into `req.body`; leaves what follows it at the start of the buffer.
+    fn read_body(&mut self, conn: &Conn, head: &Head) -> Result<(), BodyFail> {
+        let mut pos = head.len;
+        match head.framing {
+            Framing::None => {}
+            Framing::Length(length) => {
+                let take = ((self.filled - pos) as u64).min(length) as usize;
+                self.req.body.extend_from_slice(&self.buf[pos..pos + take]);
+                pos += take;
+                let mut remaining = length - take as u64;
+                if remaining > 0 && head.expect_continue {
+                    self.send_continue(conn)?;
+                }
+                while remaining > 0 {
+                    let old = self.req.body.len();
+                    let piece = remaining.min(BODY_READ as u64) as usize;
+                    self.req.body.resize(old + piece, 0);
+                    let result = conn
+                        .stream
+                        .read(&mut self.req.body[old..], self.config.socket_timeout);
+                    let n = *result.as_ref().unwrap_or(&0);
+                    self.req.body.truncate(old + n);
+                    match result {
+                        Ok(0) => {
+                            self.body_read_error(piece, length, old as u64, remaining, false);
+                            return Err(BodyFail::Closed);
+                        }
+                        Ok(n) => {
+                            remaining -= n as u64;
+                            self.maybe_more = n == piece;
+                        }
+                        Err(e) => {
+                            let timeout = e.kind() == io::ErrorKind::TimedOut;
+                            self.body_read_error(piece, length, old as u64, remaining, timeout);
+                            return Err(if timeout {
+                                BodyFail::TimedOut
+                            } else {
+                                BodyFail::Closed
+                            });
+                        }
+                    }
+                }
+            }
+            Framing::Chunked => {
+                let mut decoder = ChunkedDecoder::new();
+                let mut continued = !head.expect_continue;
+                loop {
+                    let used = decoder
+                        .decode(
+                            &self.buf[pos..self.filled],
+                            &mut self.req.body,
+                            self.config.limit_post,
+                        )
+                        .map_err(|e| match e {
+                            ChunkError::Malformed => BodyFail::Malformed,
+                            ChunkError::TooLarge => BodyFail::TooLarge,
+                        })?;
+                    pos += used;
+                    if decoder.is_done() {
+                        break;
+                    }
+                    if !continued {
+                        self.send_continue(conn)?;
+                        continued = true;
+                    }
+                    // Everything received was consumed: the head is already copied into the
+                    // request, so the buffer is reused from its start.
+                    pos = 0;
+                    self.filled = 0;
+                    let room = self.buf.len();
+                    match conn.stream.read(&mut self.buf, self.config.socket_timeout) {
+                        Ok(0) => {
+                            self.body_read_error(room, 0, decoder.decoded(), 0, false);
+                            return Err(BodyFail::Closed);
+                        }
+                        Ok(n) => {
+                            self.filled = n;
+                            self.maybe_more = n == room;
+                        }
+                        Err(e) => {
+                            let timeout = e.kind() == io::ErrorKind::TimedOut;
+                            self.body_read_error(room, 0, decoder.decoded(), 0, timeout);
+                            return Err(if timeout {
+                                BodyFail::TimedOut
+                            } else {
+                                BodyFail::Closed
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        // What follows the request (a pipelined one) moves to the front of the buffer.
+        self.buf.copy_within(pos..self.filled, 0);
+        self.filled -= pos;
+        Ok(())
+    }
+
+    fn send_continue(&mut self, conn: &Conn) -> Result<(), BodyFail> {
+        let (_, _, error) = conn.stream.write_all(
+            &[b"HTTP/1.1 100 Continue\r\n\r\n"],
+            1,
+            self.config.socket_timeout,
+        );
+        match error {
+            None => Ok(()),
+            Some(_) => Err(BodyFail::Closed),
+        }
+    }
+
+    /// The `[uwsgi-body-read]` lines of 4.3.
+    fn body_read_error(&mut self, want: usize, length: u64, done: u64, left: u64, timeout: bool) {
+        let line = if timeout {
+            format!(
+                "[uwsgi-body-read] Timeout reading {want} bytes. Content-Length: {length} consumed: {done} left: {left}"
+            )
+        } else {
+            format!(
+                "[uwsgi-body-read] Error reading {want} bytes. Content-Length: {length} consumed: {done} left: {left} message: Client closed connection"
+            )
+        };
+        self.log.line(&line);
+    }
+
+    /// Runs the handler and writes its response. Returns whether the connection stays open.
+    fn respond(&mut self, conn: &Conn, head: &Head, start: Instant, wall: SystemTime) -> bool {
+        self.slot.request_started(
+            &self.req.method,
+            &self.req.target,
+            &self.req.remote_addr,
+            self.config.harakiri,
+        );
+        let handler = &mut self.handler;
+        let req = &self.req;
+        let (response, panicked) = match catch_unwind(AssertUnwindSafe(|| handler.handle(req))) {
+            Ok(response) => (response, false),
+            Err(payload) => {
+                self.exceptions += 1;
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                self.log.dated(&format!(
+                    "handler panicked during {} {} ({}): {}",
+                    self.req.method, self.req.target, self.req.remote_addr, message
+                ));
+                (self.error_response(500), true)
+            }
+        };
+        self.requests += 1;
+        let client_keep = match self.req.version {
+            Version::Http11 => head.connection != ConnectionOption::Close,
+            Version::Http10 => head.connection == ConnectionOption::KeepAlive,
+        };
+        let keep = conn.keep_alive
+            && client_keep
+            && !panicked
+            && !self.stop_requested()
+            && !self.recycle_due()
+            && !asks_close(&response, &self.config.add_headers);
+        let persistence = if keep {
+            Persistence::KeepAlive
+        } else {
+            Persistence::Close
+        };
+        let send_body = self.req.method != "HEAD";
+        let written =
+            self.write_response(conn, self.req.version, &response, persistence, send_body);
+        self.slot
+            .request_finished(written.status, written.total as u64);
+        self.log_request(conn.listener, true, &written, start, wall);
+        keep && !written.failed
+    }
+
+    fn error_response(&mut self, status: u16) -> Response {
+        let handler = &mut self.handler;
+        catch_unwind(AssertUnwindSafe(|| handler.error_response(status)))
+            .unwrap_or_else(|_| Response::json_error(status))
+    }
+
+    fn write_response(
+        &mut self,
+        conn: &Conn,
+        version: Version,
+        response: &Response,
+        persistence: Persistence,
+        send_body: bool,
+    ) -> Written {
+        let fields = encode_head(
+            &mut self.head_out,
+            version,
+            response,
+            &self.config.add_headers,
+            persistence,
+        );
+        let body: &[u8] = if send_body && !bodiless(response.status) {
+            &response.body
+        } else {
+            &[]
+        };
+        let (total, switches, error) =
+            conn.stream
+                .write_all(&[&self.head_out, body], 1, self.config.socket_timeout);
+        let head = self.head_out.len();
+        let failed = error.is_some();
+        if let Some(error) = error {
+            let text = error.to_string();
+            let text = text.split(" (os error").next().unwrap_or("");
+            self.log.dated(&format!(
+                "write error: {} during {} {} ({})",
+                text, self.req.method, self.req.target, self.req.remote_addr
+            ));
+        }
+        Written {
+            // 6.4: a response of which nothing could be sent is logged as 500.
+            status: if failed && total == 0 {
+                500
+            } else {
+                response.status
+            },
+            total,
+            body: total.saturating_sub(head),
+            head,
+            fields,
+            switches,
+            failed,
+        }
+    }
+
+    /// The request line of 6.4, when logging is on for this status.
+    fn log_request(
+        &mut self,
+        listener: usize,
+        app: bool,
+        written: &Written,
+        start: Instant,
+        wall: SystemTime,
+    ) {
+        let status = written.status;
+        if self.config.disable_logging && !(self.config.log_5xx && status >= 500) {
+            return;
+        }
+        let addr = if self.config.log_x_forwarded_for {
+            self.req
+                .header("x-forwarded-for")
+                .unwrap_or(&self.req.remote_addr)
+        } else {
+            &self.req.remote_addr
+        };
+        let record = RequestRecord {
+            pid: self.pid,
+            app,
+            worker_requests: if app { self.requests as i64 } else { -1 },
+            total_requests: self.slot.total_requests().unwrap_or(self.requests),
+            addr,
+            request: &self.req,
+            server_name: &self.server_name,
+            server_port: self.port_of(listener),
+            start: wall,
+            body_bytes: written.body as u64,
+            elapsed: start.elapsed(),
+            status,
+            header_count: written.fields,
+            head_bytes: written.head,
+            switches: written.switches,
+        };
+        self.log.request(&record);
+    }
+
+    /// Answers `status` with `Connection: close` (nothing is logged here) and closes.
+    fn refuse(&mut self, conn: Conn, status: u16, version: Version) -> Written {
+        let response = self.error_response(status);
+        let written = self.write_response(&conn, version, &response, Persistence::Close, true);
+        conn.stream.linger_close(LINGER);
+        written
+    }
+
+    fn refused_head(&mut self, conn: Conn, error: HeadError, start: Instant, wall: SystemTime) {
+        match error {
+            HeadError::UriTooLong | HeadError::TooLarge => self.log.line(&format!(
+                "invalid HTTP request size (max {})...skip",
+                self.config.buffer_size
+            )),
+            HeadError::Malformed | HeadError::Version => self.log.dated("invalid HTTP request"),
+            HeadError::TooManyHeaders => self.log.line("max vec size reached. skip this var."),
+            HeadError::BodyTooLarge => self.log.line("Invalid (too big) CONTENT_LENGTH. skip."),
+            HeadError::BadFraming | HeadError::UnsupportedCoding | HeadError::Expectation => {}
+        }
+        let parsed = error.request_parsed();
+        let version = if parsed {
+            self.req.version
+        } else {
+            Version::Http11
+        };
+        let listener = conn.listener;
+        let written = self.refuse(conn, error.status(), version);
+        if parsed {
+            self.log_request(listener, false, &written, start, wall);
+        }
+    }
+
+    fn failed_body(&mut self, conn: Conn, fail: BodyFail, start: Instant, wall: SystemTime) {
+        let status = match fail {
+            BodyFail::Closed => return,
+            BodyFail::TimedOut => 408,
+            BodyFail::Malformed => 400,
+            BodyFail::TooLarge => {
+                self.log.line("Invalid (too big) CONTENT_LENGTH. skip.");
+                413
+            }
+        };
+        let listener = conn.listener;
+        let written = self.refuse(conn, status, self.req.version);
+        self.log_request(listener, false, &written, start, wall);
+    }
+}
