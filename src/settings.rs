@@ -898,6 +898,19 @@ mod tests {
     }
 
     #[test]
+    fn repository_kinto_ini_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("kinto.ini");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let s = Settings::from_text(&path, &text, &|_| None).unwrap();
+        let db = path.parent().unwrap().join("kinto.db");
+        assert_eq!(s.storage.kind, BackendKind::Sqlite);
+        assert_eq!(Path::new(&s.storage.url), db);
+        assert_eq!(s.cache.url, s.storage.url);
+        assert!(s.check_processes(2).is_ok());
+        assert!(s.has_plugin("kinto.plugins.accounts"));
+    }
+
+    #[test]
     fn docs_match_the_registry() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/settings.md");
         let generated = registry::markdown();
