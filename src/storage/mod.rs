@@ -90,7 +90,8 @@ pub trait Storage {
     /// Creates an object (its `id` set by the caller); `Ok(Err(existing))` when a live object with
     /// that id exists. A tombstone with that id is replaced. `last_modified` in `obj` is a
     /// replication hint (2.5 rule 1).
-    fn create(&mut self, list: ListRef, obj: Object) -> Result<std::result::Result<Object, Object>>;
+    fn create(&mut self, list: ListRef, obj: Object)
+        -> Result<std::result::Result<Object, Object>>;
     /// The live object, or `None` (tombstones are not returned).
     fn get(&mut self, list: ListRef, id: &str) -> Result<Option<Object>>;
     /// Creates or replaces (revives a tombstone); returns the stored object.
@@ -122,11 +123,19 @@ pub trait Storage {
         before: Option<i64>,
     ) -> Result<usize>;
     /// Objects of the list matching the query. `parent_id` may contain `*` wildcards.
-    fn list_all(&mut self, resource_name: &str, parent_id: &str, query: &ListQuery)
-        -> Result<Vec<Object>>;
+    fn list_all(
+        &mut self,
+        resource_name: &str,
+        parent_id: &str,
+        query: &ListQuery,
+    ) -> Result<Vec<Object>>;
     /// Number of live objects matching the filters (pagination and limit ignored).
-    fn count_all(&mut self, resource_name: &str, parent_id: &str, filters: &[Filter])
-        -> Result<usize>;
+    fn count_all(
+        &mut self,
+        resource_name: &str,
+        parent_id: &str,
+        filters: &[Filter],
+    ) -> Result<usize>;
 }
 
 /// One database transaction carrying the storage and permission roles.
