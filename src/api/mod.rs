@@ -6,6 +6,7 @@
 //! finally the headers present on every response are added. Settings that never change per
 //! request live in [`Config`], built once in [`App::new`].
 
+pub mod batch;
 pub mod cors;
 pub mod http;
 pub mod resource;
@@ -95,6 +96,9 @@ impl Config {
     }
 }
 
+/// The principals of the last caller of a batch: `(user id, principals)`.
+pub type PrincipalsMemo = Option<(Option<String>, BTreeSet<String>)>;
+
 /// Per-request state shared by the handlers.
 pub struct Ctx<'a> {
     pub cfg: &'a Config,
@@ -151,6 +155,22 @@ impl<'a> Ctx<'a> {
         Ok(principals)
     }
 
+    /// Reuses the principals of a previous sub-request of the same caller.
+    pub fn seed_principals(&mut self, memo: &PrincipalsMemo) {
+        if let Some((user, principals)) = memo {
+            if *user == self.user.as_ref().map(|u| u.id.clone()) {
+                self.principals = Some(principals.clone());
+            }
+        }
+    }
+
+    /// Remembers the principals looked up by this request for the next sub-request.
+    pub fn keep_principals(&self, memo: &mut PrincipalsMemo) {
+        if let Some(principals) = &self.principals {
+            *memo = Some((self.user.as_ref().map(|u| u.id.clone()), principals.clone()));
+        }
+    }
+
     /// 401 for anonymous callers, 403 for authenticated ones.
     pub fn deny(&self) -> ApiError {
         match self.user {
@@ -164,7 +184,7 @@ impl<'a> Ctx<'a> {
 
 /// The application handed to the HTTP worker.
 pub struct App {
-    cfg: Config,
+    pub(crate) cfg: Config,
     backend: Arc<dyn Backend>,
     cache: Arc<dyn Cache>,
 }
@@ -225,6 +245,20 @@ impl App {
         if self.cfg.settings.readonly && !readonly_exempt {
             return Err(ApiError::MethodNotAllowed { allow: None });
         }
+        self.serve(request, route, None, &mut None)
+    }
+
+    /// Answers a routed request. `shared` is the transaction of the enclosing batch, if any
+    /// (otherwise each storage access runs in its own transaction); `memo` carries the
+    /// caller's principals from one sub-request to the next.
+    fn serve(
+        &self,
+        request: &Request,
+        route: Route,
+        shared: Option<&mut dyn Transaction>,
+        memo: &mut PrincipalsMemo,
+    ) -> ApiResult<(Response, Option<String>)> {
+        let method = request.method.to_ascii_uppercase();
         let utility_methods = |allowed: &[&str]| -> ApiResult<()> {
             if allowed.contains(&method.as_str()) {
                 Ok(())
@@ -269,23 +303,60 @@ impl App {
                 self.cache.flush()?;
                 Ok((http::json(202, &serde_json::json!({})), None))
             }
+            Route::Batch => {
+                utility_methods(&["POST"])?;
+                if shared.is_some() {
+                    // Validation forbids it; never nest transactions.
+                    return Err(ApiError::UnknownUrl);
+                }
+                let response = self.in_transaction(|tx| batch::run(self, request, tx))?;
+                Ok((response, None))
+            }
             Route::Root => {
                 utility_methods(&["GET", "HEAD"])?;
                 let mut ctx = self.new_ctx(request)?;
-                let response = if ctx.user.is_some() {
-                    self.in_transaction(|tx| utility::hello(&mut ctx, Some(tx)))?
-                } else {
-                    utility::hello(&mut ctx, None)?
+                let response = match (ctx.user.is_some(), shared) {
+                    (false, _) => utility::hello(&mut ctx, None)?,
+                    (true, Some(tx)) => utility::hello(&mut ctx, Some(tx))?,
+                    (true, None) => self.in_transaction(|tx| utility::hello(&mut ctx, Some(tx)))?,
                 };
                 Ok((response, None))
             }
             Route::Plural(target) | Route::Object(target) => {
                 let plural = target.id.is_none();
                 let mut ctx = self.new_ctx(request)?;
-                let response =
-                    self.in_transaction(|tx| resource::handle(&mut ctx, tx, &target, plural))?;
-                Ok((response, ctx.alert))
+                ctx.seed_principals(memo);
+                let response = match shared {
+                    Some(tx) => resource::handle(&mut ctx, tx, &target, plural),
+                    None => {
+                        self.in_transaction(|tx| resource::handle(&mut ctx, tx, &target, plural))
+                    }
+                };
+                ctx.keep_principals(memo);
+                Ok((response?, ctx.alert))
             }
+        }
+    }
+
+    /// One sub-request of a batch, inside the batch's transaction: errors become their
+    /// response, except server errors (5xx), which abort the whole batch.
+    fn serve_sub(
+        &self,
+        request: &Request,
+        tx: &mut dyn Transaction,
+        memo: &mut PrincipalsMemo,
+    ) -> ApiResult<Response> {
+        let served = route::route(request.path(), request.query(), self.cfg.routing)
+            .and_then(|route| self.serve(request, route, Some(tx), memo));
+        match served {
+            Ok((mut response, alert)) => {
+                if let Some(alert) = alert {
+                    response.headers.push(("Alert".into(), alert));
+                }
+                Ok(response)
+            }
+            Err(e) if e.status() >= 500 => Err(e),
+            Err(e) => Ok(e.into_response(&self.cfg.errors)),
         }
     }
 
