@@ -263,7 +263,18 @@ on_both_backends!(timestamps_and_etags, |db| {
         .call("GET", "/v1/buckets/b1/collections/c1", A, None)
         .expect(200)
         .json();
-    assert!(coll["data"]["last_modified"].as_i64().unwrap() < lm);
+    let created = t
+        .call("PUT", "/v1/buckets/b1/collections/c1", A, None)
+        .json();
+    assert!(coll["data"]["last_modified"].as_i64().unwrap() <= lm);
+    t.call("POST", REC, A, None).expect(201);
+    let after = t
+        .call("GET", "/v1/buckets/b1/collections/c1", A, None)
+        .json();
+    assert_eq!(
+        after["data"]["last_modified"],
+        created["data"]["last_modified"]
+    );
     // Client timestamps: lower kept and list ETag unchanged; higher becomes the ETag.
     let before = t.call("GET", REC, A, None).etag();
     let r = t

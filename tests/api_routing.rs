@@ -325,7 +325,15 @@ fn backoff_percentage_is_partial() {
 
 #[test]
 fn readonly_mode() {
-    let mut t = TestApp::with(Db::Sqlite, |s| s.readonly = true);
+    let mut writable = TestApp::new();
+    writable
+        .call("PUT", "/v1/buckets/b", Some("u"), None)
+        .expect(201);
+    writable
+        .call("GET", "/v1/buckets", Some("u"), None)
+        .expect(200);
+    let mut t = writable.reopen(|s| s.readonly = true);
+    t.call("GET", "/v1/buckets/b", Some("u"), None).expect(200);
     let r = t
         .call("PUT", "/v1/buckets/b", Some("u"), Some(json!({})))
         .expect(405);

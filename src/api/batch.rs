@@ -4,7 +4,7 @@
 
 use super::http::{decode_segment, json};
 use super::resource::body::{parse_json, python_repr};
-use super::App;
+use super::{App, Carry};
 use crate::error::{invalid_sorted, ApiError, ApiResult, Detail, Location};
 use crate::storage::Transaction;
 use serde_json::{json, Map, Value};
@@ -79,17 +79,16 @@ fn check_shape(name: &str, map: &Map<String, Value>, details: &mut Vec<Detail>) 
     }
     match map.get("headers") {
         None => {}
-        Some(Value::Object(headers)) => {
-            if headers.values().any(|v| !v.is_string()) {
-                details.push(detail(
-                    &format!("{name}.headers"),
-                    format!(
-                        "{} contains non string value",
-                        python_repr(&Value::Object(headers.clone()))
-                    ),
-                ));
-            }
+        Some(Value::Object(headers)) if headers.values().any(|v| !v.is_string()) => {
+            details.push(detail(
+                &format!("{name}.headers"),
+                format!(
+                    "{} contains non string value",
+                    python_repr(&Value::Object(headers.clone()))
+                ),
+            ));
         }
+        Some(Value::Object(_)) => {}
         Some(other) => details.push(detail(
             &format!("{name}.headers"),
             format!(
@@ -267,21 +266,25 @@ fn local_redirect(response: &Response) -> Option<String> {
 }
 
 /// Runs the batch in `tx`.
-pub fn run(app: &App, request: &Request, tx: &mut dyn Transaction) -> ApiResult<Response> {
+pub fn run(
+    app: &App,
+    request: &Request,
+    tx: &mut dyn Transaction,
+    carry: &mut Carry,
+) -> ApiResult<Response> {
     let subs = validate(
         parse_json(&request.body)?,
         app.cfg.settings.batch_max_requests,
     )?;
-    let mut memo = None;
     let mut responses = Vec::with_capacity(subs.len());
     for sub in &subs {
         let mut sub_request = build(request, sub);
-        let mut response = app.serve_sub(&sub_request, tx, &mut memo)?;
+        let mut response = app.serve_sub(&sub_request, tx, carry)?;
         // Trailing-slash redirects are followed once.
         if let Some(target) = local_redirect(&response) {
             if target != sub_request.target {
                 sub_request.target = target;
-                response = app.serve_sub(&sub_request, tx, &mut memo)?;
+                response = app.serve_sub(&sub_request, tx, carry)?;
             }
         }
         let headers: Map<String, Value> = response

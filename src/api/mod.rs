@@ -96,8 +96,17 @@ impl Config {
     }
 }
 
-/// The principals of the last caller of a batch: `(user id, principals)`.
-pub type PrincipalsMemo = Option<(Option<String>, BTreeSet<String>)>;
+/// A cache write (`key`, `value`, `ttl`) to run once the storage transaction is committed.
+pub type CacheWrite = (String, serde_json::Value, Option<f64>);
+
+/// What one request hands to the next sub-request of a batch, and to the end of the batch.
+#[derive(Debug, Default)]
+pub struct Carry {
+    /// The principals of the last caller: `(user id, principals)`.
+    principals: Option<(Option<String>, BTreeSet<String>)>,
+    /// Cache writes deferred until the commit (SQLite would block them during the transaction).
+    cache_writes: Vec<CacheWrite>,
+}
 
 /// Per-request state shared by the handlers.
 pub struct Ctx<'a> {
@@ -111,6 +120,8 @@ pub struct Ctx<'a> {
     principals: Option<BTreeSet<String>>,
     /// An `Alert` to send (deprecated `_to`), set by handlers.
     pub alert: Option<String>,
+    /// Cache writes to run after the commit.
+    pub cache_writes: Vec<CacheWrite>,
 }
 
 impl<'a> Ctx<'a> {
@@ -156,19 +167,21 @@ impl<'a> Ctx<'a> {
     }
 
     /// Reuses the principals of a previous sub-request of the same caller.
-    pub fn seed_principals(&mut self, memo: &PrincipalsMemo) {
-        if let Some((user, principals)) = memo {
+    pub fn seed_principals(&mut self, carry: &Carry) {
+        if let Some((user, principals)) = &carry.principals {
             if *user == self.user.as_ref().map(|u| u.id.clone()) {
                 self.principals = Some(principals.clone());
             }
         }
     }
 
-    /// Remembers the principals looked up by this request for the next sub-request.
-    pub fn keep_principals(&self, memo: &mut PrincipalsMemo) {
+    /// Hands the principals looked up by this request to the next sub-request, and the
+    /// pending cache writes to whoever commits.
+    pub fn carry_over(&mut self, carry: &mut Carry) {
         if let Some(principals) = &self.principals {
-            *memo = Some((self.user.as_ref().map(|u| u.id.clone()), principals.clone()));
+            carry.principals = Some((self.user.as_ref().map(|u| u.id.clone()), principals.clone()));
         }
+        carry.cache_writes.append(&mut self.cache_writes);
     }
 
     /// 401 for anonymous callers, 403 for authenticated ones.
@@ -245,7 +258,7 @@ impl App {
         if self.cfg.settings.readonly && !readonly_exempt {
             return Err(ApiError::MethodNotAllowed { allow: None });
         }
-        self.serve(request, route, None, &mut None)
+        self.serve(request, route, None, &mut Carry::default())
     }
 
     /// Answers a routed request. `shared` is the transaction of the enclosing batch, if any
@@ -256,7 +269,7 @@ impl App {
         request: &Request,
         route: Route,
         shared: Option<&mut dyn Transaction>,
-        memo: &mut PrincipalsMemo,
+        carry: &mut Carry,
     ) -> ApiResult<(Response, Option<String>)> {
         let method = request.method.to_ascii_uppercase();
         let utility_methods = |allowed: &[&str]| -> ApiResult<()> {
@@ -309,7 +322,10 @@ impl App {
                     // Validation forbids it; never nest transactions.
                     return Err(ApiError::UnknownUrl);
                 }
-                let response = self.in_transaction(|tx| batch::run(self, request, tx))?;
+                let mut batch_carry = Carry::default();
+                let response =
+                    self.in_transaction(|tx| batch::run(self, request, tx, &mut batch_carry))?;
+                self.write_cache(&mut batch_carry)?;
                 Ok((response, None))
             }
             Route::Root => {
@@ -325,14 +341,18 @@ impl App {
             Route::Plural(target) | Route::Object(target) => {
                 let plural = target.id.is_none();
                 let mut ctx = self.new_ctx(request)?;
-                ctx.seed_principals(memo);
+                ctx.seed_principals(carry);
+                let fresh = shared.is_none();
                 let response = match shared {
                     Some(tx) => resource::handle(&mut ctx, tx, &target, plural),
                     None => {
                         self.in_transaction(|tx| resource::handle(&mut ctx, tx, &target, plural))
                     }
                 };
-                ctx.keep_principals(memo);
+                ctx.carry_over(carry);
+                if fresh && response.is_ok() {
+                    self.write_cache(carry)?;
+                }
                 Ok((response?, ctx.alert))
             }
         }
@@ -344,10 +364,10 @@ impl App {
         &self,
         request: &Request,
         tx: &mut dyn Transaction,
-        memo: &mut PrincipalsMemo,
+        carry: &mut Carry,
     ) -> ApiResult<Response> {
         let served = route::route(request.path(), request.query(), self.cfg.routing)
-            .and_then(|route| self.serve(request, route, Some(tx), memo));
+            .and_then(|route| self.serve(request, route, Some(tx), carry));
         match served {
             Ok((mut response, alert)) => {
                 if let Some(alert) = alert {
@@ -360,6 +380,14 @@ impl App {
         }
     }
 
+    /// Runs the cache writes of a committed request (or batch).
+    fn write_cache(&self, carry: &mut Carry) -> ApiResult<()> {
+        for (key, value, ttl) in carry.cache_writes.drain(..) {
+            self.cache.set(&key, &value, ttl)?;
+        }
+        Ok(())
+    }
+
     fn new_ctx<'a>(&'a self, request: &'a Request) -> ApiResult<Ctx<'a>> {
         Ok(Ctx {
             cfg: &self.cfg,
@@ -369,6 +397,7 @@ impl App {
             cache: &*self.cache,
             principals: None,
             alert: None,
+            cache_writes: Vec::new(),
         })
     }
 
@@ -404,6 +433,7 @@ impl App {
             cache: &*self.cache,
             principals: None,
             alert: None,
+            cache_writes: Vec::new(),
         }
         .base_url();
         let ttl = match kind {

@@ -150,7 +150,7 @@ fn backend_settings(db: Db) -> (BackendSettings, Store) {
 pub struct TestApp {
     pub app: App,
     pub settings: Arc<Settings>,
-    _store: Store,
+    store: Arc<Store>,
 }
 
 impl TestApp {
@@ -174,7 +174,22 @@ impl TestApp {
         TestApp {
             app: App::new(settings.clone(), storage, cache),
             settings,
-            _store: store,
+            store: Arc::new(store),
+        }
+    }
+
+    /// Another application (as another worker or a restart) on the same database, with changed
+    /// settings.
+    pub fn reopen(&self, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut settings = (*self.settings).clone();
+        adjust(&mut settings);
+        let storage = kinto::storage::connect(&settings).expect("storage backend");
+        let cache = kinto::cache::connect(&settings).expect("cache backend");
+        let settings = Arc::new(settings);
+        TestApp {
+            app: App::new(settings.clone(), storage, cache),
+            settings,
+            store: self.store.clone(),
         }
     }
 

@@ -313,6 +313,18 @@ pub fn delete(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiRe
         .map(pagination::decode)
         .transpose()?;
     let conditions = conditions(ctx)?;
+    if let Some(token) = &token {
+        // DELETE tokens are single-use: their nonce is consumed from the shared cache.
+        // The cache backend applies `cache_prefix` itself.
+        let key = token.nonce.clone().unwrap_or_default();
+        if token.nonce.is_none() || ctx.cache.delete(&key)?.is_none() {
+            return Err(ApiError::invalid(
+                Location::Querystring,
+                None,
+                "_token was already used or has expired.",
+            ));
+        }
+    }
     let parent_id = target.parent_id();
     let timestamp = tx.resource_timestamp(list_ref(target, &parent_id))?;
     if conditions.if_none_match == Some(Condition::Any) {
@@ -321,21 +333,6 @@ pub fn delete(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiRe
     if let Some(Condition::Timestamp(ts)) = conditions.if_match {
         if ts != timestamp {
             return Err(precondition_failed(None, Some(timestamp)));
-        }
-    }
-    if let Some(token) = &token {
-        // DELETE tokens are single-use: their nonce is consumed from the shared cache.
-        let key = format!(
-            "{}{}",
-            ctx.cfg.settings.cache_prefix,
-            token.nonce.as_deref().unwrap_or("")
-        );
-        if token.nonce.is_none() || ctx.cache.delete(&key)?.is_none() {
-            return Err(ApiError::invalid(
-                Location::Querystring,
-                None,
-                "_token was already used or has expired.",
-            ));
         }
     }
     let size = page_size(ctx, &parsed);
@@ -387,12 +384,12 @@ pub fn delete(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiRe
         .extend(crate::api::http::timestamp_headers(etag));
     if more {
         let nonce = pagination::new_nonce();
-        let key = format!("{}{}", ctx.cfg.settings.cache_prefix, nonce);
-        ctx.cache.set(
-            &key,
-            &Value::String(String::new()),
+        // Stored once the deletion is committed (before any storage write on SQLite).
+        ctx.cache_writes.push((
+            nonce.clone(),
+            Value::String(String::new()),
             Some(ctx.cfg.settings.pagination_token_validity_seconds as f64),
-        )?;
+        ));
         let last = matching.last().expect("a non-empty page");
         let token = pagination::encode(last, &parsed.sorting, 0, &nonce);
         response.headers.push((
