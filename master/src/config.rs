@@ -113,6 +113,26 @@ pub struct ServerConfig {
     pub harakiri_verbose: bool,
     /// `max-requests-delta`.
     pub max_requests_delta: u64,
+    /// `max-worker-lifetime` (0 = off) and its per-slot delta.
+    pub max_worker_lifetime: Duration,
+    pub max_worker_lifetime_delta: Duration,
+    /// `evil-reload-on-rss` / `evil-reload-on-as` in megabytes (0 = off): SIGKILL by the master.
+    pub evil_reload_on_rss: u64,
+    pub evil_reload_on_as: u64,
+    /// `reuse-port`, `so-keepalive`, `freebind` on TCP listeners.
+    pub reuse_port: bool,
+    pub so_keepalive: bool,
+    pub freebind: bool,
+    /// `TCP_DEFER_ACCEPT` (= `socket-timeout`) on TCP listeners, unless `no-defer-accept`.
+    pub defer_accept: bool,
+    /// `pidfile2` (written after the drop), `safe-pidfile`/`safe-pidfile2` (written via rename).
+    pub pidfile2: Option<PathBuf>,
+    pub safe_pidfile: Option<PathBuf>,
+    pub safe_pidfile2: Option<PathBuf>,
+    /// `logto2`: log file opened after privileges are dropped.
+    pub logto2: Option<PathBuf>,
+    /// `max-fd`: `RLIMIT_NOFILE` (0 = unchanged).
+    pub max_fd: u64,
     /// `touch-reload` files.
     pub touch_reload: Vec<PathBuf>,
     /// `logto` file.
@@ -426,6 +446,19 @@ impl ServerConfig {
             need_app: v.bool("need-app"),
             harakiri_verbose: v.bool("harakiri-verbose"),
             max_requests_delta: v.int("max-requests-delta")?,
+            max_worker_lifetime: Duration::from_secs(v.int("max-worker-lifetime")?),
+            max_worker_lifetime_delta: Duration::from_secs(v.int("max-worker-lifetime-delta")?),
+            evil_reload_on_rss: v.int("evil-reload-on-rss")?,
+            evil_reload_on_as: v.int("evil-reload-on-as")?,
+            reuse_port: v.bool("reuse-port"),
+            so_keepalive: v.bool("so-keepalive"),
+            freebind: v.bool("freebind"),
+            defer_accept: !v.bool("no-defer-accept"),
+            pidfile2: v.str("pidfile2").map(PathBuf::from),
+            safe_pidfile: v.str("safe-pidfile").map(PathBuf::from),
+            safe_pidfile2: v.str("safe-pidfile2").map(PathBuf::from),
+            logto2: v.str("logto2").map(PathBuf::from),
+            max_fd: v.int("max-fd")?,
             touch_reload: v.list("touch-reload").map(PathBuf::from).collect(),
             logto: v.str("logto").map(PathBuf::from),
             exit_on_reload: v.bool("exit-on-reload"),
@@ -592,5 +625,238 @@ pub fn absolute(path: &Path) -> PathBuf {
         std::env::current_dir()
             .map(|d| d.join(path))
             .unwrap_or_else(|_| path.to_path_buf())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Invocation;
+
+    fn parse(text: &str) -> Result<ServerConfig, String> {
+        parse_with(text, Vec::new())
+    }
+
+    fn parse_with(text: &str, overrides: Vec<(&str, &str)>) -> Result<ServerConfig, String> {
+        let invocation = Invocation {
+            ini: PathBuf::from("config/kinto.ini"),
+            section: String::new(),
+            overrides: overrides
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        ServerConfig::from_text(text, Path::new("/etc/kinto/kinto.ini"), &invocation)
+    }
+
+    #[test]
+    fn production_section_of_the_kinto_docs() {
+        // uid/gid left out: the `kinto` user need not exist on the test machine.
+        let c = parse(
+            "[uwsgi]\nwsgi-file = app.wsgi\nenable-threads = true\nhttp-socket = 127.0.0.1:8000\nprocesses =  3\nmaster = true\nmodule = kinto\nharakiri = 120\nvirtualenv = .\nlazy = true\nlazy-apps = true\nsingle-interpreter = true\nbuffer-size = 65535\npost-buffering = 65535\n",
+        )
+        .unwrap();
+        assert_eq!(c.processes, 3);
+        assert_eq!(c.harakiri, 120);
+        assert_eq!(c.buffer_size, 65535);
+        assert_eq!(c.post_buffering, 65535);
+        assert!(c.lazy && c.lazy_apps);
+        assert_eq!(c.sockets.len(), 1);
+        assert_eq!(c.sockets[0].address, "127.0.0.1:8000");
+        assert!(!c.sockets[0].keep_alive);
+        for option in [
+            "wsgi-file",
+            "enable-threads",
+            "module",
+            "virtualenv",
+            "single-interpreter",
+        ] {
+            let n = c
+                .notices
+                .iter()
+                .filter(|l| {
+                    l.starts_with(&format!(
+                        "notice: option \"{option}\" is accepted for compatibility and has no effect ("
+                    ))
+                })
+                .count();
+            assert_eq!(n, 1, "{option}: {:?}", c.notices);
+        }
+        assert_eq!(c.notices.len(), 5, "{:?}", c.notices);
+    }
+
+    #[test]
+    fn missing_user_is_the_uwsgi_error() {
+        assert_eq!(
+            parse("[uwsgi]\nhttp-socket = :8000\nuid = no-such-user-x\n").unwrap_err(),
+            "user no-such-user-x not found."
+        );
+        assert_eq!(
+            parse("[uwsgi]\nhttp-socket = :8000\ngid = no-such-group-x\n").unwrap_err(),
+            "group no-such-group-x not found."
+        );
+        let c = parse("[uwsgi]\nhttp-socket = :8000\nuid = nobody\ngid = 65534\n").unwrap();
+        assert_eq!(c.uid, Some((65534, Some("nobody".to_string()))));
+        assert_eq!(c.gid, Some(65534));
+    }
+
+    #[test]
+    fn substitutions_end_to_end() {
+        let c = parse(
+            "[uwsgi]\nhttp-socket = :8000\nprocs = 2\nprocesses = %(procs + 1)\npidfile = %d%n.pid\nadd-header = X-A: x%zy\nadd-header = X-B: 100%%\nadd-header = X-C: %(here)s\nadd-header = X-D: $(PROBABLY_UNSET_VAR_XYZ)\nadd-header = X-E: $(HOME)\n",
+        )
+        .unwrap();
+        assert_eq!(c.processes, 3);
+        assert_eq!(c.pidfile, Some(PathBuf::from("/etc/kinto/kinto.pid")));
+        let home = std::env::var("HOME").unwrap();
+        let values: Vec<&str> = c.add_headers.iter().map(|(_, v)| v.as_str()).collect();
+        assert_eq!(
+            values,
+            vec![
+                "xy",
+                "100%",
+                "%(here)s",
+                "$(PROBABLY_UNSET_VAR_XYZ)",
+                home.as_str()
+            ]
+        );
+        // `procs` is referenced: no notice for it.
+        assert!(!c.notices.iter().any(|n| n.contains("\"procs\"")));
+    }
+
+    #[test]
+    fn scalars_lists_booleans_and_integers() {
+        let c = parse(
+            "[uwsgi]\nhttp-socket = :8000\nhttp-socket = /run/k.sock\nprocesses = 2\nprocesses = 4\nvacuum = off\ndisable-logging\nlimit-post = 32768g\n",
+        )
+        .unwrap();
+        assert_eq!(c.processes, 4);
+        assert_eq!(c.sockets.len(), 2);
+        assert!(!c.vacuum);
+        assert!(c.disable_logging, "an empty value is true");
+        assert_eq!(c.limit_post, 32768);
+        assert!(c
+            .notices
+            .iter()
+            .any(|n| n.starts_with("warning: option \"limit-post\"")));
+        assert_eq!(
+            parse("[uwsgi]\nhttp-socket = :8000\nlisten = -1\n").unwrap_err(),
+            "invalid value for option \"listen\": must be > 0"
+        );
+        let c = parse("[uwsgi]\nhttp-socket = :8000\nbuffer-size = 100000\n").unwrap();
+        assert_eq!(c.buffer_size, 65535);
+    }
+
+    #[test]
+    fn overrides_apply_after_the_file() {
+        let c = parse_with(
+            "[uwsgi]\nhttp-socket = :8000\nprocesses = 2\n",
+            vec![("processes", "6"), ("workers", "5")],
+        )
+        .unwrap();
+        assert_eq!(c.processes, 5);
+    }
+
+    #[test]
+    fn registry_driven_rejections_and_notices() {
+        assert_eq!(
+            parse("[uwsgi]\nhttp-socket = :8000\nspooler-processes = 2\n").unwrap_err(),
+            "option \"spooler-processes\" is not supported by this server: the spooler is not supported"
+        );
+        assert!(parse("[uwsgi]\nhttp-socket = :8000\nif-env = X\n")
+            .unwrap_err()
+            .starts_with("option \"if-env\" is not supported by this server: configuration logic"));
+        assert_eq!(
+            parse("[uwsgi]\nhttp-socket = :8000\nstrict = true\nfoo = 1\n").unwrap_err(),
+            "[strict-mode] unknown config directive: foo"
+        );
+        let c = parse("[uwsgi]\nhttp-socket = :8000\nfoo = 1\nmaster = false\n").unwrap();
+        assert!(c.notices.contains(&"notice: option \"foo\" is accepted for compatibility and has no effect (unknown option, kept as a placeholder)".to_string()));
+        assert!(c.notices.contains(&"notice: option \"master\" is accepted for compatibility and has no effect (the master process is always enabled)".to_string()));
+        assert_eq!(
+            parse("[uwsgi]\nhttp-socket = /tmp/s\nchmod-socket = true\n").unwrap_err(),
+            "invalid chmod value: true"
+        );
+        assert_eq!(
+            parse("[uwsgi]\nhttp-socket = /tmp/s\nchmod-socket = 660\n")
+                .unwrap()
+                .chmod_socket,
+            Some(0o660)
+        );
+    }
+
+    #[test]
+    fn sockets_and_keep_alive() {
+        assert!(parse("[uwsgi]\nsocket = 127.0.0.1:8000\n")
+            .unwrap_err()
+            .starts_with("option \"socket\" speaks the uwsgi protocol"));
+        let c = parse("[uwsgi]\nsocket = 127.0.0.1:8000\nprotocol = http\nhttp11-socket = :9000\n")
+            .unwrap();
+        assert_eq!(
+            c.sockets
+                .iter()
+                .map(|s| (s.kind, s.keep_alive))
+                .collect::<Vec<_>>(),
+            vec![(SocketKind::Http11, true), (SocketKind::Http, false)]
+        );
+        // Lead's decision: http-keepalive enables keep-alive on http-socket listeners too.
+        let c = parse("[uwsgi]\nhttp-socket = :8000\nhttp-keepalive = 5\n").unwrap();
+        assert!(c.sockets[0].keep_alive);
+        assert_eq!(c.keepalive_timeout, Some(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn mercy_and_max_vars() {
+        let c = parse("[uwsgi]\nhttp-socket = :8000\nreload-mercy = 2\n").unwrap();
+        assert_eq!(c.worker_reload_mercy, Duration::from_secs(2));
+        let c = parse("[uwsgi]\nhttp-socket = :8000\nreload-mercy = 2\nworker-reload-mercy = 7\n")
+            .unwrap();
+        assert_eq!(c.worker_reload_mercy, Duration::from_secs(7));
+        assert_eq!(ServerConfig::default().max_headers, 119);
+        assert_eq!(
+            ServerConfig::default().socket_timeout,
+            Duration::from_secs(4)
+        );
+    }
+
+    #[test]
+    fn missing_section_and_server_main_fallback() {
+        assert_eq!(
+            parse("[app:main]\nuse = egg:kinto\n").unwrap_err(),
+            "*** WARNING: Can't find section \"uwsgi\" in INI configuration file /etc/kinto/kinto.ini ***"
+        );
+        let c =
+            parse("[server:main]\nuse = egg:waitress#main\nhost = 0.0.0.0\nport = 8888\n").unwrap();
+        assert_eq!(c.sockets[0].address, "0.0.0.0:8888");
+        assert_eq!(
+            c.processes,
+            std::thread::available_parallelism().unwrap().get()
+        );
+        assert!(c.notices[0].starts_with("*** WARNING: Can't find section"));
+    }
+
+    #[test]
+    fn invocation_from_args() {
+        let (inv, rest) = Invocation::from_args(
+            [
+                "--ini",
+                "/etc/k.ini:other",
+                "--processes",
+                "3",
+                "--lazy",
+                "start",
+            ]
+            .map(String::from),
+        );
+        assert_eq!(inv.ini, PathBuf::from("/etc/k.ini"));
+        assert_eq!(inv.section, "other");
+        assert_eq!(
+            inv.overrides,
+            vec![
+                ("processes".to_string(), "3".to_string()),
+                ("lazy".to_string(), String::new())
+            ]
+        );
+        assert_eq!(rest, vec!["start".to_string()]);
     }
 }

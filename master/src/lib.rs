@@ -67,8 +67,8 @@ pub struct Invocation {
 
 impl Invocation {
     /// Parses `--ini PATH[:SECTION]` (else `KINTO_INI`, else `config/kinto.ini`) and any other
-    /// `--option VALUE` / `--option=VALUE` as a `[uwsgi]` override (a flag followed by another
-    /// `--` argument, or last, gets an empty value, which booleans read as true). Arguments not
+    /// `--option VALUE` / `--option=VALUE` as a `[uwsgi]` override (a boolean option not followed
+    /// by a boolean literal gets an empty value, which reads as true). Arguments not
     /// starting with `--` are returned for the caller (subcommands).
     pub fn from_args<I: IntoIterator<Item = String>>(args: I) -> (Invocation, Vec<String>) {
         let mut inv = Invocation::default();
@@ -83,8 +83,16 @@ impl Invocation {
             let (name, value) = match name.split_once('=') {
                 Some((n, v)) => (n.to_string(), v.to_string()),
                 None => {
+                    // A boolean flag only takes the next argument when it reads as a boolean,
+                    // so that `--lazy start` leaves `start` to the caller.
+                    let is_bool = registry::lookup(name)
+                        .is_some_and(|spec| spec.kind == registry::Kind::Bool);
                     let value = match args.peek() {
-                        Some(next) if !next.starts_with("--") => args.next().unwrap_or_default(),
+                        Some(next)
+                            if !next.starts_with("--") && (!is_bool || is_bool_literal(next)) =>
+                        {
+                            args.next().unwrap_or_default()
+                        }
                         _ => String::new(),
                     };
                     (name.to_string(), value)
@@ -109,6 +117,31 @@ impl Invocation {
         }
         (inv, rest)
     }
+}
+
+fn is_bool_literal(value: &str) -> bool {
+    matches!(
+        value.to_ascii_lowercase().as_str(),
+        "true" | "false" | "yes" | "no" | "on" | "off" | "1" | "0"
+    )
+}
+
+/// `--stop PIDFILE` / `--reload PIDFILE` (uWSGI's convenience commands): sends SIGINT or SIGHUP to
+/// the pid read from the file. The caller exits 0 on success, 1 with the message otherwise.
+pub fn signal_pidfile(pidfile: &Path, reload: bool) -> Result<(), String> {
+    let text = std::fs::read_to_string(pidfile)
+        .map_err(|e| format!("unable to read pidfile {}: {e}", pidfile.display()))?;
+    let pid: i32 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid pidfile {}: {:?}", pidfile.display(), text.trim()))?;
+    let signal = if reload {
+        nix::sys::signal::Signal::SIGHUP
+    } else {
+        nix::sys::signal::Signal::SIGINT
+    };
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+        .map_err(|e| format!("unable to signal pid {pid}: {e}"))
 }
 
 /// Runs the master until shutdown and returns the process exit code.

@@ -126,9 +126,39 @@ pub fn bind(
             let domain = socket2::Domain::for_address(*addr);
             let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None)
                 .map_err(|e| format!("socket(): {e}"))?;
-            socket
-                .set_reuse_address(true)
-                .map_err(|e| format!("setsockopt(): {e}"))?;
+            let sockopt = |e: std::io::Error| format!("setsockopt(): {e} ({})", spec.address);
+            socket.set_reuse_address(true).map_err(sockopt)?;
+            if config.reuse_port {
+                socket.set_reuse_port(true).map_err(sockopt)?;
+            }
+            if config.so_keepalive {
+                socket.set_keepalive(true).map_err(sockopt)?;
+            }
+            if config.freebind {
+                if addr.is_ipv6() {
+                    socket.set_freebind_ipv6(true).map_err(sockopt)?;
+                } else {
+                    socket.set_freebind(true).map_err(sockopt)?;
+                }
+            }
+            if config.defer_accept && !config.socket_timeout.is_zero() {
+                // accept() returns once the client has sent data: idle connects never reach a
+                // worker (uWSGI's default on Linux).
+                let secs = config.socket_timeout.as_secs().min(i32::MAX as u64) as libc::c_int;
+                // SAFETY: setsockopt with a pointer to a local int of the right size.
+                let rc = unsafe {
+                    libc::setsockopt(
+                        socket.as_raw_fd(),
+                        libc::IPPROTO_TCP,
+                        libc::TCP_DEFER_ACCEPT,
+                        (&secs as *const libc::c_int).cast(),
+                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                    )
+                };
+                if rc != 0 {
+                    return Err(sockopt(std::io::Error::last_os_error()));
+                }
+            }
             if let Err(e) = socket.bind(&(*addr).into()) {
                 return Err(if e.kind() == std::io::ErrorKind::AddrInUse {
                     format!(
@@ -311,10 +341,10 @@ pub fn local_address(fd: RawFd) -> Result<Address, String> {
 /// close-on-exec, and finds its address.
 pub fn adopt(fd: RawFd) -> Result<(ListenSocket, Address), String> {
     use nix::sys::socket::{getsockopt, sockopt};
-    // SAFETY: the descriptor was handed to us (LISTEN_FDS / our own re-exec) and nothing else
-    // owns it in this process.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    let listening = getsockopt(&owned, sockopt::AcceptConn)
+    // SAFETY: the descriptor was handed to us (LISTEN_FDS / our own re-exec); it is only
+    // borrowed until it proved to be an open listening socket.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let listening = getsockopt(&borrowed, sockopt::AcceptConn)
         .map_err(|e| format!("inherited fd {fd} is not a socket: {e}"))?;
     if !listening {
         return Err(format!("inherited fd {fd} is not a listening socket"));
@@ -325,6 +355,8 @@ pub fn adopt(fd: RawFd) -> Result<(ListenSocket, Address), String> {
     )
     .map_err(|e| format!("fcntl(fd {fd}): {e}"))?;
     let address = local_address(fd)?;
+    // SAFETY: an open listening socket nothing else in this process owns.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     let socket = match address {
         Address::Tcp(_) => ListenSocket::Tcp(TcpListener::from(owned)),
         _ => ListenSocket::Unix(UnixListener::from(owned)),
@@ -409,14 +441,54 @@ mod tests {
         )));
     }
 
+    fn int_option(fd: RawFd, level: libc::c_int, name: libc::c_int) -> libc::c_int {
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt into a local int.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                level,
+                name,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        value
+    }
+
+    #[test]
+    fn tcp_listener_options() {
+        let config = ServerConfig::default();
+        let (bound, _) = bind(0, &spec("127.0.0.1:0"), &config).unwrap();
+        let fd = bound.listener.raw_fd();
+        assert!(int_option(fd, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT) > 0);
+        assert_eq!(int_option(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT), 0);
+        let config = ServerConfig {
+            defer_accept: false,
+            reuse_port: true,
+            so_keepalive: true,
+            ..ServerConfig::default()
+        };
+        let (bound, _) = bind(0, &spec("127.0.0.1:0"), &config).unwrap();
+        let fd = bound.listener.raw_fd();
+        assert_eq!(int_option(fd, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT), 0);
+        assert_eq!(int_option(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT), 1);
+        assert_eq!(int_option(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE), 1);
+        assert_eq!(int_option(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN), 1);
+    }
+
     #[test]
     fn unix_socket_stale_file_and_chmod() {
         let dir = std::env::temp_dir().join(format!("listener-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("s.sock");
         std::fs::write(&path, "stale").unwrap();
-        let mut config = ServerConfig::default();
-        config.chmod_socket = Some(0o660);
+        let config = ServerConfig {
+            chmod_socket: Some(0o660),
+            ..ServerConfig::default()
+        };
         let (bound, line) = bind(0, &spec(path.to_str().unwrap()), &config).unwrap();
         assert!(line.starts_with("uwsgi socket 0 bound to UNIX address"));
         use std::os::unix::fs::{FileTypeExt, PermissionsExt};

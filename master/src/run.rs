@@ -52,10 +52,13 @@ struct SlotState {
     /// Configuration epoch the worker was forked with (bumped by each lazy reload).
     epoch: u64,
     spawned_once: bool,
+    spawned_at: Option<Instant>,
     curse: Option<Curse>,
     respawn_at: Option<Instant>,
     harakiri_fired: bool,
     init_failures: usize,
+    /// The worker was toggled into pause (SIGTSTP) and not back.
+    paused: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,8 +104,17 @@ struct Master<A: App> {
     touch_mtimes: Vec<Option<SystemTime>>,
     last_touch_check: Instant,
     pidfile: Option<PathBuf>,
+    /// `pidfile2`, removed by vacuum.
+    pidfile2: Option<PathBuf>,
     startup_dir: PathBuf,
     exit_code: i32,
+    /// `WATCHDOG_USEC` / 2, when systemd asked for keep-alive pings; and the last ping.
+    watchdog: Option<(Duration, Instant)>,
+    /// The watchdog variables, removed from the workers' environment, put back for a re-exec.
+    watchdog_env: Vec<(String, String)>,
+    last_memory_check: Instant,
+    /// SIGTSTP pause in force.
+    paused: bool,
 }
 
 /// Runs the master until shutdown and returns the process exit code.
@@ -129,6 +141,23 @@ impl<A: App> Master<A> {
         let inherited = std::env::var(ENV_INHERITED).ok();
         std::env::remove_var(ENV_INHERITED);
         let mut notifier = Notifier::from_env();
+        let watchdog_env: Vec<(String, String)> = ["WATCHDOG_USEC", "WATCHDOG_PID"]
+            .iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+            .collect();
+        for (k, _) in &watchdog_env {
+            std::env::remove_var(k);
+        }
+        let watchdog_for_us = watchdog_env
+            .iter()
+            .find(|(k, _)| k == "WATCHDOG_PID")
+            .is_none_or(|(_, v)| v.parse::<u32>().ok() == Some(std::process::id()));
+        let watchdog = watchdog_env
+            .iter()
+            .find(|(k, _)| k == "WATCHDOG_USEC")
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+            .filter(|usec| *usec > 0 && watchdog_for_us)
+            .map(|usec| (Duration::from_micros(usec / 2), Instant::now()));
         notifier.send("STATUS=initializing\n");
 
         // 2-4. Configuration, names, env (applied by ServerConfig::load).
@@ -140,27 +169,29 @@ impl<A: App> Master<A> {
             "[uWSGI] getting INI configuration from {}",
             invocation.ini.display()
         ));
-        let (config, app) = A::load(&invocation.ini, &invocation)?;
+        let (mut config, app) = A::load(&invocation.ini, &invocation)?;
+        adjust_to_nproc(&mut config);
         if let Some(mask) = config.umask {
             // SAFETY: plain syscall.
             unsafe { libc::umask(mask as libc::mode_t) };
         }
         // 5. logto, as the starting user.
         if let Some(path) = &config.logto {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("unable to open logto file {}: {e}", path.display()))?;
-            let _ = nix::unistd::dup2(file.as_raw_fd(), 2);
+            redirect_log(path)?;
         }
         banner_head::<A>();
         let startup_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-        // 6. pidfile, not rewritten by a re-exec.
+        if config.max_fd > 0 {
+            use nix::sys::resource::{setrlimit, Resource};
+            setrlimit(Resource::RLIMIT_NOFILE, config.max_fd, config.max_fd)
+                .map_err(|e| format!("setrlimit(RLIMIT_NOFILE, {}): {e}", config.max_fd))?;
+        }
+        // 6. pidfiles, not rewritten by a re-exec; relative paths from the starting directory.
         let pidfile = config.pidfile.as_ref().map(|p| absolute(p));
-        if let (Some(path), None) = (&pidfile, &inherited) {
-            std::fs::write(path, format!("{}\n", std::process::id()))
-                .map_err(|e| format!("unable to write pidfile {}: {e}", path.display()))?;
+        let safe_pidfile = config.safe_pidfile.as_ref().map(|p| absolute(p));
+        if inherited.is_none() {
+            write_pidfile(pidfile.as_deref(), false)?;
+            write_pidfile(safe_pidfile.as_deref(), true)?;
         }
         // 7. chdir.
         if let Some(dir) = &config.chdir {
@@ -172,6 +203,15 @@ impl<A: App> Master<A> {
         // 10. Privileges.
         for line in crate::privileges::drop_privileges(&config)? {
             log::line(&line);
+        }
+        // 11. What is opened as the dropped user (relative to the chdir directory).
+        if let Some(path) = &config.logto2 {
+            redirect_log(path)?;
+        }
+        let pidfile2 = config.pidfile2.as_ref().map(|p| absolute(p));
+        if inherited.is_none() {
+            write_pidfile(pidfile2.as_deref(), false)?;
+            write_pidfile(config.safe_pidfile2.as_deref(), true)?;
         }
         // 12. Scoreboard, liveness pipe, banner tail.
         let capacity = config.processes.max(MIN_CAPACITY);
@@ -225,8 +265,13 @@ impl<A: App> Master<A> {
             touch_mtimes,
             last_touch_check: Instant::now(),
             pidfile,
+            pidfile2,
             startup_dir,
             exit_code: 0,
+            watchdog,
+            watchdog_env,
+            last_memory_check: Instant::now(),
+            paused: false,
         })
     }
 
@@ -249,8 +294,13 @@ impl<A: App> Master<A> {
             }
             self.check_harakiri();
             self.check_mercy();
+            self.check_lifetime_and_memory();
             self.check_touch();
+            self.ping_watchdog();
             self.spawn_missing();
+            if self.paused {
+                self.sync_pause();
+            }
             if let Some(code) = self.maybe_finish() {
                 return code;
             }
@@ -262,6 +312,9 @@ impl<A: App> Master<A> {
         let mut timeout = Duration::from_secs(1);
         let now_ms = scoreboard::monotonic_ms();
         let now = Instant::now();
+        if let Some((interval, last)) = self.watchdog {
+            timeout = timeout.min((last + interval).saturating_duration_since(now));
+        }
         for (i, s) in self.slots.iter().enumerate() {
             if s.pid.is_some() && !s.harakiri_fired {
                 let d = self
@@ -295,9 +348,7 @@ impl<A: App> Master<A> {
             Signal::SIGUSR2 => self.log_status(),
             Signal::SIGTTIN => self.add_worker(),
             Signal::SIGTTOU => self.remove_worker(),
-            Signal::SIGTSTP => {
-                log::line("SIGTSTP received: pausing workers is not supported, ignored")
-            }
+            Signal::SIGTSTP => self.toggle_pause(),
             _ => {}
         }
     }
@@ -392,6 +443,40 @@ impl<A: App> Master<A> {
         } else {
             log::line("SIGINT/SIGTERM received...killing workers...");
             self.curse_all(Signal::SIGINT, StopReason::Bury);
+        }
+    }
+
+    fn toggle_pause(&mut self) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        self.paused = !self.paused;
+        if self.paused {
+            log::dated(
+                "*** PAUSE (press start to resume, if you do not have a joypad send SIGTSTP) ***",
+            );
+        } else {
+            log::dated("*** (SIGTSTP received) resuming workers ***");
+        }
+        self.sync_pause();
+    }
+
+    /// Toggles each worker (SIGTSTP) until it matches the master's pause state. Only workers that
+    /// said they are accepting get it: their handlers are installed by then (the default action of
+    /// SIGTSTP would stop the process), and a worker spawned during a pause is paused once ready.
+    fn sync_pause(&mut self) {
+        for i in 0..self.slots.len() {
+            let Some(pid) = self.slots[i].pid else {
+                continue;
+            };
+            let state = self.board.slot(i + 1).state.load(Ordering::Acquire);
+            if self.slots[i].paused != self.paused
+                && self.slots[i].curse.is_none()
+                && matches!(state, STATE_ACCEPTING | STATE_BUSY)
+            {
+                self.slots[i].paused = self.paused;
+                let _ = kill(pid, Signal::SIGTSTP);
+            }
         }
     }
 
@@ -658,6 +743,8 @@ impl<A: App> Master<A> {
                 s.epoch = self.epoch;
                 s.curse = None;
                 s.harakiri_fired = false;
+                s.spawned_at = Some(Instant::now());
+                s.paused = false;
                 if s.spawned_once {
                     log::line(&format!("Respawned uWSGI worker {n} (new pid: {child})"));
                 } else {
@@ -744,6 +831,70 @@ impl<A: App> Master<A> {
         }
     }
 
+    /// `max-worker-lifetime` (graceful recycle) and `evil-reload-on-rss`/`-as` (SIGKILL), checked
+    /// at most once per second; memory is read from `/proc/<pid>/statm` by the master itself.
+    fn check_lifetime_and_memory(&mut self) {
+        if self.phase != Phase::Running || self.last_memory_check.elapsed() < Duration::from_secs(1)
+        {
+            return;
+        }
+        self.last_memory_check = Instant::now();
+        let lifetime = self.config.max_worker_lifetime;
+        let (evil_rss, evil_as) = (
+            self.config.evil_reload_on_rss,
+            self.config.evil_reload_on_as,
+        );
+        for i in 0..self.target {
+            let n = i + 1;
+            let (Some(pid), None) = (self.slots[i].pid, self.slots[i].curse) else {
+                continue;
+            };
+            let age = self.slots[i]
+                .spawned_at
+                .map_or(Duration::ZERO, |t| t.elapsed());
+            if !lifetime.is_zero()
+                && age >= lifetime + self.config.max_worker_lifetime_delta * i as u32
+            {
+                log::line(&format!(
+                    "worker {n} lifetime reached, it was running for {} second(s)",
+                    age.as_secs()
+                ));
+                self.curse(i, Signal::SIGHUP, StopReason::Reload);
+                continue;
+            }
+            if evil_rss == 0 && evil_as == 0 {
+                continue;
+            }
+            let Some((vsz, rss)) = statm(pid) else {
+                continue;
+            };
+            let mb = 1024 * 1024;
+            let over = if evil_rss > 0 && rss >= evil_rss * mb {
+                Some(format!("RSS: {rss}"))
+            } else if evil_as > 0 && vsz >= evil_as * mb {
+                Some(format!("ADDRESS SPACE: {vsz}"))
+            } else {
+                None
+            };
+            if let Some(what) = over {
+                log::line(&format!(
+                    "*** EVIL RELOAD ON WORKER {n} {what} (pid: {pid}) ***"
+                ));
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+        }
+    }
+
+    /// `WATCHDOG=1` every `WATCHDOG_USEC / 2`, from the loop itself (5.1).
+    fn ping_watchdog(&mut self) {
+        if let Some((interval, last)) = self.watchdog {
+            if last.elapsed() >= interval {
+                self.watchdog = Some((interval, Instant::now()));
+                self.notifier.send("WATCHDOG=1\n");
+            }
+        }
+    }
+
     /// `touch-reload`: at most once per second, a changed mtime triggers a graceful reload.
     fn check_touch(&mut self) {
         if self.config.touch_reload.is_empty()
@@ -813,11 +964,10 @@ impl<A: App> Master<A> {
                 "found fd {fd} mapped to socket {i} ({})",
                 l.listener.name
             ));
-            kept.push(if l.self_bound {
-                fd.to_string()
-            } else {
-                format!("{fd}:systemd")
-            });
+            // `fd;origin;configured name`: the new image matches by name first (a `:0` port
+            // only matches by name), as uWSGI does.
+            let origin = if l.self_bound { "bound" } else { "systemd" };
+            kept.push(format!("{fd};{origin};{}", l.listener.name));
         }
         std::env::set_var(ENV_INHERITED, kept.join(","));
         let reloads: u64 = std::env::var(ENV_RELOADS)
@@ -827,6 +977,9 @@ impl<A: App> Master<A> {
         std::env::set_var(ENV_RELOADS, (reloads + 1).to_string());
         if let Some(path) = self.notifier.path() {
             std::env::set_var("NOTIFY_SOCKET", path);
+        }
+        for (k, v) in &self.watchdog_env {
+            std::env::set_var(k, v);
         }
         let binary = match std::env::current_exe() {
             Ok(b) => b,
@@ -840,6 +993,9 @@ impl<A: App> Master<A> {
         std::env::remove_var(ENV_INHERITED);
         std::env::set_var(ENV_RELOADS, reloads.to_string());
         std::env::remove_var("NOTIFY_SOCKET");
+        for (k, _) in &self.watchdog_env {
+            std::env::remove_var(k);
+        }
         for l in &self.listeners {
             let _ = nix::fcntl::fcntl(
                 l.listener.raw_fd(),
@@ -853,9 +1009,15 @@ impl<A: App> Master<A> {
         if !self.config.vacuum {
             return;
         }
-        if let (Some(path), None) = (&self.pidfile, &self.config.uid) {
+        // The pidfile is root's when a uid was set: the master can no longer delete it.
+        let pidfile = self.pidfile.as_ref().filter(|_| self.config.uid.is_none());
+        for (path, line) in [
+            (pidfile, "VACUUM: pidfile removed."),
+            (self.pidfile2.as_ref(), "VACUUM: pidfile2 removed."),
+        ] {
+            let Some(path) = path else { continue };
             match std::fs::remove_file(path) {
-                Ok(()) => log::line("VACUUM: pidfile removed."),
+                Ok(()) => log::line(line),
                 Err(e) => log::line(&format!("unlink(): {e} [{}]", path.display())),
             }
         }
@@ -929,6 +1091,59 @@ pub(crate) struct ChildFds {
     pub alive_read: std::os::fd::RawFd,
 }
 
+/// Appends standard error (and output) to `path`; workers inherit it.
+fn redirect_log(path: &std::path::Path) -> Result<(), String> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("unable to open log file {}: {e}", path.display()))?;
+    for fd in [1, 2] {
+        nix::unistd::dup2(file.as_raw_fd(), fd)
+            .map_err(|e| format!("dup2() of log file {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes `<pid>\n` to a pidfile; `safe` writes a temporary file and renames it over.
+fn write_pidfile(path: Option<&std::path::Path>, safe: bool) -> Result<(), String> {
+    let Some(path) = path else { return Ok(()) };
+    let content = format!("{}\n", std::process::id());
+    let error = |e: std::io::Error| format!("unable to write pidfile {}: {e}", path.display());
+    if safe {
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, content).map_err(error)?;
+        std::fs::rename(&tmp, path).map_err(error)
+    } else {
+        std::fs::write(path, content).map_err(error)
+    }
+}
+
+/// Address space and resident set of a process, in bytes.
+fn statm(pid: Pid) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096) as u64;
+    Some((fields.next()?? * page, fields.next()?? * page))
+}
+
+/// uWSGI lowers `processes` below `RLIMIT_NPROC` (2.1 `processes`).
+fn adjust_to_nproc(config: &mut ServerConfig) {
+    use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
+    if let Ok((soft, _)) = getrlimit(Resource::RLIMIT_NPROC) {
+        if soft != RLIM_INFINITY && soft < config.processes as u64 + 1 {
+            config.processes = (soft.saturating_sub(1) as usize).max(1);
+            log::line(&format!(
+                "!!! number of workers adjusted to {} due to system limits !!!",
+                config.processes
+            ));
+        }
+    }
+}
+
 fn mtime(path: &std::path::Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
@@ -960,17 +1175,20 @@ fn setup_listeners(
     config: &ServerConfig,
     inherited: Option<&str>,
 ) -> Result<Vec<MasterListener>, String> {
-    let mut adopted: Vec<(listener::ListenSocket, Address, bool)> = Vec::new();
+    // (socket, address, self-bound, configured name when inherited from our previous image)
+    let mut adopted: Vec<(listener::ListenSocket, Address, bool, Option<String>)> = Vec::new();
     let mut from_systemd = false;
     if let Some(list) = inherited {
         for item in list.split(',').filter(|s| !s.is_empty()) {
-            let (fd, systemd) = match item.split_once(':') {
-                Some((fd, _)) => (fd, true),
-                None => (item, false),
-            };
-            let fd: i32 = fd.parse().map_err(|_| format!("invalid {ENV_INHERITED}"))?;
+            let mut parts = item.splitn(3, ';');
+            let fd: i32 = parts
+                .next()
+                .and_then(|fd| fd.parse().ok())
+                .ok_or_else(|| format!("invalid {ENV_INHERITED}: {item}"))?;
+            let self_bound = parts.next() != Some("systemd");
+            let name = parts.next().map(str::to_string);
             let (socket, address) = listener::adopt(fd)?;
-            adopted.push((socket, address, !systemd));
+            adopted.push((socket, address, self_bound, name));
         }
     } else {
         let pid_matches = std::env::var("LISTEN_PID")
@@ -989,26 +1207,26 @@ fn setup_listeners(
             from_systemd = true;
             for fd in 3..3 + count {
                 let (socket, address) = listener::adopt(fd)?;
-                adopted.push((socket, address, false));
+                adopted.push((socket, address, false, None));
             }
         }
-    }
-    if !adopted.is_empty() && config.listen > 0 {
-        // The somaxconn check only concerns what we bind ourselves.
     }
     let mut out: Vec<MasterListener> = Vec::new();
     let mut needs_bind = Vec::new();
     for spec in &config.sockets {
         let wanted = listener::parse_address(&spec.address)?;
-        match adopted.iter().position(|(_, a, _)| *a == wanted) {
+        let by_name = adopted
+            .iter()
+            .position(|(_, _, _, name)| name.as_deref() == Some(spec.address.as_str()));
+        match by_name.or_else(|| adopted.iter().position(|(_, a, _, _)| *a == wanted)) {
             Some(pos) => {
-                let (socket, address, self_bound) = adopted.remove(pos);
+                let (socket, address, self_bound, _) = adopted.remove(pos);
                 let index = out.len();
-                let (family, shown) = listener::describe(&address);
-                let verb = if from_systemd {
-                    "attached to"
+                let (family, real) = listener::describe(&address);
+                let (verb, shown) = if from_systemd {
+                    ("attached to", real)
                 } else {
-                    "inherited"
+                    ("inherited", spec.address.clone())
                 };
                 let ml = MasterListener {
                     listener: crate::Listener {
@@ -1031,7 +1249,7 @@ fn setup_listeners(
     }
     // Inherited descriptors matching no line: served as HTTP [fix] (systemd); dropped after a
     // re-exec whose configuration no longer names them.
-    for (socket, address, self_bound) in adopted {
+    for (socket, address, self_bound, _) in adopted {
         if !from_systemd {
             continue;
         }

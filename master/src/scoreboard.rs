@@ -139,7 +139,7 @@ impl Slot {
                 uri: read_text(&self.uri, self.uri_len.load(Ordering::Relaxed) as usize),
                 started_unix: self.request_started_unix.load(Ordering::Relaxed),
             };
-            if before % 2 == 0 && self.seq.load(Ordering::Acquire) == before {
+            if before.is_multiple_of(2) && self.seq.load(Ordering::Acquire) == before {
                 break;
             }
         }

@@ -14,8 +14,12 @@ pub trait Permission {
     fn remove_principal(&mut self, principal: &str) -> Result<()>;
     /// The principals of a user: its own rows plus those of `system.Authenticated`.
     fn get_user_principals(&mut self, user_id: &str) -> Result<BTreeSet<String>>;
-    fn add_principal_to_ace(&mut self, object_id: &str, permission: &str, principal: &str)
-        -> Result<()>;
+    fn add_principal_to_ace(
+        &mut self,
+        object_id: &str,
+        permission: &str,
+        principal: &str,
+    ) -> Result<()>;
     fn remove_principal_from_ace(
         &mut self,
         object_id: &str,
@@ -57,3 +61,6 @@ pub trait Permission {
         bound_permissions: &[(String, String)],
     ) -> Result<bool>;
 }
+
+pub mod postgresql;
+pub mod sqlite;

@@ -115,6 +115,8 @@ impl HeadParser {
         limits: &HeadLimits,
         req: &mut Request,
     ) -> Result<Option<Head>, HeadError> {
+        // Never look past `buffer-size`: the answer must not depend on how much more was received.
+        let buf = &buf[..buf.len().min(limits.buffer_size)];
         let result = if limits.max_headers < STACK_HEADERS {
             let mut headers = [const { MaybeUninit::<httparse::Header>::uninit() }; STACK_HEADERS];
             self.parse_with(buf, limits, req, &mut headers[..limits.max_headers])
@@ -124,8 +126,7 @@ impl HeadParser {
             self.parse_with(buf, limits, req, &mut headers)
         };
         match result {
-            Ok(None) if buf.len() >= limits.buffer_size => Err(oversize(buf, limits)),
-            Ok(Some(head)) if head.len > limits.buffer_size => Err(oversize(buf, limits)),
+            Ok(None) if buf.len() >= limits.buffer_size => Err(oversize(buf)),
             other => other,
         }
     }
@@ -201,10 +202,9 @@ impl HeadParser {
     }
 }
 
-/// 414 when no line end fits in `buffer-size` bytes, 431 otherwise.
-fn oversize(buf: &[u8], limits: &HeadLimits) -> HeadError {
-    let window = &buf[..buf.len().min(limits.buffer_size)];
-    if window.contains(&b'\n') {
+/// 414 when no line end fits in the `buffer-size` bytes received, 431 otherwise.
+fn oversize(buf: &[u8]) -> HeadError {
+    if buf.contains(&b'\n') {
         HeadError::TooLarge
     } else {
         HeadError::UriTooLong
@@ -212,7 +212,8 @@ fn oversize(buf: &[u8], limits: &HeadLimits) -> HeadError {
 }
 
 /// A version error is a 505 only when the request line has the `METHOD SP target SP HTTP/<digit>`
-/// shape; anything else is malformed.
+/// shape; anything else is malformed. Only the bytes up to the error decide, so the answer does not
+/// depend on how the head was split into reads.
 fn classify(error: httparse::Error, buf: &[u8]) -> HeadError {
     if error != httparse::Error::Version {
         return HeadError::Malformed;
@@ -228,9 +229,9 @@ fn classify(error: httparse::Error, buf: &[u8]) -> HeadError {
         .unwrap_or(line.len())];
     let mut parts = line.split(|&b| b == b' ');
     let (_, _, version) = (parts.next(), parts.next(), parts.next().unwrap_or(b""));
-    if parts.next().is_none()
-        && version.len() > 5
-        && version[..5].eq_ignore_ascii_case(b"HTTP/")
+    if version.len() > 5
+        // Case-sensitive, as httparse is (RFC 9112 2.3): a decision on the same bytes either way.
+        && version.starts_with(b"HTTP/")
         && version[5].is_ascii_digit()
     {
         HeadError::Version
@@ -241,9 +242,11 @@ fn classify(error: httparse::Error, buf: &[u8]) -> HeadError {
 
 /// An absolute-form target (`http://host/path?q`) reduced to its path and query.
 fn origin_form(target: &str) -> &str {
-    let rest = if target.len() > 7 && target[..7].eq_ignore_ascii_case("http://") {
+    // Compared as bytes: the target may hold UTF-8, and slicing it at 7 or 8 could split a char.
+    let bytes = target.as_bytes();
+    let rest = if bytes.len() > 7 && bytes[..7].eq_ignore_ascii_case(b"http://") {
         &target[7..]
-    } else if target.len() > 8 && target[..8].eq_ignore_ascii_case("https://") {
+    } else if bytes.len() > 8 && bytes[..8].eq_ignore_ascii_case(b"https://") {
         &target[8..]
     } else {
         return target;
@@ -410,6 +413,11 @@ mod tests {
             ("http://example.com?x=1", "/?x=1"),
             ("/plain", "/plain"),
             ("*", "*"),
+            ("/caf\u{e9}/x", "/caf\u{e9}/x"),
+            (
+                "/\u{454}\u{454}\u{454}\u{454}",
+                "/\u{454}\u{454}\u{454}\u{454}",
+            ),
         ] {
             let raw = format!("GET {target} HTTP/1.1\r\n\r\n");
             let (result, req) = parse(raw.as_bytes());

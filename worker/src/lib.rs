@@ -62,6 +62,8 @@ pub fn serve<H: Handler>(ctx: WorkerContext, handler: H) -> i32 {
         }
     };
     install_panic_hook();
+    // Initialised and about to accept: the master's READY=1 waits for every slot to say so.
+    ctx.slot.set_accepting();
     let setup = WorkerSetup {
         id: ctx.id,
         listeners: ctx.listeners.into_iter().map(HttpListener::from).collect(),

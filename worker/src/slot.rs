@@ -24,4 +24,8 @@ impl Slot for SlotHandle {
     fn request_finished(&self, status: u16, bytes_sent: u64) {
         SlotHandle::request_finished(self, status, bytes_sent)
     }
+
+    fn total_requests(&self) -> Option<u64> {
+        Some(SlotHandle::total_requests(self))
+    }
 }

@@ -1,0 +1,175 @@
+//! Worker deaths: SIGKILL, harakiri, crashes, init failures and the fork-bomb guard.
+
+mod process_support;
+
+use process_support::*;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+#[test]
+fn sigkilled_worker_is_replaced_and_traffic_flows() {
+    let mut s = start("[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\nsocket-timeout = 1\n");
+    let victim = pid_in(&s.lines.wait_for("spawned uWSGI worker 2 (pid: ", WAIT));
+    unsafe { libc::kill(victim, libc::SIGKILL) };
+    let killed = Instant::now();
+    s.lines.wait_for(
+        &format!("DAMN ! worker 2 (pid: {victim}) died, killed by signal 9 :( trying respawn ..."),
+        WAIT,
+    );
+    let new = pid_in(
+        &s.lines
+            .wait_for("Respawned uWSGI worker 2 (new pid: ", WAIT),
+    );
+    assert!(killed.elapsed() < Duration::from_secs(3));
+    assert_ne!(new, victim);
+    assert_eq!(parent_of(new), Some(s.pid()));
+    for _ in 0..10 {
+        assert_eq!(s.get("/pid").unwrap().0, 200);
+    }
+    // A worker exiting with a code is reported without a signal.
+    let (status, _) = s.get("/exit?code=3").unwrap_or((0, String::new()));
+    assert_eq!(status, 0, "no response from an exiting worker");
+    s.lines.wait_for(") died :( trying respawn ...", WAIT);
+    s.wait_workers(2, WAIT);
+    s.signal(libc::SIGINT);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+}
+
+#[test]
+fn harakiri_kills_the_stuck_worker_while_others_serve() {
+    let mut s = start(
+        "[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\nharakiri = 2\nharakiri-verbose = true\nsocket-timeout = 1\n",
+    );
+    let port = s.port;
+    let sent = Instant::now();
+    let stuck = std::thread::spawn(move || {
+        let r = http_get(port, "/sleep?ms=10000");
+        (r, sent.elapsed())
+    });
+    // While one worker is stuck, the other serves.
+    let line = s.lines.wait_for("*** HARAKIRI ON WORKER ", WAIT);
+    let served = s.get("/pid").unwrap();
+    assert_eq!(served.0, 200);
+    let (result, elapsed) = stuck.join().unwrap();
+    assert!(result.is_err(), "the client gets no response: {result:?}");
+    assert!(
+        elapsed >= Duration::from_millis(2000) && elapsed <= Duration::from_millis(3500),
+        "harakiri after {elapsed:?}"
+    );
+    let n: usize = line
+        .split("WORKER ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let pid = pid_in(&line);
+    assert!(line.ends_with(&format!(
+        "*** HARAKIRI ON WORKER {n} (pid: {pid}, try: 1, graceful: no) ***"
+    )));
+    let expected = [
+        format!("HARAKIRI ON WORKER {n} (pid: {pid}"),
+        "HARAKIRI: -- syscall> ".to_string(),
+        "HARAKIRI: -- wchan> ".to_string(),
+        format!("HARAKIRI !!! worker {n} status !!!"),
+        "HARAKIRI [core 0] 127.0.0.1 - GET /sleep?ms=10000 since ".to_string(),
+        format!("HARAKIRI !!! end of worker {n} status !!!"),
+        format!("HARAKIRI triggered by worker {n} core 0 !!!"),
+        format!("DAMN ! worker {n} (pid: {pid}) died, killed by signal 9 :( trying respawn ..."),
+        format!("Respawned uWSGI worker {n} (new pid: "),
+    ];
+    s.lines.wait_for(&expected[8], WAIT);
+    let all = s.lines.all();
+    let mut at = 0;
+    for want in &expected {
+        let pos = all[at..]
+            .iter()
+            .position(|l| l.contains(want.as_str()))
+            .unwrap_or_else(|| panic!("{want:?} missing or out of order:\n{}", all.join("\n")));
+        at += pos + 1;
+    }
+    let replacement = pid_in(
+        &s.lines
+            .wait_for(&format!("Respawned uWSGI worker {n}"), WAIT),
+    );
+    assert_eq!(parent_of(replacement), Some(s.pid()));
+    s.signal(libc::SIGINT);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+}
+
+#[test]
+fn requests_shorter_than_harakiri_are_never_killed() {
+    let mut s = start(
+        "[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 1\nharakiri = 2\nsocket-timeout = 1\n",
+    );
+    for _ in 0..3 {
+        assert_eq!(s.get("/sleep?ms=1500").unwrap().0, 200);
+    }
+    assert_eq!(s.lines.count("HARAKIRI"), 0);
+    s.signal(libc::SIGTERM);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+}
+
+#[test]
+fn init_failure_with_need_app_stops_the_service_with_22() {
+    let mut s = spawn_with(
+        "[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\nneed-app = true\n",
+        |cmd| {
+            cmd.env("PROBE_INIT_FAIL", "1");
+        },
+    );
+    let status = s.wait_exit(WAIT);
+    assert_eq!(status.code(), Some(22));
+    s.lines
+        .wait_for("OOPS ! failed loading app in worker ", WAIT);
+    s.lines
+        .wait_for("need-app requested, destroying the instance...", WAIT);
+}
+
+#[test]
+fn init_failure_without_need_app_is_retried() {
+    let mut s = spawn_with(
+        "[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 1\n",
+        |cmd| {
+            cmd.env("PROBE_INIT_FAIL", "1");
+        },
+    );
+    s.lines.wait_for_nth(":( trying again...", 2, WAIT);
+    assert_eq!(
+        s.child.try_wait().unwrap(),
+        None,
+        "the master keeps running"
+    );
+    s.signal(libc::SIGINT);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+}
+
+#[test]
+fn fork_bomb_guard_does_not_block_the_master() {
+    let mut s = start("[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 1\nforkbomb-delay = 4\nsocket-timeout = 1\n");
+    // Kill the worker as soon as each replacement appears.
+    let mut killed = 0;
+    let deadline = Instant::now() + WAIT;
+    while s.lines.count("worker respawning too fast") == 0 {
+        assert!(Instant::now() < deadline, "{}", s.lines.all().join("\n"));
+        if let Some(&w) = s.workers().first() {
+            unsafe { libc::kill(w, libc::SIGKILL) };
+            killed += 1;
+            s.lines
+                .wait_for_nth("died, killed by signal 9", killed, WAIT);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    s.lines.wait_for(
+        "worker respawning too fast !!! i have to sleep a bit (4 seconds)...",
+        WAIT,
+    );
+    // The master is not asleep: a SIGINT during the delay ends it at once.
+    let t = Instant::now();
+    s.signal(libc::SIGINT);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}

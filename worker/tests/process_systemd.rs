@@ -1,0 +1,74 @@
+//! systemd notifications: readiness timing, reload and stop framing, watchdog pings.
+
+mod process_support;
+
+use process_support::*;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+#[test]
+fn ready_means_answering_and_stop_is_announced() {
+    let mut s = start("[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\nsocket-timeout = 1\n");
+    let t = Instant::now();
+    assert_eq!(s.get("/pid").unwrap().0, 200);
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(s.notes[0], "STATUS=initializing\n");
+    s.signal(libc::SIGINT);
+    s.wait_notify("STOPPING=1", WAIT);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+}
+
+#[test]
+fn watchdog_pings_from_the_master_loop() {
+    let mut s = start_with(
+        "[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 1\nsocket-timeout = 1\n",
+        |cmd| {
+            cmd.env("WATCHDOG_USEC", "1000000");
+        },
+    );
+    let first = Instant::now();
+    s.wait_notify_nth("WATCHDOG=1", 1, WAIT);
+    s.wait_notify_nth("WATCHDOG=1", 4, WAIT);
+    // Four pings at most 0.5 s apart (plus loop jitter) within about 2 s.
+    assert!(
+        first.elapsed() < Duration::from_millis(3000),
+        "{:?}",
+        first.elapsed()
+    );
+    let (_, env) = s.get("/env").unwrap();
+    assert!(
+        !env.contains("WATCHDOG_"),
+        "workers do not see the watchdog: {env}"
+    );
+    s.signal(libc::SIGINT);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+}
+
+#[test]
+fn max_worker_lifetime_recycles_gracefully() {
+    let mut s = start(
+        "[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 1\nmax-worker-lifetime = 1\nsocket-timeout = 1\n",
+    );
+    let first = pid_in(&s.lines.wait_for("spawned uWSGI worker 1 (pid: ", WAIT));
+    s.lines.wait_for(
+        "worker 1 lifetime reached, it was running for 1 second(s)",
+        WAIT,
+    );
+    s.lines.wait_for(
+        &format!("worker 1 killed successfully (pid: {first})"),
+        WAIT,
+    );
+    let second = pid_in(
+        &s.lines
+            .wait_for("Respawned uWSGI worker 1 (new pid: ", WAIT),
+    );
+    assert_ne!(first, second);
+    assert_eq!(s.lines.count("DAMN"), 0);
+    s.signal(libc::SIGINT);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+}
