@@ -44,7 +44,9 @@ impl master::App for KintoApp {
 /// A worker that cannot build its application exits with uWSGI's "app failed" code, which tells
 /// the master to stop instead of respawning in a loop.
 fn init_failed(id: usize, role: &str, error: &str) -> i32 {
-    eprintln!("worker {id}: cannot initialise the {role} backend: {error}");
+    master::log::line(&format!(
+        "worker {id}: cannot initialise the {role} backend: {error}"
+    ));
     master::EXIT_INIT_FAILED
 }
 

@@ -270,14 +270,22 @@ pub fn main() -> i32 {
         },
         Command::Start => {
             // Validated here too (not only in the master) so that a settings error exits 2.
-            if let Err(code) = load_settings(&ini) {
-                return code;
-            }
+            let settings = match load_settings(&ini) {
+                Ok(settings) => settings,
+                Err(code) => return code,
+            };
             let invocation = master::Invocation {
                 ini,
                 section,
                 overrides: cli.overrides,
             };
+            // An invalid [uwsgi] section is reported by the master itself (exit 1).
+            if let Ok(config) = master::ServerConfig::load(&invocation) {
+                if let Err(e) = settings.check_processes(config.processes) {
+                    eprintln!("{e}");
+                    return EXIT_USAGE;
+                }
+            }
             master::run::<crate::app::KintoApp>(invocation)
         }
     }

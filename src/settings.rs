@@ -452,7 +452,14 @@ impl Loader {
             matches!(base, "postgresql" | "postgres").then_some(rest)
         });
         match rest {
-            Some(rest) => Ok(format!("postgresql://{rest}")),
+            Some(rest) => {
+                let url = format!("postgresql://{rest}");
+                // Parsed here so that a malformed URL stops the master, not every worker.
+                match url.parse::<postgres::Config>() {
+                    Ok(_) => Ok(url),
+                    Err(e) => Err(self.error(key, format!("invalid PostgreSQL URL {:?}: {e}", redact(&url)))),
+                }
+            }
             None if url.is_empty() => Err(self.error(
                 key,
                 "is empty; the postgresql backend needs postgresql://user:password@host:port/database",
@@ -831,6 +838,9 @@ mod tests {
         assert!(err.0.starts_with("/etc/kinto/kinto.ini: [app:main] storage_backend: unknown storage backend \"kinto.core.storage.redis\""), "{err}");
         let err = load("storage_backend = kinto.core.cache.postgresql\n").unwrap_err();
         assert!(err.0.contains("unknown storage backend"), "{err}");
+        let err = load("storage_backend = postgresql\nstorage_url = postgresql://u:pw@h:port/db\n")
+            .unwrap_err();
+        assert!(err.0.starts_with("/etc/kinto/kinto.ini: [app:main] storage_url: invalid PostgreSQL URL \"postgresql://u:***@h:port/db\""), "{err}");
         let err = load("storage_backend = postgresql\n").unwrap_err();
         assert!(err.0.contains("storage_url: is empty"), "{err}");
         let err = load("storage_backend = sqlite\nstorage_url = /abs/k.db\n").unwrap_err();

@@ -236,3 +236,36 @@ fn environment_override_replaces_the_file_value() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Kinto's memory backends live in one process: refused with several workers, also when the
+/// process count comes from the command line.
+#[test]
+fn memory_backend_needs_one_process() {
+    let config = Config::new("[app:main]\n[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\n");
+    let expected = format!(
+        "{}: [app:main] storage_backend: the memory backend keeps its data inside one process and cannot serve processes = 2",
+        config.ini()
+    );
+    assert_settings_error(&config.run(&[], &[]), &expected);
+    let config = Config::new("[app:main]\n[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 1\n");
+    let expected = format!(
+        "{}: [app:main] storage_backend: the memory backend keeps its data inside one process and cannot serve processes = 3",
+        config.ini()
+    );
+    assert_settings_error(&config.run(&["-p", "3"], &[]), &expected);
+}
+
+/// A malformed database URL stops the start, before any worker tries it.
+#[test]
+fn malformed_postgresql_url() {
+    let config = Config::new(&format!(
+        "{UWSGI}[app:main]\nkinto.storage_backend = postgresql\nkinto.storage_url = postgresql://u:pw@db:port/kinto\n"
+    ));
+    assert_settings_error(
+        &config.run(&[], &[]),
+        &format!(
+            "{}: [app:main] kinto.storage_url: invalid PostgreSQL URL \"postgresql://u:***@db:port/kinto\"",
+            config.ini()
+        ),
+    );
+}

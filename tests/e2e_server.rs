@@ -51,13 +51,13 @@ struct Server {
 }
 
 impl Server {
-    /// Starts `kinto --ini <dir>/kinto.ini` and waits until it is ready.
-    fn start(dir: &TempDir, app_main: &str, env: &[(&str, &str)]) -> Server {
+    /// Starts `kinto --ini <dir>/kinto.ini` with `processes` workers and waits until it is ready.
+    fn start(dir: &TempDir, app_main: &str, processes: usize, env: &[(&str, &str)]) -> Server {
         let ini = dir.0.join("kinto.ini");
         std::fs::write(
             &ini,
             format!(
-                "[app:main]\n{app_main}\n\n[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\nmaster = true\nharakiri = 10\n"
+                "[app:main]\n{app_main}\n\n[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = {processes}\nmaster = true\nharakiri = 10\n"
             ),
         )
         .unwrap();
@@ -279,12 +279,25 @@ fn sqlite_round_trip() {
          kinto.permission_backend = sqlite\nkinto.permission_url = sqlite:///kinto.db\n\
          kinto.cache_backend = sqlite\nkinto.cache_url = sqlite:///kinto.db\n{AUTH}"
     );
-    let server = Server::start(&dir, &app_main, &[("KINTO_PROJECT_NAME", "e2e-from-env")]);
+    let server = Server::start(
+        &dir,
+        &app_main,
+        2,
+        &[("KINTO_PROJECT_NAME", "e2e-from-env")],
+    );
     round_trip(&server);
     assert!(
         dir.0.join("kinto.db").exists(),
         "the database is next to the ini"
     );
+}
+
+/// Kinto's default (memory) backends: an in-memory SQLite database in the one worker.
+#[test]
+fn memory_round_trip() {
+    let dir = TempDir::new("memory");
+    let server = Server::start(&dir, AUTH, 1, &[("KINTO_PROJECT_NAME", "e2e-from-env")]);
+    round_trip(&server);
 }
 
 /// A PostgreSQL database created for one test and dropped after it.
@@ -377,6 +390,6 @@ fn postgresql_migrate_and_round_trip() {
     assert_eq!(tables, 1, "migrate created Kinto's objects table");
     drop(client);
 
-    let server = Server::start(&dir, &app_main, &[("PROJECT_NAME", "e2e-from-env")]);
+    let server = Server::start(&dir, &app_main, 2, &[("PROJECT_NAME", "e2e-from-env")]);
     round_trip(&server);
 }
