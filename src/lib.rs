@@ -11,6 +11,8 @@ pub mod authz;
 pub mod cache;
 pub mod cli;
 pub mod error;
+pub mod logging;
+pub mod metrics;
 pub mod permission;
 pub mod settings;
 pub mod storage;
