@@ -5,6 +5,9 @@
 //! the storage/permission/cache backends, metrics, logging and the command line.
 
 pub mod api;
+pub mod app;
+pub mod auth;
+pub mod authz;
 pub mod cache;
 pub mod cli;
 pub mod error;

@@ -1,1 +1,531 @@
 //! The Kinto HTTP API: routing, utility endpoints and the resource endpoints.
+//!
+//! Layout: a [`worker::Request`] is routed ([`route`]) to a [`route::Route`]; [`App::handle`]
+//! runs the steps common to every request (end of service, CORS, readonly, authentication), then
+//! the endpoint's handler, a function of a [`Ctx`] (and a storage transaction for resources);
+//! finally the headers present on every response are added. Settings that never change per
+//! request live in [`Config`], built once in [`App::new`].
+
+pub mod batch;
+pub mod cors;
+pub mod http;
+pub mod resource;
+pub mod route;
+pub mod signals;
+pub mod utility;
+
+use crate::auth::{Authenticator, User};
+use crate::authz::{SettingsGrants, AUTHENTICATED, EVERYONE};
+use crate::cache::Cache;
+use crate::error::{ApiError, ApiResult, ErrorSettings};
+use crate::settings::Settings;
+use crate::storage::{Backend, Transaction};
+use cors::{Cors, Exposed};
+use route::{RedirectKind, Route, RoutingSettings};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use worker::{Request, Response, Scheme};
+
+/// Everything derived from the settings once per worker.
+pub struct Config {
+    pub settings: Arc<Settings>,
+    pub errors: ErrorSettings,
+    pub auth: Authenticator,
+    pub grants: SettingsGrants,
+    pub routing: RoutingSettings,
+    pub cors: Cors,
+    pub eos: Option<signals::EndOfService>,
+    /// `{plural,object}_<resource>_<method>_enabled = false` settings, as `plural_bucket_delete`.
+    pub disabled_methods: BTreeSet<String>,
+    /// `<name>_cache_expires_seconds` and record cache settings, parsed.
+    pub cache_expires: BTreeMap<String, i64>,
+    /// The `config` object of the root view (hash of the ini file), computed once.
+    pub hello_config: serde_json::Value,
+    /// The `/__version__` file, read once.
+    pub version_file: Option<serde_json::Value>,
+}
+
+impl Config {
+    pub fn new(settings: Arc<Settings>) -> Self {
+        let errors = ErrorSettings {
+            info_link: settings.error_info_link.clone(),
+            retry_after_seconds: settings.retry_after_seconds,
+        };
+        let disabled_methods = settings
+            .raw
+            .iter()
+            .filter(|(k, v)| {
+                (k.starts_with("plural_") || k.starts_with("object_"))
+                    && k.ends_with("_enabled")
+                    && matches!(
+                        v.trim().to_ascii_lowercase().as_str(),
+                        "false" | "no" | "off" | "0"
+                    )
+            })
+            .map(|(k, _)| k.trim_end_matches("_enabled").to_ascii_lowercase())
+            .collect();
+        let cache_expires = settings
+            .raw
+            .iter()
+            .filter(|(k, _)| k.ends_with("cache_expires_seconds"))
+            .filter_map(|(k, v)| Some((k.clone(), v.trim().parse::<i64>().ok()?)))
+            .collect();
+        Config {
+            errors,
+            auth: Authenticator::new(&settings),
+            grants: SettingsGrants::new(&settings),
+            routing: RoutingSettings {
+                version_prefix_redirect: settings.version_prefix_redirect_enabled,
+                trailing_slash_redirect: settings.trailing_slash_redirect_enabled,
+                flush_enabled: settings.flush_endpoint_enabled
+                    || settings.includes.iter().any(|i| i == "kinto.plugins.flush"),
+            },
+            cors: Cors::new(&settings.cors_origins, settings.cors_max_age_seconds),
+            eos: signals::EndOfService::new(
+                settings.eos.as_deref(),
+                settings.eos_message.as_deref(),
+                settings.eos_url.as_deref(),
+                &settings.project_docs,
+            ),
+            disabled_methods,
+            cache_expires,
+            hello_config: utility::config_summary(&settings),
+            version_file: utility::read_version_file(&settings.version_json_path),
+            settings,
+        }
+    }
+}
+
+/// A cache write (`key`, `value`, `ttl`) to run once the storage transaction is committed.
+pub type CacheWrite = (String, serde_json::Value, Option<f64>);
+
+/// What one request hands to the next sub-request of a batch, and to the end of the batch.
+#[derive(Debug, Default)]
+pub struct Carry {
+    /// The principals of the last caller: `(user id, principals)`.
+    principals: Option<(Option<String>, BTreeSet<String>)>,
+    /// Cache writes deferred until the commit (SQLite would block them during the transaction).
+    cache_writes: Vec<CacheWrite>,
+}
+
+/// Per-request state shared by the handlers.
+pub struct Ctx<'a> {
+    pub cfg: &'a Config,
+    pub request: &'a Request,
+    /// Decoded querystring, in order.
+    pub query: Vec<(String, String)>,
+    pub user: Option<User>,
+    pub cache: &'a dyn Cache,
+    /// The caller's principals, looked up once (once per batch).
+    principals: Option<BTreeSet<String>>,
+    /// An `Alert` to send (deprecated `_to`), set by handlers.
+    pub alert: Option<String>,
+    /// Cache writes to run after the commit.
+    pub cache_writes: Vec<CacheWrite>,
+}
+
+impl<'a> Ctx<'a> {
+    /// `scheme://host` as seen by clients (`http_scheme`/`http_host` win over the request).
+    pub fn base_url(&self) -> String {
+        let settings = &self.cfg.settings;
+        let scheme = settings.http_scheme.clone().unwrap_or_else(|| {
+            match self.request.scheme {
+                Scheme::Https => "https",
+                Scheme::Http => "http",
+            }
+            .to_string()
+        });
+        let host = settings
+            .http_host
+            .clone()
+            .or_else(|| self.request.header("Host").map(str::to_string))
+            .unwrap_or_else(|| "localhost".to_string());
+        format!("{scheme}://{host}")
+    }
+
+    /// The principal that writes get ownership for (the user id, or everyone when anonymous).
+    pub fn writer(&self) -> String {
+        match &self.user {
+            Some(user) => user.id.clone(),
+            None => EVERYONE.to_string(),
+        }
+    }
+
+    /// The caller's principals: user id, `system.Everyone`, `system.Authenticated` and groups.
+    pub fn principals(&mut self, tx: &mut dyn Transaction) -> ApiResult<BTreeSet<String>> {
+        if let Some(principals) = &self.principals {
+            return Ok(principals.clone());
+        }
+        let mut principals = BTreeSet::from([EVERYONE.to_string()]);
+        if let Some(user) = &self.user {
+            principals.extend(tx.get_user_principals(&user.id)?);
+            principals.insert(user.id.clone());
+            principals.insert(AUTHENTICATED.to_string());
+        }
+        self.principals = Some(principals.clone());
+        Ok(principals)
+    }
+
+    /// Reuses the principals of a previous sub-request of the same caller.
+    pub fn seed_principals(&mut self, carry: &Carry) {
+        if let Some((user, principals)) = &carry.principals {
+            if *user == self.user.as_ref().map(|u| u.id.clone()) {
+                self.principals = Some(principals.clone());
+            }
+        }
+    }
+
+    /// Hands the principals looked up by this request to the next sub-request, and the
+    /// pending cache writes to whoever commits.
+    pub fn carry_over(&mut self, carry: &mut Carry) {
+        if let Some(principals) = &self.principals {
+            carry.principals = Some((self.user.as_ref().map(|u| u.id.clone()), principals.clone()));
+        }
+        carry.cache_writes.append(&mut self.cache_writes);
+    }
+
+    /// 401 for anonymous callers, 403 for authenticated ones.
+    pub fn deny(&self) -> ApiError {
+        match self.user {
+            None => ApiError::Unauthorized {
+                challenges: self.cfg.auth.challenges(),
+            },
+            Some(_) => ApiError::Forbidden,
+        }
+    }
+}
+
+/// The application handed to the HTTP worker.
+pub struct App {
+    pub(crate) cfg: Config,
+    backend: Arc<dyn Backend>,
+    cache: Arc<dyn Cache>,
+}
+
+impl App {
+    pub fn new(settings: Arc<Settings>, backend: Box<dyn Backend>, cache: Box<dyn Cache>) -> App {
+        App {
+            cfg: Config::new(settings),
+            backend: Arc::from(backend),
+            cache: Arc::from(cache),
+        }
+    }
+
+    /// Runs `f` in one storage transaction: committed on success, rolled back on error.
+    fn in_transaction<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Transaction) -> ApiResult<T>,
+    ) -> ApiResult<T> {
+        let mut tx = self.backend.begin()?;
+        match f(&mut *tx) {
+            Ok(value) => {
+                tx.commit()?;
+                Ok(value)
+            }
+            Err(e) => {
+                if let Err(rollback) = tx.rollback() {
+                    log::error!("rollback failed: {rollback:?}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Routes and answers one request (without the headers common to every response).
+    fn dispatch(
+        &self,
+        request: &Request,
+        exposed: &mut Exposed,
+    ) -> ApiResult<(Response, Option<String>)> {
+        if let Some(eos) = &self.cfg.eos {
+            if eos.reached() {
+                return Err(ApiError::Gone);
+            }
+        }
+        let route = route::route(request.path(), request.query(), self.cfg.routing)?;
+        let method = request.method.to_ascii_uppercase();
+        *exposed = match (&route, method.as_str()) {
+            (Route::Plural(_), "GET") => Exposed::PluralGet,
+            (Route::Plural(_), "HEAD") => Exposed::PluralHead,
+            (Route::Object(_), "GET" | "HEAD") => Exposed::Object,
+            _ => Exposed::Base,
+        };
+        if method == "OPTIONS" {
+            return self.preflight(request, &route).map(|r| (r, None));
+        }
+        self.cfg.cors.check_origin(request)?;
+        let readonly_exempt = matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS");
+        if self.cfg.settings.readonly && !readonly_exempt {
+            return Err(ApiError::MethodNotAllowed { allow: None });
+        }
+        self.serve(request, route, None, &mut Carry::default())
+    }
+
+    /// Answers a routed request. `shared` is the transaction of the enclosing batch, if any
+    /// (otherwise each storage access runs in its own transaction); `memo` carries the
+    /// caller's principals from one sub-request to the next.
+    fn serve(
+        &self,
+        request: &Request,
+        route: Route,
+        shared: Option<&mut dyn Transaction>,
+        carry: &mut Carry,
+    ) -> ApiResult<(Response, Option<String>)> {
+        let method = request.method.to_ascii_uppercase();
+        let utility_methods = |allowed: &[&str]| -> ApiResult<()> {
+            if allowed.contains(&method.as_str()) {
+                Ok(())
+            } else {
+                Err(ApiError::MethodNotAllowed {
+                    allow: Some(format!("{}, OPTIONS", allowed.join(", "))),
+                })
+            }
+        };
+        match route {
+            Route::Redirect { location, kind } => {
+                Ok((self.redirect(request, &location, kind), None))
+            }
+            Route::VersionNotAvailable => Err(ApiError::VersionNotAvailable),
+            Route::NotFound => Err(ApiError::UnknownUrl),
+            Route::LbHeartbeat => {
+                utility_methods(&["GET", "HEAD"])?;
+                Ok((http::json(200, &serde_json::json!({})), None))
+            }
+            Route::Heartbeat => {
+                utility_methods(&["GET", "HEAD"])?;
+                Ok((
+                    utility::heartbeat(&self.cfg, &self.backend, &self.cache),
+                    None,
+                ))
+            }
+            Route::Version => {
+                utility_methods(&["GET", "HEAD"])?;
+                utility::version(&self.cfg).map(|r| (r, None))
+            }
+            Route::OpenApi => {
+                utility_methods(&["GET", "HEAD"])?;
+                Ok((utility::openapi(&self.new_ctx(request)?), None))
+            }
+            Route::Contribute => {
+                utility_methods(&["GET", "HEAD"])?;
+                Ok((utility::contribute(), None))
+            }
+            Route::Flush => {
+                utility_methods(&["POST"])?;
+                self.backend.flush()?;
+                self.cache.flush()?;
+                Ok((http::json(202, &serde_json::json!({})), None))
+            }
+            Route::Batch => {
+                utility_methods(&["POST"])?;
+                if shared.is_some() {
+                    // Validation forbids it; never nest transactions.
+                    return Err(ApiError::UnknownUrl);
+                }
+                let mut batch_carry = Carry::default();
+                let response =
+                    self.in_transaction(|tx| batch::run(self, request, tx, &mut batch_carry))?;
+                self.write_cache(&mut batch_carry)?;
+                Ok((response, None))
+            }
+            Route::Root => {
+                utility_methods(&["GET", "HEAD"])?;
+                let mut ctx = self.new_ctx(request)?;
+                let response = match (ctx.user.is_some(), shared) {
+                    (false, _) => utility::hello(&mut ctx, None)?,
+                    (true, Some(tx)) => utility::hello(&mut ctx, Some(tx))?,
+                    (true, None) => self.in_transaction(|tx| utility::hello(&mut ctx, Some(tx)))?,
+                };
+                Ok((response, None))
+            }
+            Route::Plural(target) | Route::Object(target) => {
+                let plural = target.id.is_none();
+                let mut ctx = self.new_ctx(request)?;
+                ctx.seed_principals(carry);
+                let fresh = shared.is_none();
+                let response = match shared {
+                    Some(tx) => resource::handle(&mut ctx, tx, &target, plural),
+                    None => {
+                        self.in_transaction(|tx| resource::handle(&mut ctx, tx, &target, plural))
+                    }
+                };
+                ctx.carry_over(carry);
+                if fresh && response.is_ok() {
+                    self.write_cache(carry)?;
+                }
+                Ok((response?, ctx.alert))
+            }
+        }
+    }
+
+    /// One sub-request of a batch, inside the batch's transaction: errors become their
+    /// response, except server errors (5xx), which abort the whole batch.
+    fn serve_sub(
+        &self,
+        request: &Request,
+        tx: &mut dyn Transaction,
+        carry: &mut Carry,
+    ) -> ApiResult<Response> {
+        let served = route::route(request.path(), request.query(), self.cfg.routing)
+            .and_then(|route| self.serve(request, route, Some(tx), carry));
+        match served {
+            Ok((mut response, alert)) => {
+                if let Some(alert) = alert {
+                    response.headers.push(("Alert".into(), alert));
+                }
+                Ok(response)
+            }
+            Err(e) if e.status() >= 500 => Err(e),
+            Err(e) => Ok(e.into_response(&self.cfg.errors)),
+        }
+    }
+
+    /// Runs the cache writes of a committed request (or batch).
+    fn write_cache(&self, carry: &mut Carry) -> ApiResult<()> {
+        for (key, value, ttl) in carry.cache_writes.drain(..) {
+            self.cache.set(&key, &value, ttl)?;
+        }
+        Ok(())
+    }
+
+    fn new_ctx<'a>(&'a self, request: &'a Request) -> ApiResult<Ctx<'a>> {
+        Ok(Ctx {
+            cfg: &self.cfg,
+            request,
+            query: http::parse_query(request.query())?,
+            user: self.cfg.auth.authenticate(request.header("Authorization")),
+            cache: &*self.cache,
+            principals: None,
+            alert: None,
+            cache_writes: Vec::new(),
+        })
+    }
+
+    fn preflight(&self, request: &Request, route: &Route) -> ApiResult<Response> {
+        let readonly = self.cfg.settings.readonly;
+        let methods: Vec<&str> = match route {
+            Route::NotFound => return Err(ApiError::UnknownUrl),
+            Route::VersionNotAvailable => return Err(ApiError::VersionNotAvailable),
+            Route::Plural(target) | Route::Object(target) => {
+                resource::allowed_methods(&self.cfg, target, target.id.is_none())
+            }
+            Route::Flush if !readonly => vec!["POST", "OPTIONS"],
+            Route::Redirect { .. } => {
+                vec!["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+            }
+            _ => vec!["GET", "HEAD", "OPTIONS"],
+        };
+        let exposed = match route {
+            Route::Plural(_) => Exposed::PluralHead,
+            Route::Object(_) => Exposed::Object,
+            _ => Exposed::Base,
+        };
+        self.cfg.cors.preflight(request, &methods, exposed)
+    }
+
+    /// A 307 to `location` (path and query of this server) with the redirect's cache headers.
+    fn redirect(&self, request: &Request, location: &str, kind: RedirectKind) -> Response {
+        let ctx_base = Ctx {
+            cfg: &self.cfg,
+            request,
+            query: Vec::new(),
+            user: None,
+            cache: &*self.cache,
+            principals: None,
+            alert: None,
+            cache_writes: Vec::new(),
+        }
+        .base_url();
+        let ttl = match kind {
+            RedirectKind::VersionPrefix => self.cfg.settings.version_prefix_redirect_ttl_seconds,
+            RedirectKind::TrailingSlash => self.cfg.settings.trailing_slash_redirect_ttl_seconds,
+        };
+        let target = format!("{ctx_base}{location}");
+        let mut response = Response::new(307);
+        response.headers.push(("Location".into(), target.clone()));
+        response
+            .headers
+            .push(("Content-Type".into(), "text/html; charset=UTF-8".into()));
+        response.headers.extend(http::cache_headers(ttl));
+        response.body = format!(
+            "<html>\n <head>\n  <title>307 Temporary Redirect</title>\n </head>\n <body>\n  \
+             <h1>307 Temporary Redirect</h1>\n  The resource has been moved to {target}; \
+             you should be redirected automatically.\n\n\n </body>\n</html>"
+        )
+        .into_bytes();
+        response
+    }
+
+    /// Adds the headers present on every response (1.2, 4.5, 8).
+    fn finish(
+        &self,
+        request: &Request,
+        response: &mut Response,
+        exposed: Exposed,
+        alert: Option<String>,
+    ) {
+        let headers = &mut response.headers;
+        headers.push((
+            "Content-Security-Policy".into(),
+            "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; ".into(),
+        ));
+        headers.push(("X-Content-Type-Options".into(), "nosniff".into()));
+        headers.push((
+            "Access-Control-Expose-Headers".into(),
+            exposed.headers().join(", "),
+        ));
+        if let Some(origin) = request.header("Origin") {
+            let already = headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("Access-Control-Allow-Origin"));
+            if !already && self.cfg.cors.allowed(origin) {
+                headers.push((
+                    "Access-Control-Allow-Origin".into(),
+                    self.cfg.cors.allow_origin(origin),
+                ));
+            }
+        }
+        let settings = &self.cfg.settings;
+        if let Some(backoff) =
+            signals::backoff(settings.backoff.as_deref(), settings.backoff_percentage)
+        {
+            headers.push(("Backoff".into(), backoff));
+        }
+        if let Some(eos) = &self.cfg.eos {
+            headers.push(("Alert".into(), eos.alert()));
+        } else if let Some(alert) = alert {
+            headers.push(("Alert".into(), alert));
+        }
+        if request.method.eq_ignore_ascii_case("HEAD") {
+            response.body.clear();
+        }
+    }
+}
+
+impl worker::Handler for App {
+    fn handle(&mut self, request: &Request) -> Response {
+        let mut exposed = Exposed::Base;
+        let (mut response, alert) = match self.dispatch(request, &mut exposed) {
+            Ok(answer) => answer,
+            Err(error) => (error.into_response(&self.cfg.errors), None),
+        };
+        self.finish(request, &mut response, exposed, alert);
+        response
+    }
+
+    fn error_response(&mut self, status: u16) -> Response {
+        let mut response = ApiError::Transport(status).into_response(&self.cfg.errors);
+        response.headers.push((
+            "Content-Security-Policy".into(),
+            "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; ".into(),
+        ));
+        response
+            .headers
+            .push(("X-Content-Type-Options".into(), "nosniff".into()));
+        response.headers.push((
+            "Access-Control-Expose-Headers".into(),
+            Exposed::Base.headers().join(", "),
+        ));
+        response
+    }
+}

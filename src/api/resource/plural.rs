@@ -1,0 +1,407 @@
+//! Plural URLs (`/buckets`, `…/records`): GET/HEAD (filters, sorting, pagination, `_fields`,
+//! `Total-Objects`), POST (create, or 200 with an existing id) and DELETE (paginated bulk
+//! delete with single-use tokens), including restricted views of shared objects (6.5 step 4).
+
+use super::body;
+use super::pagination;
+use super::query::{self, PluralQuery};
+use super::*;
+use crate::api::route::valid_id;
+use crate::authz::shared_permissions;
+use crate::error::{ApiError, ApiResult, Location};
+use crate::storage::{Filter, FilterOp, ListQuery, Object, Transaction};
+use serde_json::{json, Value};
+
+/// What the caller may see (or delete) of a list.
+enum View {
+    /// The whole list.
+    Full,
+    /// Only these object ids (shared with the caller); possibly none.
+    Only(Vec<String>),
+}
+
+/// Decides the view of a plural GET/HEAD (`write == false`) or DELETE (`write == true`).
+fn list_view(
+    ctx: &Ctx,
+    tx: &mut dyn Transaction,
+    target: &Target,
+    aces: &Aces,
+    principals: &BTreeSet<String>,
+    write: bool,
+) -> ApiResult<View> {
+    let perm = if write { "write" } else { "read" };
+    if permits(ctx, target, aces, &list_bound(target, perm), principals) {
+        return Ok(View::Full);
+    }
+    let plural_uri = target.plural_uri();
+    let pattern = format!("{plural_uri}/*");
+    let bound: Vec<(String, String)> = shared_permissions(target.kind, write)
+        .iter()
+        .map(|p| (pattern.clone(), p.to_string()))
+        .collect();
+    let prefix = format!("{plural_uri}/");
+    let accessible = tx.get_accessible_objects(principals, &bound)?;
+    let ids: Vec<String> = accessible
+        .keys()
+        .filter_map(|uri| uri.strip_prefix(&prefix))
+        .filter(|id| !id.contains('/'))
+        .map(str::to_string)
+        .collect();
+    if !ids.is_empty() {
+        return Ok(View::Only(ids));
+    }
+    let create = list_bound(target, target.kind.create_permission());
+    if permits(ctx, target, aces, &create, principals) {
+        return Ok(View::Only(Vec::new()));
+    }
+    Err(ctx.deny())
+}
+
+/// Authorization and existence checks shared by GET/HEAD and DELETE.
+fn prepare(
+    ctx: &mut Ctx,
+    tx: &mut dyn Transaction,
+    target: &Target,
+    write: bool,
+) -> ApiResult<(View, Option<Object>)> {
+    let principals = ctx.principals(tx)?;
+    let aces = load_aces(tx, &target.chain(None))?;
+    let view = list_view(ctx, tx, target, &aces, &principals, write)?;
+    check_parents(target)?;
+    let collection = if target.kind == Kind::Record {
+        Some(parent_collection(tx, target)?)
+    } else {
+        None
+    };
+    Ok((view, collection))
+}
+
+/// The storage query of a page: URL filters, the view restriction, the token's rules.
+fn list_query(
+    parsed: &PluralQuery,
+    view: &View,
+    token: Option<&pagination::Token>,
+    limit: Option<usize>,
+) -> ListQuery {
+    let mut filters = parsed.filters.clone();
+    if let View::Only(ids) = view {
+        filters.push(Filter {
+            field: "id".into(),
+            op: FilterOp::In,
+            value: Value::Array(ids.iter().cloned().map(Value::String).collect()),
+        });
+    }
+    ListQuery {
+        filters,
+        sorting: parsed.sorting.clone(),
+        pagination_rules: token
+            .map(|t| pagination::rules(&parsed.sorting, &t.last_object))
+            .unwrap_or_default(),
+        limit,
+        // Restricted views never show tombstones: their ACEs are gone.
+        include_deleted: parsed.includes_deleted() && matches!(view, View::Full),
+    }
+}
+
+fn is_empty_view(view: &View) -> bool {
+    matches!(view, View::Only(ids) if ids.is_empty())
+}
+
+fn page_size(ctx: &Ctx, parsed: &PluralQuery) -> usize {
+    let settings = &ctx.cfg.settings;
+    pagination::page_size(
+        parsed.limit,
+        settings.paginate_by,
+        settings.storage_max_fetch_size,
+    )
+}
+
+/// `GET`/`HEAD` of a list.
+pub fn get(
+    ctx: &mut Ctx,
+    tx: &mut dyn Transaction,
+    target: &Target,
+    head: bool,
+) -> ApiResult<Response> {
+    let (view, collection) = prepare(ctx, tx, target, false)?;
+    let parsed = query::parse(&ctx.query)?;
+    if parsed.deprecated_to {
+        ctx.alert = Some(
+            json!({
+                "code": "soft-eol",
+                "message": "_to is now deprecated, you should use _before instead",
+                "url": "https://kinto.readthedocs.io/en/2.4.0/api/resource.html#list-of-available-url-parameters",
+            })
+            .to_string(),
+        );
+    }
+    let token = parsed
+        .token
+        .as_deref()
+        .map(pagination::decode)
+        .transpose()?;
+    let conditions = conditions(ctx)?;
+    let parent_id = target.parent_id();
+    let timestamp = tx.resource_timestamp(list_ref(target, &parent_id))?;
+    if let Some(Condition::Timestamp(ts)) = conditions.if_none_match {
+        if ts == timestamp {
+            return Ok(not_modified(timestamp));
+        }
+    }
+    if conditions.if_none_match == Some(Condition::Any) {
+        return Err(precondition_failed(None, Some(timestamp)));
+    }
+    if let Some(Condition::Timestamp(ts)) = conditions.if_match {
+        if ts != timestamp {
+            return Err(precondition_failed(None, Some(timestamp)));
+        }
+    }
+    let size = page_size(ctx, &parsed);
+    let skip = parsed.always_empty || is_empty_view(&view);
+    let mut objects = if skip {
+        Vec::new()
+    } else {
+        let page = list_query(&parsed, &view, token.as_ref(), Some(size + 1));
+        tx.list_all(target.kind.name(), &parent_id, &page)?
+    };
+    let mut next_page = None;
+    if objects.len() > size {
+        objects.truncate(size);
+        let last = objects.last().expect("a non-empty page");
+        let token = pagination::encode(last, &parsed.sorting, size + 1, &pagination::new_nonce());
+        next_page = Some(pagination::next_page_url(
+            &ctx.base_url(),
+            ctx.request.path(),
+            &ctx.query,
+            size,
+            &token,
+        ));
+    }
+    let data: Vec<Value> = match &parsed.fields {
+        Some(fields) => objects.iter().map(|o| query::project(o, fields)).collect(),
+        None => objects.into_iter().map(Value::Object).collect(),
+    };
+    let mut response = crate::api::http::json(200, &json!({ "data": data }));
+    response
+        .headers
+        .extend(crate::api::http::timestamp_headers(timestamp));
+    if let Some(url) = next_page {
+        response.headers.push(("Next-Page".into(), url));
+    }
+    if head {
+        let total = if skip {
+            0
+        } else {
+            let counted = list_query(&parsed, &view, None, None);
+            tx.count_all(target.kind.name(), &parent_id, &counted.filters)?
+        };
+        response
+            .headers
+            .push(("Total-Objects".into(), total.to_string()));
+        response
+            .headers
+            .push(("Total-Records".into(), total.to_string()));
+    }
+    response
+        .headers
+        .extend(client_cache_headers(ctx, target, collection.as_ref()));
+    Ok(response)
+}
+
+/// `POST` on a list: create, or answer 200 with the object an existing `data.id` names.
+pub fn post(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResult<Response> {
+    if target.kind == Kind::Record {
+        parent_collection(tx, target)?;
+    }
+    let principals = ctx.principals(tx)?;
+    let raw = body::parse_json(&ctx.request.body);
+    let given_id: Option<Value> = raw
+        .as_ref()
+        .ok()
+        .and_then(|b| b.get("data"))
+        .and_then(|d| d.get("id"))
+        .cloned();
+    let lookup_id = given_id
+        .as_ref()
+        .and_then(Value::as_str)
+        .filter(|id| valid_id(id))
+        .map(str::to_string);
+    let aces = load_aces(tx, &target.chain(lookup_id.as_deref()))?;
+    let parent_id = target.parent_id();
+    let existing = match &lookup_id {
+        Some(id) if target.invalid_parent().is_none() => {
+            tx.get(list_ref(target, &parent_id), id)?
+        }
+        _ => None,
+    };
+    let bound = match (&existing, &lookup_id) {
+        (Some(_), Some(id)) => object_bound(target, id, read_permission(target.kind)),
+        _ => list_bound(target, target.kind.create_permission()),
+    };
+    if !permits(ctx, target, &aces, &bound, &principals) {
+        return Err(ctx.deny());
+    }
+    check_parents(target)?;
+    let envelope = body::envelope(target.kind, raw?)?;
+    let conditions = conditions(ctx)?;
+    if let Some(existing) = &existing {
+        let current = existing
+            .get("last_modified")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let stale = match conditions.if_match {
+            Some(Condition::Timestamp(ts)) => ts != current,
+            _ => false,
+        };
+        if conditions.if_none_match == Some(Condition::Any) || stale {
+            return Err(precondition_failed(Some(existing), Some(current)));
+        }
+        let uri = target.object_uri(lookup_id.as_deref().unwrap_or_default());
+        let visible = visible_permissions(&aces.of(&uri), &principals);
+        return Ok(object_response(
+            200,
+            Value::Object(existing.clone()),
+            Some(visible),
+        ));
+    }
+    if conditions.if_match.is_some() {
+        // Kinto quirk (replicated): If-Match on a creation always fails.
+        return Err(precondition_failed(None, None));
+    }
+    let id = match given_id {
+        Some(Value::String(id)) if valid_id(&id) => id,
+        Some(_) => return Err(invalid_id()),
+        None => generate_id(target.kind),
+    };
+    let mut data = envelope.data.unwrap_or_default();
+    keep_timestamp_hint(&mut data, None);
+    body::check_data(target.kind, &mut data)?;
+    let uri = target.object_uri(&id);
+    let created = tx.create(list_ref(target, &parent_id), with_id(data, &id))?;
+    let (status, stored) = match created {
+        Ok(stored) => (201, stored),
+        // Created meanwhile by someone else: answer as for an existing id.
+        Err(existing) => {
+            let visible = visible_permissions(&aces.of(&uri), &principals);
+            return Ok(object_response(200, Value::Object(existing), Some(visible)));
+        }
+    };
+    let set = envelope
+        .permissions
+        .as_ref()
+        .map(listed_permissions)
+        .unwrap_or_default();
+    let permissions = write_permissions(ctx, tx, &uri, &ObjectPermissions::new(), set)?;
+    if target.kind == Kind::Group {
+        sync_members(tx, &uri, None, &stored)?;
+    }
+    let visible = visible_permissions(&permissions, &principals);
+    Ok(object_response(
+        status,
+        Value::Object(stored),
+        Some(visible),
+    ))
+}
+
+/// `DELETE` on a list: deletes one page of matching objects the caller may write.
+pub fn delete(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResult<Response> {
+    let (view, _) = prepare(ctx, tx, target, true)?;
+    let parsed = query::parse(&ctx.query)?;
+    let token = parsed
+        .token
+        .as_deref()
+        .map(pagination::decode)
+        .transpose()?;
+    let conditions = conditions(ctx)?;
+    if let Some(token) = &token {
+        // DELETE tokens are single-use: their nonce is consumed from the shared cache.
+        // The cache backend applies `cache_prefix` itself.
+        let key = token.nonce.clone().unwrap_or_default();
+        if token.nonce.is_none() || ctx.cache.delete(&key)?.is_none() {
+            return Err(ApiError::invalid(
+                Location::Querystring,
+                None,
+                "_token was already used or has expired.",
+            ));
+        }
+    }
+    let parent_id = target.parent_id();
+    let timestamp = tx.resource_timestamp(list_ref(target, &parent_id))?;
+    if conditions.if_none_match == Some(Condition::Any) {
+        return Err(precondition_failed(None, Some(timestamp)));
+    }
+    if let Some(Condition::Timestamp(ts)) = conditions.if_match {
+        if ts != timestamp {
+            return Err(precondition_failed(None, Some(timestamp)));
+        }
+    }
+    let size = page_size(ctx, &parsed);
+    let skip = parsed.always_empty || is_empty_view(&view);
+    let mut parsed = parsed;
+    // Deletions never target tombstones.
+    let mut page = list_query(&parsed, &view, token.as_ref(), Some(size + 1));
+    page.include_deleted = false;
+    let mut matching = if skip {
+        Vec::new()
+    } else {
+        tx.list_all(target.kind.name(), &parent_id, &page)?
+    };
+    let more = matching.len() > size;
+    matching.truncate(size);
+    let tombstones = if matching.is_empty() {
+        Vec::new()
+    } else {
+        // Delete exactly the objects of this page.
+        let ids: Vec<Value> = matching
+            .iter()
+            .filter_map(|o| o.get("id").cloned())
+            .collect();
+        parsed.filters = vec![Filter {
+            field: "id".into(),
+            op: FilterOp::In,
+            value: Value::Array(ids),
+        }];
+        let mut exact = list_query(&parsed, &View::Full, None, None);
+        exact.include_deleted = false;
+        tx.delete_all(target.kind.name(), &parent_id, &exact, true)?
+    };
+    for tombstone in &tombstones {
+        if let Some(id) = tombstone.get("id").and_then(Value::as_str) {
+            cascade_delete(tx, target.kind, &target.object_uri(id))?;
+        }
+    }
+    let etag = tombstones
+        .iter()
+        .filter_map(|t| t.get("last_modified").and_then(Value::as_i64))
+        .max()
+        .unwrap_or(timestamp);
+    let mut response = crate::api::http::json(
+        200,
+        &json!({"data": tombstones.into_iter().map(Value::Object).collect::<Vec<_>>()}),
+    );
+    response
+        .headers
+        .extend(crate::api::http::timestamp_headers(etag));
+    if more {
+        let nonce = pagination::new_nonce();
+        // Stored once the deletion is committed (before any storage write on SQLite).
+        ctx.cache_writes.push((
+            nonce.clone(),
+            Value::String(String::new()),
+            Some(ctx.cfg.settings.pagination_token_validity_seconds as f64),
+        ));
+        let last = matching.last().expect("a non-empty page");
+        let token = pagination::encode(last, &parsed.sorting, 0, &nonce);
+        response.headers.push((
+            "Next-Page".into(),
+            pagination::next_page_url(
+                &ctx.base_url(),
+                ctx.request.path(),
+                &ctx.query,
+                size,
+                &token,
+            ),
+        ));
+    }
+    Ok(response)
+}

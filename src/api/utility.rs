@@ -1,0 +1,265 @@
+//! Utility endpoints (section 1.3-1.4): the root "hello" view, `__heartbeat__`, `__version__`,
+//! `__api__` and `contribute.json`.
+
+use super::http::{cache_headers, json};
+use super::{Config, Ctx};
+use crate::cache::Cache;
+use crate::error::{ApiError, ApiResult};
+use crate::settings::Settings;
+use crate::storage::{Backend, Transaction};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+use worker::Response;
+
+/// `GET /v1/`: project, settings subset, capabilities and, when authenticated, the user.
+pub fn hello(ctx: &mut Ctx, tx: Option<&mut dyn Transaction>) -> ApiResult<Response> {
+    let cfg = ctx.cfg;
+    let settings = &cfg.settings;
+    let mut body = Map::new();
+    body.insert("project_name".into(), json!(settings.project_name));
+    body.insert("project_version".into(), json!(settings.project_version));
+    body.insert("http_api_version".into(), json!(settings.http_api_version));
+    body.insert("project_docs".into(), json!(settings.project_docs));
+    body.insert("url".into(), json!(format!("{}/v1/", ctx.base_url())));
+    body.insert("config".into(), cfg.hello_config.clone());
+    if let Some(eos) = &settings.eos {
+        body.insert("eos".into(), json!(eos));
+    }
+    body.insert(
+        "settings".into(),
+        json!({
+            "batch_max_requests": settings.batch_max_requests,
+            "readonly": settings.readonly,
+            "explicit_permissions": settings.explicit_permissions,
+        }),
+    );
+    body.insert("capabilities".into(), capabilities(cfg));
+    if let (Some(user), Some(tx)) = (ctx.user.clone(), tx) {
+        let principals: Vec<String> = ctx.principals(tx)?.into_iter().collect();
+        body.insert(
+            "user".into(),
+            json!({"id": user.id, "principals": principals}),
+        );
+    }
+    let mut response = json(200, &Value::Object(body));
+    if settings.readonly {
+        response
+            .headers
+            .extend(cache_headers(settings.root_cache_expires_seconds));
+    }
+    Ok(response)
+}
+
+fn capabilities(cfg: &Config) -> Value {
+    let mut caps = Map::new();
+    if cfg.auth.has_basicauth() {
+        caps.insert(
+            "basicauth".into(),
+            json!({
+                "description": "Very basic authentication sessions. Not for production use.",
+                "url": "http://kinto.readthedocs.io/en/stable/api/1.x/authentication.html",
+            }),
+        );
+    }
+    if cfg.routing.flush_enabled {
+        caps.insert(
+            "flush_endpoint".into(),
+            json!({
+                "description": "The __flush__ endpoint can be used to remove all data from all backends.",
+                "url": "https://kinto.readthedocs.io/en/latest/api/1.x/flush.html",
+            }),
+        );
+    }
+    Value::Object(caps)
+}
+
+/// The root view's `config`: path, SHA-256 and modification time of the ini file, or null.
+pub fn config_summary(settings: &Settings) -> Value {
+    let path = std::env::var("KINTO_INI")
+        .ok()
+        .unwrap_or_else(|| settings.ini_path.display().to_string());
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Value::Null;
+    };
+    let modified = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| local_iso(d.as_secs() as i64, d.subsec_micros()))
+        .unwrap_or_default();
+    json!({
+        "path": path,
+        "hash": hex::encode(Sha256::digest(&bytes)),
+        "modified": modified,
+    })
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffff` in local time, without zone (Python's naive `isoformat()`).
+fn local_iso(epoch_secs: i64, micros: u32) -> String {
+    let local = epoch_secs + super::signals::utc_offset_seconds(epoch_secs);
+    let days = local.div_euclid(86400);
+    let secs = local.rem_euclid(86400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719468;
+    let era = if z >= 0 { z } else { z - 146096 } / 146097;
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Reads the version file once; `None` when missing or not JSON.
+pub fn read_version_file(path: &str) -> Option<Value> {
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// `GET /v1/__version__`. A missing file answers 500 like the reference.
+pub fn version(cfg: &Config) -> ApiResult<Response> {
+    match &cfg.version_file {
+        Some(content) => Ok(json(200, content)),
+        None => Err(ApiError::Internal(format!(
+            "version file {:?} not found",
+            cfg.settings.version_json_path
+        ))),
+    }
+}
+
+/// `GET /v1/__heartbeat__`: the checks run concurrently, each bounded by
+/// `heartbeat_timeout_seconds`; a check that does not answer in time counts as failed.
+pub fn heartbeat(cfg: &Config, backend: &Arc<dyn Backend>, cache: &Arc<dyn Cache>) -> Response {
+    let timeout = Duration::from_secs(cfg.settings.heartbeat_timeout_seconds.max(1));
+    let (sender, receiver) = mpsc::channel::<(&'static str, bool)>();
+    {
+        let backend = Arc::clone(backend);
+        let sender = sender.clone();
+        std::thread::spawn(move || {
+            let ok = backend.ping();
+            let _ = sender.send(("storage", ok));
+            let _ = sender.send(("permission", ok));
+        });
+    }
+    {
+        let cache = Arc::clone(cache);
+        std::thread::spawn(move || {
+            let _ = sender.send(("cache", cache.ping()));
+        });
+    }
+    let mut results = Map::new();
+    for name in ["storage", "permission", "cache"] {
+        results.insert(name.into(), Value::Bool(false));
+    }
+    let deadline = std::time::Instant::now() + timeout;
+    for _ in 0..3 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match receiver.recv_timeout(left) {
+            Ok((name, ok)) => {
+                results.insert(name.into(), Value::Bool(ok));
+            }
+            Err(_) => break,
+        }
+    }
+    let healthy = results.values().all(|v| v == &Value::Bool(true));
+    json(if healthy { 200 } else { 503 }, &Value::Object(results))
+}
+
+/// `GET /v1/__api__`: an OpenAPI 2.0 description of the resource endpoints.
+pub fn openapi(ctx: &Ctx) -> Response {
+    let settings = &ctx.cfg.settings;
+    let host = ctx
+        .base_url()
+        .split_once("://")
+        .map(|(_, h)| h.to_string())
+        .unwrap_or_default();
+    let mut paths = Map::new();
+    let object_ops = json!({"get": {"responses": {"200": {"description": "The object"}}},
+        "put": {"responses": {"200": {"description": "Replaced"}, "201": {"description": "Created"}}},
+        "patch": {"responses": {"200": {"description": "Modified"}}},
+        "delete": {"responses": {"200": {"description": "Deleted"}}}});
+    let plural_ops = json!({"get": {"responses": {"200": {"description": "The list"}}},
+        "post": {"responses": {"201": {"description": "Created"}, "200": {"description": "Existing"}}},
+        "delete": {"responses": {"200": {"description": "Deleted"}}}});
+    for (plural, object) in [
+        ("/buckets", "/buckets/{bucket_id}"),
+        (
+            "/buckets/{bucket_id}/collections",
+            "/buckets/{bucket_id}/collections/{collection_id}",
+        ),
+        (
+            "/buckets/{bucket_id}/groups",
+            "/buckets/{bucket_id}/groups/{group_id}",
+        ),
+        (
+            "/buckets/{bucket_id}/collections/{collection_id}/records",
+            "/buckets/{bucket_id}/collections/{collection_id}/records/{record_id}",
+        ),
+    ] {
+        paths.insert(plural.into(), plural_ops.clone());
+        paths.insert(object.into(), object_ops.clone());
+    }
+    for utility in ["/", "/__heartbeat__", "/__lbheartbeat__", "/__version__"] {
+        paths.insert(
+            utility.into(),
+            json!({"get": {"responses": {"200": {"description": "OK"}}}}),
+        );
+    }
+    let mut security = Map::new();
+    if ctx.cfg.auth.has_basicauth() {
+        security.insert("basicAuth".into(), json!({"type": "basic"}));
+    }
+    json(
+        200,
+        &json!({
+            "swagger": "2.0",
+            "info": {"title": settings.project_name, "version": settings.http_api_version},
+            "basePath": "/v1",
+            "host": host,
+            "schemes": [ctx.base_url().split("://").next().unwrap_or("http")],
+            "securityDefinitions": security,
+            "produces": ["application/json"],
+            "paths": paths,
+        }),
+    )
+}
+
+/// `GET /v1/contribute.json`.
+pub fn contribute() -> Response {
+    json(
+        200,
+        &json!({
+            "name": "kinto",
+            "description": "Kinto is a minimalist JSON storage service with synchronisation and sharing abilities. It is meant to be easy to use and easy to self-host.",
+            "repository": {
+                "url": "https://github.com/Kinto/kinto",
+                "license": "Apache License 2.0",
+                "tests": "https://github.com/Kinto/kinto/actions"
+            },
+            "participate": {
+                "home": "https://github.com/Kinto/kinto",
+                "docs": "https://kinto.readthedocs.io/en/latest/",
+                "irc": "irc://irc.freenode.net/#kinto",
+                "irc-contacts": ["leplatrem", "n1k0", "Natim", "almet", "alexis"]
+            },
+            "bugs": {
+                "list": "https://github.com/Kinto/kinto/issues",
+                "report": "https://github.com/Kinto/kinto/issues/new"
+            },
+            "keywords": ["python", "pyramid", "json", "storage", "sync", "rust"]
+        }),
+    )
+}

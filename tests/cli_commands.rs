@@ -1,0 +1,160 @@
+//! The command line of the real binary: help, version, init, usage errors, the `cliquet` name.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const KINTO: &str = env!("CARGO_BIN_EXE_kinto");
+
+/// A fresh directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("kinto-cli-cmd-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn run(program: &Path, cwd: &Path, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("KINTO_INI")
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn help_and_version() {
+    let dir = TempDir::new();
+    let out = run(Path::new(KINTO), &dir.0, &["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = text(&out.stdout);
+    for word in [
+        "--ini",
+        "init",
+        "migrate",
+        "--dry-run",
+        "version",
+        "--http-socket",
+    ] {
+        assert!(help.contains(word), "help lacks {word}: {help}");
+    }
+    for args in [&["version"][..], &["--version"][..]] {
+        let out = run(Path::new(KINTO), &dir.0, args);
+        assert_eq!(out.status.code(), Some(0));
+        assert_eq!(text(&out.stdout).trim(), env!("CARGO_PKG_VERSION"));
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = TempDir::new();
+    for args in [
+        &["frobnicate"][..],
+        &["--processes"][..],
+        &["init", "--backend", "redis"][..],
+    ] {
+        let out = run(Path::new(KINTO), &dir.0, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            text(&out.stderr).starts_with("kinto: "),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn init_writes_a_loadable_config_and_refuses_to_overwrite() {
+    let dir = TempDir::new();
+    // Default path: config/kinto.ini under the working directory, created with its directory.
+    let out = run(Path::new(KINTO), &dir.0, &["init"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let path = dir.0.join("config/kinto.ini");
+    let written = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        written.contains("kinto.storage_backend = sqlite"),
+        "{written}"
+    );
+    assert!(written.contains("[uwsgi]"));
+    let secret_line = written
+        .lines()
+        .find(|l| l.starts_with("kinto.userid_hmac_secret = "))
+        .unwrap();
+    assert_eq!(secret_line.len(), "kinto.userid_hmac_secret = ".len() + 64);
+
+    let out = run(Path::new(KINTO), &dir.0, &["init"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("config/kinto.ini already exists."),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        written,
+        "the file was overwritten"
+    );
+
+    let out = run(
+        Path::new(KINTO),
+        &dir.0,
+        &["--ini", "pg.ini", "init", "--backend", "postgresql"],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let pg = std::fs::read_to_string(dir.0.join("pg.ini")).unwrap();
+    assert!(pg.contains("kinto.storage_backend = kinto.core.storage.postgresql"));
+    // Two secrets drawn separately differ.
+    assert!(!pg.contains(secret_line));
+}
+
+#[test]
+fn kinto_ini_names_the_file_and_ini_wins() {
+    let dir = TempDir::new();
+    let out = Command::new(KINTO)
+        .args(["init"])
+        .current_dir(&dir.0)
+        .env("KINTO_INI", "from-env.ini")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(dir.0.join("from-env.ini").exists());
+    let out = Command::new(KINTO)
+        .args(["--ini", "from-flag.ini", "init"])
+        .current_dir(&dir.0)
+        .env("KINTO_INI", "from-env2.ini")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(dir.0.join("from-flag.ini").exists());
+    assert!(!dir.0.join("from-env2.ini").exists());
+}
+
+#[test]
+fn cliquet_is_kinto() {
+    let dir = TempDir::new();
+    let cliquet = dir.0.join("cliquet");
+    std::os::unix::fs::symlink(KINTO, &cliquet).unwrap();
+    let out = run(&cliquet, &dir.0, &["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stdout).trim(), env!("CARGO_PKG_VERSION"));
+    let out = run(&cliquet, &dir.0, &["--ini", "c.ini", "init"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(dir.0.join("c.ini").exists());
+}

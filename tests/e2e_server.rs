@@ -1,0 +1,395 @@
+//! End to end: the real binary started on an ini in a temporary directory (`127.0.0.1:0`, readiness
+//! from `NOTIFY_SOCKET`, port from the `(port auto-assigned)` line), talked to over HTTP, on SQLite
+//! and on PostgreSQL.
+
+use base64::Engine;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+const KINTO: &str = env!("CARGO_BIN_EXE_kinto");
+const STARTUP: Duration = Duration::from_secs(15);
+
+fn unique(kind: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    format!("kinto_e2e_{kind}_{}_{n}", std::process::id())
+}
+
+/// A temporary directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(kind: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(unique(kind));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Lines the server wrote to stderr, collected by a reader thread.
+type Lines = Arc<(Mutex<Vec<String>>, Condvar)>;
+
+/// The running binary; stopped with SIGTERM (then SIGKILL) when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+    lines: Lines,
+}
+
+impl Server {
+    /// Starts `kinto --ini <dir>/kinto.ini` with `processes` workers and waits until it is ready.
+    fn start(dir: &TempDir, app_main: &str, processes: usize, env: &[(&str, &str)]) -> Server {
+        let ini = dir.0.join("kinto.ini");
+        std::fs::write(
+            &ini,
+            format!(
+                "[app:main]\n{app_main}\n\n[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = {processes}\nmaster = true\nharakiri = 10\n"
+            ),
+        )
+        .unwrap();
+        let notify_path = dir.0.join("notify.sock");
+        let notify = UnixDatagram::bind(&notify_path).unwrap();
+        let mut child = Command::new(KINTO)
+            .arg("--ini")
+            .arg(&ini)
+            .current_dir(&dir.0)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env_remove("KINTO_INI")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines: Lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.0.lock().unwrap().push(line);
+                sink.1.notify_all();
+            }
+        });
+        let mut server = Server {
+            child,
+            port: 0,
+            lines,
+        };
+        server.wait_ready(&notify);
+        server.port = server.auto_assigned_port();
+        server
+    }
+
+    fn log(&self) -> String {
+        self.lines.0.lock().unwrap().join("\n")
+    }
+
+    /// Waits for a `READY=1` datagram from the master.
+    fn wait_ready(&mut self, notify: &UnixDatagram) {
+        let deadline = Instant::now() + STARTUP;
+        notify
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            if let Ok(n) = notify.recv(&mut buf) {
+                let datagram = String::from_utf8_lossy(&buf[..n]);
+                if datagram.lines().any(|l| l == "READY=1") {
+                    return;
+                }
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("kinto exited with {status} before READY=1:\n{}", self.log());
+            }
+        }
+        panic!("no READY=1 within {STARTUP:?}:\n{}", self.log());
+    }
+
+    /// The port of the `... bound to TCP address 127.0.0.1:<port> (port auto-assigned) fd <n>` line.
+    fn auto_assigned_port(&self) -> u16 {
+        let (lock, cond) = &*self.lines;
+        let deadline = Instant::now() + STARTUP;
+        let mut lines = lock.lock().unwrap();
+        loop {
+            for line in lines.iter() {
+                let Some((_, rest)) = line.split_once("bound to TCP address ") else {
+                    continue;
+                };
+                let Some((address, tail)) = rest.split_once(' ') else {
+                    continue;
+                };
+                if tail.starts_with("(port auto-assigned)") {
+                    let port = address.rsplit_once(':').unwrap().1;
+                    return port.parse().unwrap();
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no (port auto-assigned) line:\n{}",
+                lines.join("\n")
+            );
+            lines = cond.wait_timeout(lines, left).unwrap().0;
+        }
+    }
+
+    /// One request on a fresh connection; returns the status and the JSON body (Null when empty).
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.port,
+            body.len()
+        );
+        if !body.is_empty() {
+            head.push_str("Content-Type: application/json\r\n");
+        }
+        if let Some(user) = auth {
+            let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:secret"));
+            head.push_str(&format!("Authorization: Basic {token}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(body.as_bytes()).unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        let text = String::from_utf8(response).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        let body = if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+        };
+        (status, body)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let pid = self.child.id() as i32;
+        // SAFETY: signalling the child this test spawned, by its pid.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const AUTH: &str = "multiauth.policies = basicauth\nkinto.userid_hmac_secret = e2e-secret\n";
+
+/// The root view and a bucket → collection → record round trip, as one authenticated user.
+fn round_trip(server: &Server) {
+    let (status, root) = server.request("GET", "/v1/", None, None);
+    assert_eq!(status, 200, "{root}");
+    assert_eq!(root["project_name"], "e2e-from-env");
+    assert_eq!(root["http_api_version"], "1.23");
+    assert_eq!(root["url"], format!("http://127.0.0.1:{}/v1/", server.port));
+
+    let (status, body) = server.request("PUT", "/v1/buckets/shop", Some("alice"), Some(&json!({})));
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = server.request(
+        "PUT",
+        "/v1/buckets/shop/collections/items",
+        Some("alice"),
+        Some(&json!({})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, created) = server.request(
+        "POST",
+        "/v1/buckets/shop/collections/items/records",
+        Some("alice"),
+        Some(&json!({"data": {"title": "hello", "n": 1}})),
+    );
+    assert_eq!(status, 201, "{created}");
+    let id = created["data"]["id"].as_str().unwrap().to_string();
+    assert_eq!(created["data"]["title"], "hello");
+
+    let path = format!("/v1/buckets/shop/collections/items/records/{id}");
+    let (status, got) = server.request("GET", &path, Some("alice"), None);
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["data"]["n"], 1);
+    assert_eq!(
+        got["data"]["last_modified"],
+        created["data"]["last_modified"]
+    );
+
+    // Another user sees nothing: the bucket is alice's.
+    let (status, _) = server.request("GET", &path, Some("bob"), None);
+    assert_eq!(status, 403);
+
+    let (status, list) = server.request(
+        "GET",
+        "/v1/buckets/shop/collections/items/records",
+        Some("alice"),
+        None,
+    );
+    assert_eq!(status, 200, "{list}");
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![id.as_str()]);
+
+    let (status, deleted) = server.request("DELETE", &path, Some("alice"), None);
+    assert_eq!(status, 200, "{deleted}");
+    assert_eq!(deleted["data"]["deleted"], true);
+    let (status, _) = server.request("GET", &path, Some("alice"), None);
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn sqlite_round_trip() {
+    let dir = TempDir::new("sqlite");
+    let app_main = format!(
+        "kinto.storage_backend = sqlite\nkinto.storage_url = sqlite:///kinto.db\n\
+         kinto.permission_backend = sqlite\nkinto.permission_url = sqlite:///kinto.db\n\
+         kinto.cache_backend = sqlite\nkinto.cache_url = sqlite:///kinto.db\n{AUTH}"
+    );
+    let server = Server::start(
+        &dir,
+        &app_main,
+        2,
+        &[("KINTO_PROJECT_NAME", "e2e-from-env")],
+    );
+    round_trip(&server);
+    assert!(
+        dir.0.join("kinto.db").exists(),
+        "the database is next to the ini"
+    );
+}
+
+/// Kinto's default (memory) backends: an in-memory SQLite database in the one worker.
+#[test]
+fn memory_round_trip() {
+    let dir = TempDir::new("memory");
+    let server = Server::start(&dir, AUTH, 1, &[("KINTO_PROJECT_NAME", "e2e-from-env")]);
+    round_trip(&server);
+}
+
+/// A PostgreSQL database created for one test and dropped after it.
+struct Database {
+    admin_url: String,
+    name: String,
+}
+
+impl Database {
+    fn create() -> Database {
+        let admin_url = std::env::var("KINTO_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/postgres".to_string());
+        let name = unique("pg");
+        let mut client =
+            postgres::Client::connect(&admin_url, postgres::NoTls).unwrap_or_else(|e| {
+                panic!("PostgreSQL at {admin_url} is needed (./scripts/test.sh starts it): {e}")
+            });
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        Database { admin_url, name }
+    }
+
+    fn url(&self) -> String {
+        let base = self.admin_url.rsplit_once('/').unwrap().0;
+        format!("{base}/{}", self.name)
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        if let Ok(mut client) = postgres::Client::connect(&self.admin_url, postgres::NoTls) {
+            let _ = client.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+#[test]
+fn postgresql_migrate_and_round_trip() {
+    let db = Database::create();
+    let dir = TempDir::new("pg");
+    let url = db.url();
+    let app_main = format!(
+        "kinto.storage_backend = kinto.core.storage.postgresql\nkinto.storage_url = {url}\n\
+         kinto.permission_backend = kinto.core.permission.postgresql\nkinto.permission_url = {url}\n\
+         kinto.cache_backend = kinto.core.cache.postgresql\nkinto.cache_url = {url}\n\
+         kinto.storage_pool_maxconn = 3\n{AUTH}"
+    );
+    // `migrate` first, as Kinto's production docs say; its dry run only prints SQL.
+    let ini = dir.0.join("kinto.ini");
+    std::fs::write(&ini, format!("[app:main]\n{app_main}\n")).unwrap();
+    let out = Command::new(KINTO)
+        .arg("--ini")
+        .arg(&ini)
+        .args(["migrate", "--dry-run"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .to_uppercase()
+        .contains("CREATE TABLE"));
+    let out = Command::new(KINTO)
+        .arg("--ini")
+        .arg(&ini)
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let tables: i64 = client
+        .query_one(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'objects'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 1, "migrate created Kinto's objects table");
+    drop(client);
+
+    let server = Server::start(&dir, &app_main, 2, &[("PROJECT_NAME", "e2e-from-env")]);
+    round_trip(&server);
+}
