@@ -1374,13 +1374,120 @@ fn pool_recovers_when_database_appears(db: &TestDb) {
     }
 }
 
+/// Set in child processes of `concurrent_writer_processes`: the database URL to write into.
+const WRITER_ENV: &str = "KINTO_TEST_WRITER_URL";
+const WRITES_PER_PROCESS: usize = 20;
+
+/// Runs one check on a fresh database, or, in a child process, the writer role.
+fn run(make: fn() -> TestDb, check: fn(&TestDb)) {
+    if let Ok(url) = std::env::var(WRITER_ENV) {
+        return writer_process(&url);
+    }
+    let db = make();
+    check(&db);
+}
+
+/// The child role: one worker process writing into the shared list.
+fn writer_process(url: &str) {
+    let kind = if url.starts_with("sqlite") {
+        BackendKind::Sqlite
+    } else {
+        BackendKind::PostgreSql
+    };
+    let settings = kinto::settings::BackendSettings {
+        kind,
+        url: url.into(),
+        pool_size: 2,
+        pool_timeout: 10,
+    };
+    let backend: Box<dyn kinto::storage::Backend> = match kind {
+        BackendKind::Sqlite => {
+            Box::new(kinto::storage::sqlite::SqliteBackend::open(&settings, false).unwrap())
+        }
+        BackendKind::PostgreSql => {
+            Box::new(kinto::storage::postgresql::PgBackend::open(&settings, false).unwrap())
+        }
+    };
+    let tag = std::process::id();
+    for i in 0..WRITES_PER_PROCESS {
+        let mut tx = backend.begin().unwrap();
+        let o = obj(json!({"id": format!("p{tag}_{i}")}));
+        tx.create(records(COLL), o).expect("no conflict").unwrap();
+        tx.commit().unwrap();
+    }
+}
+
+fn concurrent_writer_processes(db: &TestDb) {
+    let module = match db.kind() {
+        BackendKind::Sqlite => "sqlite",
+        BackendKind::PostgreSql => "postgresql",
+    };
+    let exe = std::env::current_exe().unwrap();
+    let processes = 3;
+    let mut children: Vec<std::process::Child> = (0..processes)
+        .map(|_| {
+            std::process::Command::new(&exe)
+                .args([
+                    "--exact",
+                    &format!("{module}::concurrent_writer_processes"),
+                    "--test-threads",
+                    "1",
+                    "-q",
+                ])
+                .env(WRITER_ENV, &db.settings.url)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("spawn a writer process")
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(18);
+    for child in &mut children {
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "a writer process failed: {status}");
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("writer process {} timed out", child.id());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let backend = db.backend();
+    let mut tx = backend.begin().unwrap();
+    let q = ListQuery {
+        sorting: vec![Sort {
+            field: "last_modified".into(),
+            descending: false,
+        }],
+        ..Default::default()
+    };
+    let all = tx.list_all("record", COLL, &q).unwrap();
+    assert_eq!(all.len(), processes * WRITES_PER_PROCESS);
+    for pair in all.windows(2) {
+        assert!(lm(&pair[1]) > lm(&pair[0]), "unique increasing timestamps");
+    }
+}
+
+fn cache_migrate_creates_table(db: &TestDb) {
+    let cache = db.cache();
+    cache.migrate(false).unwrap();
+    cache.set("x", &json!(1), Some(10.0)).unwrap();
+    let again = cache.migrate(true).unwrap();
+    if db.kind() == BackendKind::PostgreSql {
+        assert!(again.is_empty(), "the table exists");
+    }
+    assert_eq!(cache.get("x").unwrap(), Some(json!(1)));
+}
+
 macro_rules! conformance {
     ($($check:ident),* $(,)?) => {
         mod sqlite {
-            $( #[test] fn $check() { let db = super::TestDb::sqlite(); super::$check(&db); } )*
+            $( #[test] fn $check() { super::run(super::TestDb::sqlite, super::$check) } )*
         }
         mod postgresql {
-            $( #[test] fn $check() { let db = super::TestDb::postgresql(); super::$check(&db); } )*
+            $( #[test] fn $check() { super::run(super::TestDb::postgresql, super::$check) } )*
         }
     };
 }
@@ -1406,4 +1513,122 @@ conformance!(
     concurrent_writers_queue_without_conflicts,
     unreachable_database_is_unavailable_then_recovers,
     pool_recovers_when_database_appears,
+    concurrent_writer_processes,
+    cache_migrate_creates_table,
 );
+
+/// PostgreSQL only: the schema shared with Kinto and its migrations.
+mod postgresql_schema {
+    use super::*;
+
+    fn version(db: &TestDb, name: &str) -> String {
+        db.query_text(&format!(
+            "SELECT max(value::int)::text FROM metadata WHERE name = '{name}'"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn dry_run_on_empty_database_changes_nothing() {
+        let db = TestDb::postgresql_empty();
+        let backend = db.backend();
+        let scripts = backend.migrate(true).unwrap();
+        assert_eq!(scripts.len(), 3, "storage, permission, cache");
+        assert!(scripts[0].contains("CREATE TABLE IF NOT EXISTS objects"));
+        assert!(scripts[0].contains("tgr_objects_last_modified"));
+        assert_eq!(db.query_text("SELECT to_regclass('objects')::text"), None);
+        assert_eq!(backend.migrate(false).unwrap(), scripts);
+        assert_eq!(version(&db, "storage_schema_version"), "26");
+        assert_eq!(version(&db, "permission_schema_version"), "2");
+        assert!(backend.migrate(false).unwrap().is_empty(), "idempotent");
+        assert!(backend.migrate(true).unwrap().is_empty());
+    }
+
+    #[test]
+    fn upgrades_older_kinto_schemas() {
+        let db = TestDb::postgresql();
+        seed(&db, COLL, &[("a", json!({"v": 1}))]);
+        // Back to storage 24 and permission 1, as an older Kinto left them.
+        db.execute_raw(
+            "DROP INDEX idx_objects_parent_id_record_last_modified; \
+             DELETE FROM metadata WHERE name IN ('storage_schema_version', 'permission_schema_version'); \
+             INSERT INTO metadata (name, value) VALUES ('storage_schema_version', '23'), \
+               ('storage_schema_version', '24'), ('permission_schema_version', '1');",
+        );
+        let backend = db.backend();
+        let planned = backend.migrate(true).unwrap();
+        assert_eq!(planned.len(), 3, "24->25, 25->26, permission 1->2");
+        assert_eq!(
+            version(&db, "storage_schema_version"),
+            "24",
+            "dry run changes nothing"
+        );
+        assert_eq!(backend.migrate(false).unwrap(), planned);
+        assert_eq!(version(&db, "storage_schema_version"), "26");
+        assert_eq!(version(&db, "permission_schema_version"), "2");
+        assert_eq!(
+            db.query_text("SELECT to_regclass('idx_objects_parent_id_record_last_modified')::text"),
+            Some("idx_objects_parent_id_record_last_modified".into())
+        );
+        assert!(backend.migrate(false).unwrap().is_empty());
+        let mut tx = backend.begin().unwrap();
+        assert_eq!(tx.get(records(COLL), "a").unwrap().unwrap()["v"], json!(1));
+        drop(tx);
+        // Versions older than the migrations we know are refused with a clear message.
+        db.execute_raw(
+            "DELETE FROM metadata WHERE name = 'storage_schema_version'; \
+             INSERT INTO metadata (name, value) VALUES ('storage_schema_version', '12');",
+        );
+        match backend.migrate(false) {
+            Err(BackendError::Unavailable(m)) => {
+                assert!(m.contains("12") && m.contains("too old"), "{m}")
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rows_are_shared_with_kinto() {
+        let db = TestDb::postgresql();
+        let ours = seed(&db, COLL, &[("ours", json!({"v": 1}))]);
+        // Kinto's own insert: last_modified NULL, the trigger assigns it.
+        db.execute_raw(
+            "INSERT INTO objects (id, parent_id, resource_name, data, last_modified, deleted) \
+             VALUES ('theirs', '/buckets/b/collections/c', 'record', '{\"v\": 2}', NULL, FALSE)",
+        );
+        let backend = db.backend();
+        let mut tx = backend.begin().unwrap();
+        let theirs = tx.get(records(COLL), "theirs").unwrap().unwrap();
+        assert_eq!(theirs["v"], json!(2));
+        assert!(lm(&theirs) > lm(&ours[0]));
+        let next = tx
+            .create(records(COLL), obj(json!({"id": "next"})))
+            .unwrap()
+            .unwrap();
+        assert!(lm(&next) > lm(&theirs));
+        tx.commit().unwrap();
+        // Our rows are Kinto rows: data without id/last_modified, epoch via Kinto's as_epoch().
+        assert_eq!(
+            db.query_text("SELECT data::text FROM objects WHERE id = 'ours'"),
+            Some("{\"v\": 1}".into())
+        );
+        assert_eq!(
+            db.query_text("SELECT as_epoch(last_modified)::text FROM objects WHERE id = 'next'"),
+            Some(lm(&next).to_string())
+        );
+        assert_eq!(
+            db.query_text("SELECT data::text FROM objects WHERE id = 'ours' AND deleted"),
+            None
+        );
+        let mut tx = backend.begin().unwrap();
+        tx.delete(records(COLL), "ours", true, None)
+            .unwrap()
+            .unwrap();
+        tx.commit().unwrap();
+        assert_eq!(
+            db.query_text("SELECT data::text FROM objects WHERE id = 'ours' AND deleted"),
+            Some("{\"deleted\": true}".into())
+        );
+        assert_eq!(db.query_text("SELECT sec2ttl(NULL)::text"), None);
+    }
+}

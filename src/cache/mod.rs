@@ -15,6 +15,9 @@ pub trait Cache: Send + Sync {
     fn flush(&self) -> Result<()>;
     /// Health check for `/__heartbeat__`.
     fn ping(&self) -> bool;
+    /// Creates the cache table when missing (`kinto migrate`, for a cache in another database
+    /// than the storage); with `dry_run`, returns the SQL instead.
+    fn migrate(&self, dry_run: bool) -> Result<Vec<String>>;
 }
 
 pub mod postgresql;

@@ -4,7 +4,7 @@
 
 use super::Cache;
 use crate::settings::BackendSettings;
-use crate::storage::postgresql::{pool, PgManager};
+use crate::storage::postgresql::{pool, PgManager, CACHE_SCHEMA};
 use crate::storage::{BackendError, Result};
 use serde_json::Value;
 
@@ -95,6 +95,20 @@ impl Cache for PgCache {
     fn flush(&self) -> Result<()> {
         self.conn()?.execute("DELETE FROM cache", &[])?;
         Ok(())
+    }
+
+    fn migrate(&self, dry_run: bool) -> Result<Vec<String>> {
+        let mut conn = self.conn()?;
+        let exists: bool = conn
+            .query_one("SELECT to_regclass('cache') IS NOT NULL", &[])?
+            .get(0);
+        if exists {
+            return Ok(Vec::new());
+        }
+        if !dry_run {
+            conn.batch(CACHE_SCHEMA)?;
+        }
+        Ok(vec![CACHE_SCHEMA.to_string()])
     }
 
     fn ping(&self) -> bool {

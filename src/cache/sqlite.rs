@@ -108,6 +108,14 @@ impl Cache for SqliteCache {
         Ok(())
     }
 
+    fn migrate(&self, dry_run: bool) -> Result<Vec<String>> {
+        // Opening a connection creates every table (idempotent).
+        if !dry_run {
+            self.pool.get()?;
+        }
+        Ok(vec![crate::storage::sqlite::SCHEMA.to_string()])
+    }
+
     fn ping(&self) -> bool {
         self.pool
             .get()

@@ -25,7 +25,8 @@ pub const PERMISSION_SCHEMA_VERSION: i64 = 2;
 
 const STORAGE_SCHEMA: &str = include_str!("../../sql/postgresql/storage_schema.sql");
 const PERMISSION_SCHEMA: &str = include_str!("../../sql/postgresql/permission_schema.sql");
-const CACHE_SCHEMA: &str = include_str!("../../sql/postgresql/cache_schema.sql");
+/// The cache table (unversioned).
+pub const CACHE_SCHEMA: &str = include_str!("../../sql/postgresql/cache_schema.sql");
 /// Storage migrations this code knows: `(from version, script)`.
 const STORAGE_MIGRATIONS: &[(i64, &str)] = &[
     (

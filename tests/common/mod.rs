@@ -67,6 +67,15 @@ impl TestDb {
     }
 
     pub fn postgresql() -> TestDb {
+        let db = TestDb::postgresql_empty();
+        db.backend()
+            .migrate(false)
+            .expect("migrate a fresh database");
+        db
+    }
+
+    /// A fresh PostgreSQL database without any schema.
+    pub fn postgresql_empty() -> TestDb {
         let name = format!("kinto_test_{}", unique_suffix());
         let admin = admin_url();
         let mut client = postgres::Client::connect(&admin, postgres::NoTls)
@@ -82,14 +91,10 @@ impl TestDb {
             pool_size: 4,
             pool_timeout: 10,
         };
-        let db = TestDb {
+        TestDb {
             settings,
             place: Place::PgDatabase(name),
-        };
-        db.backend()
-            .migrate(false)
-            .expect("migrate a fresh database");
-        db
+        }
     }
 
     pub fn kind(&self) -> BackendKind {
@@ -134,6 +139,23 @@ impl TestDb {
             url,
             pool_timeout: 2,
             ..self.settings.clone()
+        }
+    }
+
+    /// A value of the first column of the first row of a query on the test database.
+    pub fn query_text(&self, sql: &str) -> Option<String> {
+        match &self.place {
+            Place::SqliteDir(dir) => {
+                let conn = rusqlite::Connection::open(dir.join("kinto.db")).unwrap();
+                rusqlite::OptionalExtension::optional(conn.query_row(sql, [], |r| r.get(0)))
+                    .unwrap()
+                    .flatten()
+            }
+            Place::PgDatabase(_) => {
+                let mut client =
+                    postgres::Client::connect(&self.settings.url, postgres::NoTls).unwrap();
+                client.query_opt(sql, &[]).unwrap().and_then(|r| r.get(0))
+            }
         }
     }
 
