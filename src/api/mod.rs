@@ -8,6 +8,7 @@
 
 pub mod batch;
 pub mod cors;
+pub mod default_bucket;
 pub mod http;
 pub mod resource;
 pub mod route;
@@ -41,6 +42,8 @@ pub struct Config {
     pub cache_expires: BTreeMap<String, i64>,
     /// The `config` object of the root view (hash of the ini file), computed once.
     pub hello_config: serde_json::Value,
+    /// The personal bucket plugin (`kinto.plugins.default_bucket`).
+    pub default_bucket: bool,
     /// The `/__version__` file, read once.
     pub version_file: Option<serde_json::Value>,
 }
@@ -89,6 +92,10 @@ impl Config {
             ),
             disabled_methods,
             cache_expires,
+            default_bucket: settings
+                .includes
+                .iter()
+                .any(|i| i == "kinto.plugins.default_bucket"),
             hello_config: utility::config_summary(&settings),
             version_file: utility::read_version_file(&settings.version_json_path),
             settings,
@@ -339,23 +346,55 @@ impl App {
                 Ok((response, None))
             }
             Route::Plural(target) | Route::Object(target) => {
-                let plural = target.id.is_none();
-                let mut ctx = self.new_ctx(request)?;
-                ctx.seed_principals(carry);
-                let fresh = shared.is_none();
-                let response = match shared {
-                    Some(tx) => resource::handle(&mut ctx, tx, &target, plural),
-                    None => {
-                        self.in_transaction(|tx| resource::handle(&mut ctx, tx, &target, plural))
+                if self.cfg.default_bucket && default_bucket::addresses_default(&target) {
+                    if self.cfg.settings.readonly {
+                        return Err(ApiError::MethodNotAllowed { allow: None });
                     }
-                };
-                ctx.carry_over(carry);
-                if fresh && response.is_ok() {
-                    self.write_cache(carry)?;
+                    let user = self
+                        .cfg
+                        .auth
+                        .authenticate(request.header("Authorization"))
+                        .ok_or_else(|| ApiError::Unauthorized {
+                            challenges: self.cfg.auth.challenges(),
+                        })?;
+                    let secret = &self.cfg.settings.default_bucket_hmac_secret;
+                    let bucket = default_bucket::bucket_id(secret, &user.id);
+                    let (rewritten, target) = default_bucket::rewrite(request, &target, &bucket);
+                    return self.serve_resource(&rewritten, &target, shared, carry, true);
                 }
-                Ok((response?, ctx.alert))
+                self.serve_resource(request, &target, shared, carry, false)
             }
         }
+    }
+
+    /// A resource endpoint; `personal` first creates the personal bucket and collection.
+    fn serve_resource(
+        &self,
+        request: &Request,
+        target: &route::Target,
+        shared: Option<&mut dyn Transaction>,
+        carry: &mut Carry,
+        personal: bool,
+    ) -> ApiResult<(Response, Option<String>)> {
+        let plural = target.id.is_none();
+        let mut ctx = self.new_ctx(request)?;
+        ctx.seed_principals(carry);
+        let fresh = shared.is_none();
+        let run = |ctx: &mut Ctx, tx: &mut dyn Transaction| {
+            if personal {
+                default_bucket::ensure(ctx, tx, target)?;
+            }
+            resource::handle(ctx, tx, target, plural)
+        };
+        let response = match shared {
+            Some(tx) => run(&mut ctx, tx),
+            None => self.in_transaction(|tx| run(&mut ctx, tx)),
+        };
+        ctx.carry_over(carry);
+        if fresh && response.is_ok() {
+            self.write_cache(carry)?;
+        }
+        Ok((response?, ctx.alert))
     }
 
     /// One sub-request of a batch, inside the batch's transaction: errors become their
