@@ -6,8 +6,15 @@
 //! finally the headers present on every response are added. Settings that never change per
 //! request live in [`Config`], built once in [`App::new`].
 
+pub mod accounts;
+pub mod batch;
 pub mod cors;
+pub mod default_bucket;
+pub mod history;
 pub mod http;
+pub mod permissions_endpoint;
+pub mod plugin_list;
+pub mod plugins;
 pub mod resource;
 pub mod route;
 pub mod signals;
@@ -32,6 +39,10 @@ pub struct Config {
     pub auth: Authenticator,
     pub grants: SettingsGrants,
     pub routing: RoutingSettings,
+    /// The enabled plugins (`includes`).
+    pub plugins: plugins::Plugins,
+    /// Account verification (accounts plugin), built once.
+    pub accounts: crate::accounts::AccountSettings,
     pub cors: Cors,
     pub eos: Option<signals::EndOfService>,
     /// `{plural,object}_<resource>_<method>_enabled = false` settings, as `plural_bucket_delete`.
@@ -69,8 +80,11 @@ impl Config {
             .filter(|(k, _)| k.ends_with("cache_expires_seconds"))
             .filter_map(|(k, v)| Some((k.clone(), v.trim().parse::<i64>().ok()?)))
             .collect();
+        let plugins = plugins::Plugins::new(&settings);
         Config {
             errors,
+            plugins,
+            accounts: crate::accounts::AccountSettings::new(&settings),
             auth: Authenticator::new(&settings),
             grants: SettingsGrants::new(&settings),
             routing: RoutingSettings {
@@ -78,6 +92,7 @@ impl Config {
                 trailing_slash_redirect: settings.trailing_slash_redirect_enabled,
                 flush_enabled: settings.flush_endpoint_enabled
                     || settings.includes.iter().any(|i| i == "kinto.plugins.flush"),
+                plugins,
             },
             cors: Cors::new(&settings.cors_origins, settings.cors_max_age_seconds),
             eos: signals::EndOfService::new(
@@ -215,6 +230,7 @@ impl App {
             (Route::Plural(_), "GET") => Exposed::PluralGet,
             (Route::Plural(_), "HEAD") => Exposed::PluralHead,
             (Route::Object(_), "GET" | "HEAD") => Exposed::Object,
+            (Route::Plugin(p), "GET" | "HEAD") => plugins::exposed(p, &method),
             _ => Exposed::Base,
         };
         if method == "OPTIONS" {
@@ -273,17 +289,19 @@ impl App {
                 utility_methods(&["GET", "HEAD"])?;
                 let mut ctx = self.new_ctx(request)?;
                 let response = if ctx.user.is_some() {
-                    self.in_transaction(|tx| utility::hello(&mut ctx, Some(tx)))?
+                    self.in_transaction(|tx| self.in_tx(&mut ctx, tx, &route))?
                 } else {
                     utility::hello(&mut ctx, None)?
                 };
                 Ok((response, None))
             }
-            Route::Plural(target) | Route::Object(target) => {
-                let plural = target.id.is_none();
+            Route::Plugin(plugins::PluginRoute::Batch) => {
+                plugins::check_method(&self.cfg, &plugins::PluginRoute::Batch, &method)?;
+                batch::handle(self, request).map(|r| (r, None))
+            }
+            Route::Plural(_) | Route::Object(_) | Route::Plugin(_) => {
                 let mut ctx = self.new_ctx(request)?;
-                let response =
-                    self.in_transaction(|tx| resource::handle(&mut ctx, tx, &target, plural))?;
+                let response = self.in_transaction(|tx| self.in_tx(&mut ctx, tx, &route))?;
                 Ok((response, ctx.alert))
             }
         }
@@ -294,7 +312,7 @@ impl App {
             cfg: &self.cfg,
             request,
             query: http::parse_query(request.query())?,
-            user: self.cfg.auth.authenticate(request.header("Authorization")),
+            user: self.authenticate(request.header("Authorization")),
             cache: &*self.cache,
             principals: None,
             alert: None,
@@ -310,6 +328,7 @@ impl App {
                 resource::allowed_methods(&self.cfg, target, target.id.is_none())
             }
             Route::Flush if !readonly => vec!["POST", "OPTIONS"],
+            Route::Plugin(p) => plugins::allowed_methods(&self.cfg, p),
             Route::Redirect { .. } => {
                 vec!["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
             }

@@ -38,10 +38,11 @@ pub fn hello(ctx: &mut Ctx, tx: Option<&mut dyn Transaction>) -> ApiResult<Respo
     body.insert("capabilities".into(), capabilities(cfg));
     if let (Some(user), Some(tx)) = (ctx.user.clone(), tx) {
         let principals: Vec<String> = ctx.principals(tx)?.into_iter().collect();
-        body.insert(
-            "user".into(),
-            json!({"id": user.id, "principals": principals}),
-        );
+        let mut info = Map::new();
+        info.insert("id".into(), json!(user.id));
+        info.insert("principals".into(), json!(principals));
+        super::plugins::user_info(cfg, &user.id, &mut info);
+        body.insert("user".into(), Value::Object(info));
     }
     let mut response = json(200, &Value::Object(body));
     if settings.readonly {
@@ -72,6 +73,7 @@ fn capabilities(cfg: &Config) -> Value {
             }),
         );
     }
+    super::plugins::capabilities(cfg, &mut caps);
     Value::Object(caps)
 }
 
