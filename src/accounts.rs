@@ -18,7 +18,6 @@ const BCRYPT_COST: u32 = 12;
 #[derive(Debug, Clone)]
 pub struct AccountSettings {
     hmac_secret: String,
-    cache_prefix: String,
     /// `account_cache_ttl_seconds` (default 30).
     pub cache_ttl_seconds: f64,
 }
@@ -32,30 +31,17 @@ impl AccountSettings {
             .unwrap_or(30.0);
         AccountSettings {
             hmac_secret: settings.userid_hmac_secret.clone(),
-            cache_prefix: settings.cache_prefix.clone(),
             cache_ttl_seconds,
         }
     }
 
     /// The cache key of a verified login: hex HMAC of `accounts:<id>:verified` (Kinto's
-    /// `ACCOUNT_CACHE_KEY`), without the cache prefix.
-    fn bare_key(&self, username: &str) -> String {
+    /// `ACCOUNT_CACHE_KEY`); the cache backend adds `cache_prefix`.
+    pub fn cache_key(&self, username: &str) -> String {
         hmac_hex(
             self.hmac_secret.as_bytes(),
             format!("accounts:{username}:verified").as_bytes(),
         )
-    }
-
-    /// The full cache key (with `cache_prefix`) of an account's verified login.
-    pub fn cache_key(&self, username: &str) -> String {
-        format!("{}{}", self.cache_prefix, self.bare_key(username))
-    }
-
-    /// Forgets a verified login (password change, deletion): every worker then checks again.
-    pub fn invalidate(&self, cache: &dyn Cache, username: &str) {
-        if let Err(e) = cache.delete(&self.cache_key(username)) {
-            log::error!("cannot invalidate the account cache of {username:?}: {e:?}");
-        }
     }
 }
 
@@ -81,9 +67,8 @@ pub fn verify(
     username: &str,
     password: &str,
 ) -> bool {
-    let bare = accounts.bare_key(username);
-    let key = format!("{}{}", accounts.cache_prefix, bare);
-    let proof = hmac_hex(bare.as_bytes(), password.as_bytes());
+    let key = accounts.cache_key(username);
+    let proof = hmac_hex(key.as_bytes(), password.as_bytes());
     if let Ok(Some(Value::String(cached))) = cache.get(&key) {
         if cached == proof {
             let _ = cache.expire(&key, accounts.cache_ttl_seconds);

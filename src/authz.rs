@@ -1,8 +1,7 @@
 //! Authorization: Kinto's permission inheritance tree (which ACEs grant which permission on
-//! which object), the settings-based principals (`<resource>_<perm>_principals`), and the
-//! decision on a set of access-control entries already fetched for the request.
+//! which object) and the settings-based principals (`<resource>_<perm>_principals`). The ACE
+//! check itself runs in the storage backend, folded into the query reading the object.
 
-use crate::permission::ObjectPermissions;
 use crate::settings::Settings;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -86,15 +85,6 @@ impl Chain {
             Kind::Group => self.group.as_deref(),
             Kind::Record => self.record.as_deref(),
         }
-    }
-
-    /// Every URI of the chain, root first.
-    pub fn uris(&self) -> Vec<String> {
-        [&self.bucket, &self.collection, &self.group, &self.record]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect()
     }
 }
 
@@ -223,38 +213,4 @@ impl SettingsGrants {
                 .is_some_and(|allowed| !allowed.is_disjoint(principals))
         })
     }
-}
-
-/// The ACEs of the objects of a chain, fetched in one query, keyed by URI.
-#[derive(Debug, Clone, Default)]
-pub struct Aces {
-    pub by_uri: BTreeMap<String, ObjectPermissions>,
-}
-
-impl Aces {
-    /// True when one of the principals holds one of the bound permissions.
-    pub fn allows(&self, bound: &[(String, String)], principals: &BTreeSet<String>) -> bool {
-        bound.iter().any(|(uri, perm)| {
-            self.by_uri
-                .get(uri)
-                .and_then(|perms| perms.get(perm))
-                .is_some_and(|holders| !holders.is_disjoint(principals))
-        })
-    }
-
-    /// The object's own entries (empty when it has none).
-    pub fn of(&self, uri: &str) -> ObjectPermissions {
-        self.by_uri.get(uri).cloned().unwrap_or_default()
-    }
-}
-
-/// The full decision for one (target, permission): settings grants first, then ACEs.
-pub fn permits(
-    grants: &SettingsGrants,
-    aces: &Aces,
-    resource: &str,
-    bound: &[(String, String)],
-    principals: &BTreeSet<String>,
-) -> bool {
-    grants.allows(resource, bound, principals) || aces.allows(bound, principals)
 }

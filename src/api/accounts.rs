@@ -413,7 +413,7 @@ fn put(
     let writer = writer(ctx, caller, id);
     let (stored, perms) = store(ctx, tx, id, data, set, &writer)?;
     if existing.is_some() {
-        ctx.cfg.accounts.invalidate(ctx.cache, id);
+        invalidate(ctx, id);
     }
     let status = if existing.is_some() && posted.is_none() {
         200
@@ -567,7 +567,7 @@ fn patch_account(
     process(caller, &mut data, password_given)?;
     let writer = writer(ctx, caller, id);
     let (stored, perms) = store(ctx, tx, id, data, set, &writer)?;
-    ctx.cfg.accounts.invalidate(ctx.cache, id);
+    invalidate(ctx, id);
     Ok(object_response(
         200,
         Value::Object(stored),
@@ -575,10 +575,18 @@ fn patch_account(
     ))
 }
 
+/// Forgets an account's verified logins (password change, deletion) in the shared cache, so
+/// that every worker checks the password again. Deferred to the commit like every cache write
+/// (an already expired entry is an absent one).
+fn invalidate(ctx: &mut Ctx, id: &str) {
+    let key = ctx.cfg.accounts.cache_key(id);
+    ctx.cache_writes.push((key, Value::Null, Some(-1.0)));
+}
+
 /// Removes a deleted account's ACEs and verified logins.
-fn forget(ctx: &Ctx, tx: &mut dyn Transaction, id: &str) -> ApiResult<()> {
+fn forget(ctx: &mut Ctx, tx: &mut dyn Transaction, id: &str) -> ApiResult<()> {
     tx.delete_object_permissions(&[uri(id)])?;
-    ctx.cfg.accounts.invalidate(ctx.cache, id);
+    invalidate(ctx, id);
     Ok(())
 }
 

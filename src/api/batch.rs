@@ -1,572 +1,310 @@
-//! `POST /v1/batch` (section 7.3): the payload validated with Kinto's (colander) messages,
-//! `defaults` merged into each request, then every sub-request routed and answered in order
-//! through the same handlers as plain requests, without HTTP, all in ONE storage transaction.
-//! Callers are authenticated once per distinct `Authorization` value and their principals looked
-//! up once per batch. A 5xx sub-request fails the whole batch (nothing committed); a 409 aborts
-//! the work done so far, as the reference does.
+//! `POST /v1/batch` (section 7.3): validation of `{defaults, requests}`, sub-requests run in
+//! order inside the batch's single transaction, and the `{"responses": […]}` envelope. A 5xx
+//! sub-response aborts the whole batch (nothing is committed); 4xx ones do not.
 
-use super::cors::Exposed;
-use super::http::{self, decode_segment, parse_query};
-use super::resource::body;
-use super::route::{self, Route};
-use super::{plugins, App, Ctx};
-use crate::auth::User;
-use crate::error::{ApiError, ApiResult, Detail, Location};
+use super::http::{decode_segment, json};
+use super::resource::body::{parse_json, python_repr};
+use super::{App, Carry};
+use crate::error::{invalid_sorted, ApiError, ApiResult, Detail, Location};
 use crate::storage::Transaction;
-use serde_json::{Map, Value};
-use std::collections::{BTreeSet, HashMap};
+use serde_json::{json, Map, Value};
 use worker::{Request, Response};
 
 const METHODS: &[&str] = &["GET", "HEAD", "DELETE", "TRACE", "POST", "PUT", "PATCH"];
 
 /// One validated sub-request.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SubRequest {
-    pub method: String,
-    pub path: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Option<Map<String, Value>>,
+#[derive(Debug, Clone)]
+struct SubRequest {
+    method: String,
+    path: String,
+    headers: Map<String, Value>,
+    body: Option<Value>,
 }
 
-/// The text of a value inside `"…"` in colander messages (strings without quotes).
-fn colander_str(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        other => body::python_repr(other),
-    }
+fn detail(name: &str, description: impl Into<String>) -> Detail {
+    Detail::new(Location::Body, Some(name), description)
 }
 
-fn not_a_mapping(value: &Value) -> String {
-    format!(
-        "\"{}\" is not a mapping type: Does not implement dict-like functionality.",
-        colander_str(value)
-    )
-}
-
-/// Kinto's `merge_dicts(request, defaults)`: values of the request win, nested objects merge.
+/// Deep merge of `defaults` under `request` (request values win, objects merged key by key).
 fn merge_defaults(request: &mut Map<String, Value>, defaults: &Map<String, Value>) {
     for (key, value) in defaults {
-        match value {
-            Value::Object(nested) => {
-                let slot = request
-                    .entry(key.clone())
-                    .or_insert_with(|| Value::Object(Map::new()));
-                if let Value::Object(target) = slot {
-                    merge_defaults(target, nested);
-                }
-            }
-            other => {
-                request.entry(key.clone()).or_insert_with(|| other.clone());
+        match (request.get_mut(key), value) {
+            (Some(Value::Object(mine)), Value::Object(theirs)) => merge_defaults(mine, theirs),
+            (Some(_), _) => {}
+            (None, v) => {
+                request.insert(key.clone(), v.clone());
             }
         }
     }
 }
 
-/// Validates one request (or `defaults`, where `path` is optional) as `BatchRequestSchema`.
-fn check_request(
-    name: &str,
-    value: &Value,
-    path_required: bool,
-    details: &mut Vec<Detail>,
-) -> Option<SubRequest> {
-    let Value::Object(map) = value else {
-        details.push(Detail::new(
-            Location::Body,
-            Some(name),
-            not_a_mapping(value),
-        ));
-        return None;
-    };
+/// Checks the keys and value types of a request (or of `defaults`), collecting problems.
+fn check_shape(name: &str, map: &Map<String, Value>, details: &mut Vec<Detail>) {
     let unknown: Map<String, Value> = map
         .iter()
         .filter(|(k, _)| !matches!(k.as_str(), "method" | "path" | "headers" | "body"))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let before = details.len();
-    let field = |f: &str| format!("{name}.{f}");
-    let method = match map.get("method") {
-        None => "GET".to_string(),
-        Some(Value::String(m)) if METHODS.contains(&m.as_str()) => m.clone(),
-        Some(Value::String(m)) => {
-            details.push(Detail::new(
-                Location::Body,
-                Some(&field("method")),
-                format!("\"{m}\" is not one of {}", METHODS.join(", ")),
-            ));
-            String::new()
-        }
-        Some(other) => {
-            details.push(Detail::new(
-                Location::Body,
-                Some(&field("method")),
-                format!("{} is not a string: {{'method': ''}}", colander_str(other)),
-            ));
-            String::new()
-        }
-    };
-    let path = match map.get("path") {
-        None if path_required => {
-            details.push(Detail::new(
-                Location::Body,
-                Some(&field("path")),
-                "Required",
-            ));
-            String::new()
-        }
-        None => String::new(),
-        Some(Value::String(p)) if p.starts_with('/') => p.clone(),
-        Some(Value::String(_)) => {
-            details.push(Detail::new(
-                Location::Body,
-                Some(&field("path")),
-                "String does not match expected pattern",
-            ));
-            String::new()
-        }
-        Some(other) => {
-            details.push(Detail::new(
-                Location::Body,
-                Some(&field("path")),
-                format!("{} is not a string: {{'path': ''}}", colander_str(other)),
-            ));
-            String::new()
-        }
-    };
-    let mut headers = Vec::new();
-    match map.get("headers") {
-        None => {}
-        Some(Value::Object(h)) => {
-            if h.values().all(Value::is_string) {
-                headers = h
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                    .collect();
-            } else {
-                details.push(Detail::new(
-                    Location::Body,
-                    Some(&field("headers")),
-                    format!(
-                        "{} contains non string value",
-                        body::python_repr(&Value::Object(h.clone()))
-                    ),
-                ));
-            }
-        }
-        Some(other) => details.push(Detail::new(
-            Location::Body,
-            Some(&field("headers")),
-            not_a_mapping(other),
-        )),
-    }
-    let body = match map.get("body") {
-        None => None,
-        Some(Value::Object(b)) => Some(b.clone()),
-        Some(other) => {
-            details.push(Detail::new(
-                Location::Body,
-                Some(&field("body")),
-                not_a_mapping(other),
-            ));
-            None
-        }
-    };
     if !unknown.is_empty() {
-        details.push(Detail::new(
-            Location::Body,
-            Some(name),
+        details.push(detail(
+            name,
             format!(
                 "Unrecognized keys in mapping: \"{}\"",
-                body::python_repr(&Value::Object(unknown))
+                python_repr(&Value::Object(unknown))
             ),
         ));
     }
-    (details.len() == before).then_some(SubRequest {
-        method,
-        path,
-        headers,
-        body,
-    })
-}
-
-/// Validates the payload and merges the defaults; applies `batch_max_requests` and the
-/// recursion rule.
-pub fn parse_payload(raw: Value, max_requests: usize) -> ApiResult<Vec<SubRequest>> {
-    let Value::Object(mut root) = raw else {
-        return Err(ApiError::invalid(
-            Location::Body,
-            None,
+    if let Some(method) = map.get("method") {
+        let ok = method
+            .as_str()
+            .is_some_and(|m| METHODS.contains(&m.to_ascii_uppercase().as_str()));
+        if !ok {
+            let shown = method
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or(method.to_string());
+            details.push(detail(
+                &format!("{name}.method"),
+                format!("\"{shown}\" is not one of {}", METHODS.join(", ")),
+            ));
+        }
+    }
+    if let Some(path) = map.get("path") {
+        if !path.as_str().is_some_and(|p| p.starts_with('/')) {
+            details.push(detail(
+                &format!("{name}.path"),
+                "String does not match expected pattern",
+            ));
+        }
+    }
+    match map.get("headers") {
+        None => {}
+        Some(Value::Object(headers)) if headers.values().any(|v| !v.is_string()) => {
+            details.push(detail(
+                &format!("{name}.headers"),
+                format!(
+                    "{} contains non string value",
+                    python_repr(&Value::Object(headers.clone()))
+                ),
+            ));
+        }
+        Some(Value::Object(_)) => {}
+        Some(other) => details.push(detail(
+            &format!("{name}.headers"),
             format!(
                 "\"{}\" is not a mapping type: Does not implement dict-like functionality.",
-                colander_str(&raw)
+                other
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or(other.to_string())
             ),
+        )),
+    }
+    match map.get("body") {
+        None | Some(Value::Object(_)) => {}
+        Some(other) => details.push(detail(
+            &format!("{name}.body"),
+            format!(
+                "\"{}\" is not a mapping type: Does not implement dict-like functionality.",
+                other
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or(other.to_string())
+            ),
+        )),
+    }
+}
+
+fn validate(body: Value, max_requests: usize) -> ApiResult<Vec<SubRequest>> {
+    let Value::Object(mut body) = body else {
+        return Err(ApiError::invalid(
+            Location::Body,
+            Some("requests"),
+            "Required",
         ));
     };
     let mut details = Vec::new();
-    let defaults = root.remove("defaults");
-    let requests = root.remove("requests");
-    if !root.is_empty() {
-        details.push(Detail::new(
-            Location::Body,
-            Some(""),
-            format!(
-                "Unrecognized keys in mapping: \"{}\"",
-                body::python_repr(&Value::Object(root))
-            ),
-        ));
-    }
-    let defaults = match defaults {
-        None => None,
-        Some(value) => {
-            check_request("defaults", &value, false, &mut details);
-            value.as_object().cloned()
+    let defaults = match body.remove("defaults") {
+        None => Map::new(),
+        Some(Value::Object(d)) => d,
+        Some(_) => {
+            details.push(detail("defaults", "Invalid defaults"));
+            Map::new()
         }
     };
-    let mut parsed = Vec::new();
-    match requests {
-        None => details.push(Detail::new(Location::Body, Some("requests"), "Required")),
-        Some(Value::Array(items)) => {
-            for (i, item) in items.into_iter().enumerate() {
-                let mut item = item;
-                if let (Some(defaults), Value::Object(map)) = (&defaults, &mut item) {
-                    merge_defaults(map, defaults);
-                }
-                if let Some(request) =
-                    check_request(&format!("requests.{i}"), &item, true, &mut details)
-                {
-                    parsed.push(request);
-                }
-            }
+    check_shape("defaults", &defaults, &mut details);
+    let requests = match body.remove("requests") {
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                Location::Body,
+                Some("requests"),
+                "Invalid requests",
+            ))
         }
-        Some(other) => details.push(Detail::new(
-            Location::Body,
-            Some("requests"),
-            format!("\"{}\" is not iterable", colander_str(&other)),
-        )),
-    }
-    if !details.is_empty() {
-        return Err(ApiError::Invalid {
-            status: 400,
-            details,
-        });
-    }
-    if max_requests > 0 && parsed.len() > max_requests {
+        None => {
+            return Err(ApiError::invalid(
+                Location::Body,
+                Some("requests"),
+                "Required",
+            ))
+        }
+    };
+    if requests.len() > max_requests {
         return Err(ApiError::invalid(
             Location::Body,
             Some("requests"),
             format!("Number of requests is limited to {max_requests}"),
         ));
     }
-    if parsed.iter().any(|r| r.path.contains("/batch")) {
-        return Err(ApiError::invalid(
-            Location::Body,
-            Some("requests"),
-            "Recursive call on /batch endpoint is forbidden.",
-        ));
+    let mut subs = Vec::new();
+    for (i, item) in requests.into_iter().enumerate() {
+        let name = format!("requests.{i}");
+        let Value::Object(mut map) = item else {
+            details.push(detail(&name, "Does not implement dict-like functionality."));
+            continue;
+        };
+        check_shape(&name, &map, &mut details);
+        merge_defaults(&mut map, &defaults);
+        let Some(path) = map.get("path").and_then(Value::as_str).map(str::to_string) else {
+            details.push(detail(&format!("{name}.path"), "Required"));
+            continue;
+        };
+        if path.contains("/batch") {
+            details.push(detail(
+                "requests",
+                "Recursive call on /batch endpoint is forbidden.",
+            ));
+            continue;
+        }
+        subs.push(SubRequest {
+            method: map
+                .get("method")
+                .and_then(Value::as_str)
+                .unwrap_or("GET")
+                .to_ascii_uppercase(),
+            path,
+            headers: match map.get("headers") {
+                Some(Value::Object(h)) => h.clone(),
+                _ => Map::new(),
+            },
+            body: map.get("body").cloned(),
+        });
     }
-    Ok(parsed)
+    if !details.is_empty() {
+        return Err(invalid_sorted(400, details));
+    }
+    Ok(subs)
 }
 
-/// Kinto's `build_request`: the batch's headers overridden by the sub-request's, without
-/// `Content-Length`; a body is sent as JSON.
-fn build_request(parent: &Request, sub: &SubRequest) -> Request {
-    let path = if sub.path.starts_with("/v1") {
-        sub.path.clone()
-    } else {
-        format!("/v1{}", sub.path)
-    };
-    let mut headers: Vec<(String, String)> = parent
+/// The request a sub-request becomes: the batch's headers overridden by its own.
+fn build(batch: &Request, sub: &SubRequest) -> Request {
+    let mut headers: Vec<(String, String)> = batch
         .headers
         .iter()
         .filter(|(n, _)| {
-            !n.eq_ignore_ascii_case("Content-Length")
-                && !sub.headers.iter().any(|(s, _)| s.eq_ignore_ascii_case(n))
+            !n.eq_ignore_ascii_case("Content-Length") && !n.eq_ignore_ascii_case("Content-Type")
         })
+        .filter(|(n, _)| !sub.headers.keys().any(|k| k.eq_ignore_ascii_case(n)))
         .cloned()
         .collect();
-    headers.extend(sub.headers.iter().cloned());
+    for (name, value) in &sub.headers {
+        if !name.eq_ignore_ascii_case("Content-Length") {
+            headers.push((name.clone(), value.as_str().unwrap_or_default().to_string()));
+        }
+    }
     let body = match &sub.body {
-        Some(body) if !body.is_empty() => {
-            headers.retain(|(n, _)| !n.eq_ignore_ascii_case("Content-Type"));
-            headers.push((
-                "Content-Type".into(),
-                "application/json; charset=utf-8".into(),
-            ));
+        Some(body) => {
+            if !headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("Content-Type"))
+            {
+                headers.push((
+                    "Content-Type".into(),
+                    "application/json; charset=utf-8".into(),
+                ));
+            }
             serde_json::to_vec(body).unwrap_or_default()
         }
-        _ => Vec::new(),
+        None => Vec::new(),
     };
-    headers.retain(|(n, _)| !n.eq_ignore_ascii_case("Content-Length"));
+    let target =
+        if sub.path == "/v1" || sub.path.starts_with("/v1/") || sub.path.starts_with("/v1?") {
+            sub.path.clone()
+        } else {
+            format!("/v1{}", sub.path)
+        };
     Request {
         method: sub.method.clone(),
-        target: path,
-        version: parent.version,
+        target,
+        version: batch.version,
         headers,
         body,
-        remote_addr: parent.remote_addr.clone(),
-        scheme: parent.scheme,
+        remote_addr: batch.remote_addr.clone(),
+        scheme: batch.scheme,
     }
 }
 
-/// What is resolved once per batch: users per `Authorization` value, principals per user.
-#[derive(Default)]
-struct Shared {
-    users: HashMap<Option<String>, Option<User>>,
-    principals: HashMap<String, BTreeSet<String>>,
+/// The `path` reported for a sub-response: decoded, without query string.
+fn reported_path(request: &Request) -> String {
+    let path = request.path();
+    decode_segment(path).unwrap_or_else(|| path.to_string())
 }
 
-/// `POST /v1/batch`.
-pub fn handle(app: &App, request: &Request) -> ApiResult<Response> {
-    if !http::accepts_json(request.header("Accept")) {
-        return Err(http::not_acceptable());
+/// The path and query of a 307's `Location`, if the response is a redirect.
+fn local_redirect(response: &Response) -> Option<String> {
+    if response.status != 307 {
+        return None;
     }
-    body::mode(request.header("Content-Type"), false)?;
-    let raw = body::parse_json(&request.body)?;
-    let subs = parse_payload(raw, app.cfg.settings.batch_max_requests)?;
-    let mut out = Vec::with_capacity(64 + subs.len() * 512);
-    out.extend_from_slice(b"{\"responses\":[");
-    if subs.is_empty() {
-        out.extend_from_slice(b"]}");
-        return Ok(json_bytes(out));
-    }
-    let mut shared = Shared::default();
-    let mut tx = app.backend.begin()?;
-    for (i, sub) in subs.iter().enumerate() {
-        let sub_request = build_request(request, sub);
-        let (response, final_request) = match run(app, &sub_request, &mut *tx, &mut shared) {
-            Ok(answer) => answer,
-            Err(e) => {
-                if let Err(rollback) = tx.rollback() {
-                    log::error!("batch rollback failed: {rollback:?}");
-                }
-                return Err(e);
-            }
-        };
-        if response.status == 409 {
-            // The reference aborts the transaction so far, and goes on in a new one.
-            if let Err(rollback) = tx.rollback() {
-                log::error!("batch rollback failed: {rollback:?}");
-            }
-            tx = app.backend.begin()?;
-        }
-        if i > 0 {
-            out.push(b',');
-        }
-        let final_request = final_request.as_ref().unwrap_or(&sub_request);
-        write_response(&mut out, final_request, &response);
-    }
-    tx.commit()?;
-    out.extend_from_slice(b"]}");
-    Ok(json_bytes(out))
-}
-
-fn json_bytes(body: Vec<u8>) -> Response {
-    let mut response = Response::new(200);
-    response
-        .headers
-        .push(("Content-Type".into(), "application/json".into()));
-    response.body = body;
-    response
-}
-
-/// Kinto's `build_response`: `{"path", "status", "headers", "body"}`; the body is embedded
-/// as JSON (not re-parsed: our JSON bodies are valid), `""` for HEAD, text otherwise.
-fn write_response(out: &mut Vec<u8>, request: &Request, response: &Response) {
-    let path = decode_segment(request.path()).unwrap_or_else(|| request.path().to_string());
-    out.extend_from_slice(b"{\"path\":");
-    out.extend_from_slice(&serde_json::to_vec(&path).unwrap_or_default());
-    out.extend_from_slice(format!(",\"status\":{},\"headers\":", response.status).as_bytes());
-    let mut headers = Map::new();
-    for (name, value) in &response.headers {
-        headers.insert(name.clone(), Value::String(value.clone()));
-    }
-    headers.insert(
-        "Content-Length".into(),
-        Value::String(response.body.len().to_string()),
-    );
-    out.extend_from_slice(&serde_json::to_vec(&headers).unwrap_or_default());
-    out.extend_from_slice(b",\"body\":");
-    let is_json = response
+    let location = response
         .headers
         .iter()
-        .any(|(n, v)| n.eq_ignore_ascii_case("Content-Type") && v.starts_with("application/json"));
-    if request.method.eq_ignore_ascii_case("HEAD") || response.body.is_empty() {
-        out.extend_from_slice(b"\"\"");
-    } else if is_json {
-        out.extend_from_slice(&response.body);
-    } else {
-        let text = String::from_utf8_lossy(&response.body);
-        out.extend_from_slice(&serde_json::to_vec(&text).unwrap_or_default());
-    }
-    out.push(b'}');
+        .find(|(n, _)| n == "Location")
+        .map(|(_, v)| v.as_str())?;
+    let (_, rest) = location.split_once("://")?;
+    rest.find('/').map(|i| rest[i..].to_string())
 }
 
-/// Answers one sub-request inside the batch's transaction, following one redirect. Returns the
-/// response and the followed request, if any. Errors are returned only when they must fail the
-/// whole batch (5xx).
-fn run(
+/// Runs the batch in `tx`.
+pub fn run(
     app: &App,
     request: &Request,
     tx: &mut dyn Transaction,
-    shared: &mut Shared,
-) -> ApiResult<(Response, Option<Request>)> {
-    let routing = app.cfg.routing;
-    let first = route::route(request.path(), request.query(), routing);
-    if let Ok(Route::Redirect { location, .. }) = &first {
-        let mut followed = request.clone();
-        followed.target = location.clone();
-        let response = answer(app, &followed, tx, shared)?;
-        return Ok((response, Some(followed)));
-    }
-    Ok((answer(app, request, tx, shared)?, None))
-}
-
-/// One sub-request's response, with the headers of every response; 5xx errors propagate.
-fn answer(
-    app: &App,
-    request: &Request,
-    tx: &mut dyn Transaction,
-    shared: &mut Shared,
+    carry: &mut Carry,
 ) -> ApiResult<Response> {
-    let mut exposed = Exposed::Base;
-    let mut alert = None;
-    let result = dispatch(app, request, tx, shared, &mut exposed, &mut alert);
-    let mut response = match result {
-        Ok(response) => response,
-        Err(e) if e.status() >= 500 => return Err(e),
-        Err(e) => e.into_response(&app.cfg.errors),
-    };
-    app.finish(request, &mut response, exposed, alert);
-    Ok(response)
-}
-
-fn dispatch(
-    app: &App,
-    request: &Request,
-    tx: &mut dyn Transaction,
-    shared: &mut Shared,
-    exposed: &mut Exposed,
-    alert: &mut Option<String>,
-) -> ApiResult<Response> {
-    let route = route::route(request.path(), request.query(), app.cfg.routing)?;
-    let method = request.method.to_ascii_uppercase();
-    *exposed = match (&route, method.as_str()) {
-        (Route::Plural(_), "GET") => Exposed::PluralGet,
-        (Route::Plural(_), "HEAD") => Exposed::PluralHead,
-        (Route::Object(_), "GET" | "HEAD") => Exposed::Object,
-        (Route::Plugin(p), "GET" | "HEAD") => plugins::exposed(p, &method),
-        _ => Exposed::Base,
-    };
-    if !plugins::is_transactional(&route) {
-        if route == Route::Flush {
-            return Err(ApiError::BadRequest(
-                "__flush__ cannot run inside a batch.".into(),
-            ));
-        }
-        let mut inner = Exposed::Base;
-        let (response, sub_alert) = app.dispatch(request, &mut inner)?;
-        *alert = sub_alert;
-        return Ok(response);
-    }
-    if app.cfg.settings.readonly && !matches!(method.as_str(), "GET" | "HEAD") {
-        return Err(ApiError::MethodNotAllowed { allow: None });
-    }
-    let authorization = request.header("Authorization").map(str::to_string);
-    let user = shared
-        .users
-        .entry(authorization)
-        .or_insert_with_key(|a| app.authenticate(a.as_deref()))
-        .clone();
-    let principals = user
-        .as_ref()
-        .and_then(|u| shared.principals.get(&u.id).cloned());
-    let mut ctx = Ctx {
-        cfg: &app.cfg,
-        request,
-        query: parse_query(request.query())?,
-        user,
-        cache: &*app.cache,
-        principals,
-        alert: None,
-    };
-    let result = app.in_tx(&mut ctx, tx, &route);
-    if let (Some(user), Some(principals)) = (&ctx.user, ctx.principals.take()) {
-        shared
-            .principals
-            .entry(user.id.clone())
-            .or_insert(principals);
-    }
-    *alert = ctx.alert.take();
-    result
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn defaults_are_merged_key_by_key() {
-        let subs = parse_payload(
-            json!({"defaults": {"method": "PUT", "headers": {"A": "1", "B": "2"}, "body": {"data": {"x": 1}}},
-                   "requests": [{"path": "/a", "headers": {"B": "3"}, "body": {"data": {"y": 2}}},
-                                {"method": "GET", "path": "/b"}]}),
-            25,
-        )
-        .unwrap();
-        assert_eq!(subs[0].method, "PUT");
-        assert_eq!(subs[1].method, "GET");
-        let mut headers = subs[0].headers.clone();
-        headers.sort();
-        assert_eq!(
-            headers,
-            vec![("A".into(), "1".into()), ("B".into(), "3".into())]
-        );
-        assert_eq!(
-            Value::Object(subs[0].body.clone().unwrap()),
-            json!({"data": {"y": 2, "x": 1}})
-        );
-    }
-
-    #[test]
-    fn validation_messages() {
-        let err = |v: Value| match parse_payload(v, 25) {
-            Err(ApiError::Invalid { details, .. }) => {
-                let d = &details[0];
-                (d.name.clone().unwrap_or_default(), d.description.clone())
+    let subs = validate(
+        parse_json(&request.body)?,
+        app.cfg.settings.batch_max_requests,
+    )?;
+    let mut responses = Vec::with_capacity(subs.len());
+    for sub in &subs {
+        let mut sub_request = build(request, sub);
+        let mut response = app.serve_sub(&sub_request, tx, carry)?;
+        // Trailing-slash redirects are followed once.
+        if let Some(target) = local_redirect(&response) {
+            if target != sub_request.target {
+                sub_request.target = target;
+                response = app.serve_sub(&sub_request, tx, carry)?;
             }
-            other => panic!("{other:?}"),
+        }
+        let headers: Map<String, Value> = response
+            .headers
+            .iter()
+            .map(|(n, v)| (n.clone(), Value::String(v.clone())))
+            .collect();
+        let body = if sub_request.method == "HEAD" {
+            Value::String(String::new())
+        } else {
+            serde_json::from_slice(&response.body).unwrap_or_else(|_| {
+                Value::String(String::from_utf8_lossy(&response.body).into_owned())
+            })
         };
-        assert_eq!(err(json!({})), ("requests".into(), "Required".into()));
-        assert_eq!(
-            err(json!({"requests": [{"path": "buckets"}]})),
-            (
-                "requests.0.path".into(),
-                "String does not match expected pattern".into()
-            )
-        );
-        assert_eq!(
-            err(json!({"requests": [{"path": "/a", "foo": 1}]})),
-            (
-                "requests.0".into(),
-                "Unrecognized keys in mapping: \"{'foo': 1}\"".into()
-            )
-        );
-        assert_eq!(
-            err(json!({"requests": [{"path": "/a", "method": "get"}]})).1,
-            "\"get\" is not one of GET, HEAD, DELETE, TRACE, POST, PUT, PATCH"
-        );
-        assert_eq!(
-            err(json!({"requests": [{"path": "/a", "headers": {"X": 1}}]})).1,
-            "{'X': 1} contains non string value"
-        );
-        let many: Vec<Value> = (0..26).map(|_| json!({"path": "/a"})).collect();
-        assert_eq!(
-            err(json!({ "requests": many })).1,
-            "Number of requests is limited to 25"
-        );
-        assert_eq!(
-            err(json!({"requests": [{"path": "/buckets/batchy"}]})).1,
-            "Recursive call on /batch endpoint is forbidden."
-        );
+        responses.push(json!({
+            "status": response.status,
+            "path": reported_path(&sub_request),
+            "headers": headers,
+            "body": body,
+        }));
     }
+    Ok(json(200, &json!({ "responses": responses })))
 }

@@ -1,27 +1,21 @@
-//! The personal bucket `default` (section 7.1): `/buckets/default…` is the caller's own bucket,
-//! whose id is derived from the user id with `default_bucket_hmac_secret`. The bucket (and the
-//! collection named in the path) are created on first use, in the request's transaction (so
-//! also inside a batch), then the request runs as if sent to the real bucket.
+//! The personal bucket plugin (`kinto.plugins.default_bucket`, section 7.1): `/buckets/default…`
+//! is served as `/buckets/<uuid>…`, the uuid derived from the user id, after creating the bucket
+//! (and the collection named in the path) when missing.
 
-use super::history::{self, Change};
-use super::route::{self, Route};
-use super::{App, Ctx};
+use super::route::{valid_id, Target};
+use super::Ctx;
 use crate::auth::hmac_hex;
 use crate::authz::Kind;
 use crate::error::{ApiError, ApiResult, Location};
 use crate::permission::ObjectPermissions;
-use crate::settings::Settings;
-use crate::storage::{ListRef, Transaction};
-use serde_json::{json, Map, Value};
-use worker::{Request, Response};
+use crate::storage::{ListRef, Object, Transaction};
+use serde_json::Value;
+use worker::Request;
 
-/// The personal bucket id of a user: the first 32 hex digits of HMAC-SHA256 keyed with
-/// `default_bucket_hmac_secret` over the user id, as a UUID (8-4-4-4-12).
-pub fn bucket_id(settings: &Settings, user_id: &str) -> String {
-    let digest = hmac_hex(
-        settings.default_bucket_hmac_secret.as_bytes(),
-        user_id.as_bytes(),
-    );
+/// The personal bucket id: the first 32 hex digits of HMAC-SHA256(`secret`, user id), as a
+/// UUID-shaped string (no version bits changed).
+pub fn bucket_id(secret: &str, user_id: &str) -> String {
+    let digest = hmac_hex(secret.as_bytes(), user_id.as_bytes());
     format!(
         "{}-{}-{}-{}-{}",
         &digest[0..8],
@@ -32,164 +26,118 @@ pub fn bucket_id(settings: &Settings, user_id: &str) -> String {
     )
 }
 
-/// Creates an object with the writer as owner unless it exists; records the creation.
-fn ensure(
-    ctx: &Ctx,
-    tx: &mut dyn Transaction,
-    kind: Kind,
-    bucket: &str,
-    id: &str,
-) -> ApiResult<()> {
-    let parent_id = match kind {
-        Kind::Bucket => String::new(),
-        _ => format!("/buckets/{bucket}"),
-    };
-    let list = ListRef {
-        resource_name: kind.name(),
-        parent_id: &parent_id,
-    };
-    if tx.get(list, id)?.is_some() {
-        return Ok(());
+/// True when the target addresses the personal bucket or something under it.
+pub fn addresses_default(target: &Target) -> bool {
+    match target.kind {
+        Kind::Bucket => target.id.as_deref() == Some("default"),
+        _ => target.bucket == "default",
     }
-    let mut object = Map::new();
-    object.insert("id".into(), json!(id));
-    let created = match tx.create(list, object)? {
-        Ok(created) => created,
-        // Created meanwhile (concurrent first use): nothing to record.
-        Err(_) => return Ok(()),
-    };
-    if ctx.cfg.settings.explicit_permissions {
-        let uri = match kind {
-            Kind::Bucket => format!("/buckets/{id}"),
-            _ => format!("/buckets/{bucket}/{}/{id}", kind.plural()),
-        };
-        let owner = ObjectPermissions::from([("write".to_string(), [ctx.writer()].into())]);
-        tx.replace_object_permissions(&uri, &owner)?;
-    }
-    history::record(
-        ctx,
-        tx,
-        vec![Change {
-            action: "create",
-            kind,
-            bucket: bucket.to_string(),
-            collection: None,
-            object: created,
-        }],
-    )
 }
 
-/// Answers a request under `/buckets/default` (`rest` is the raw path after it).
-pub fn handle(
-    app: &App,
-    ctx: &mut Ctx,
-    tx: &mut dyn Transaction,
-    rest: &str,
-) -> ApiResult<Response> {
-    let Some(user) = ctx.user.clone() else {
-        return Err(ctx.deny());
+/// The target and request with `default` replaced by the personal bucket id (in the path and
+/// in a body `data.id`).
+pub fn rewrite(request: &Request, target: &Target, bucket: &str) -> (Request, Target) {
+    let mut target = target.clone();
+    match target.kind {
+        Kind::Bucket => target.id = Some(bucket.to_string()),
+        _ => target.bucket = bucket.to_string(),
+    }
+    let mut rewritten = request.clone();
+    let path = request.path();
+    let new_path = path.replacen("/buckets/default", &format!("/buckets/{bucket}"), 1);
+    rewritten.target = match request.query() {
+        Some(q) => format!("{new_path}?{q}"),
+        None => new_path,
     };
-    if ctx.cfg.settings.readonly {
-        return Err(ApiError::MethodNotAllowed { allow: None });
+    if let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(&request.body) {
+        let id = body
+            .get("data")
+            .and_then(|d| d.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if let (Some(id), Some(Value::Object(data))) = (id, body.get_mut("data")) {
+            if id.contains("default") {
+                data.insert("id".into(), Value::String(id.replace("default", bucket)));
+                rewritten.body = serde_json::to_vec(&Value::Object(body)).unwrap_or_default();
+            }
+        }
     }
-    let method = ctx.request.method.to_ascii_uppercase();
-    let bucket = bucket_id(&ctx.cfg.settings, &user.id);
-    if !(method == "PUT" && rest.is_empty()) {
-        ensure(ctx, tx, Kind::Bucket, &bucket, &bucket)?;
+    (rewritten, target)
+}
+
+/// Creates the bucket (and the collection of the path) when missing, owned by the caller,
+/// except the very object a PUT is about to create.
+pub fn ensure(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResult<()> {
+    let put = ctx.request.method.eq_ignore_ascii_case("PUT");
+    let bucket = match target.kind {
+        Kind::Bucket => target.id.clone().unwrap_or_default(),
+        _ => target.bucket.clone(),
+    };
+    let bucket_list = ListRef {
+        resource_name: "bucket",
+        parent_id: "",
+    };
+    let bucket_is_put = put && target.kind == Kind::Bucket;
+    if !bucket_is_put {
+        create_missing(ctx, tx, bucket_list, &bucket, &format!("/buckets/{bucket}"))?;
     }
-    let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
-    if let ["", "collections", raw_cid, ..] = parts.as_slice() {
-        let cid = super::http::decode_segment(raw_cid).unwrap_or_default();
-        if !route::valid_id(&cid) {
+    let collection = match (target.kind, &target.id) {
+        (Kind::Record, _) => Some((target.collection.clone(), false)),
+        (Kind::Collection, Some(id)) => Some((id.clone(), put)),
+        _ => None,
+    };
+    if let Some((cid, is_put)) = collection {
+        if !valid_id(&cid) {
             return Err(ApiError::invalid(
                 Location::Path,
                 None,
                 "Invalid collection id",
             ));
         }
-        let collection_put = method == "PUT" && parts.len() == 3;
-        if !collection_put {
-            ensure(ctx, tx, Kind::Collection, &bucket, &cid)?;
+        if !is_put {
+            let parent = format!("/buckets/{bucket}");
+            let list = ListRef {
+                resource_name: "collection",
+                parent_id: &parent,
+            };
+            create_missing(ctx, tx, list, &cid, &format!("{parent}/collections/{cid}"))?;
         }
     }
-    let path = ctx
-        .request
-        .path()
-        .replacen("/buckets/default", &format!("/buckets/{bucket}"), 1);
-    let target = match ctx.request.query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path.clone(),
-    };
-    let body = rewrite_body(&ctx.request.body, &bucket);
-    let mut headers = ctx.request.headers.clone();
-    if body.is_some() {
-        headers.retain(|(n, _)| !n.eq_ignore_ascii_case("Content-Type"));
-        headers.push((
-            "Content-Type".into(),
-            "application/json; charset=utf-8".into(),
-        ));
-    }
-    let rewritten = Request {
-        method: ctx.request.method.clone(),
-        target,
-        version: ctx.request.version,
-        headers,
-        body: body.unwrap_or_else(|| ctx.request.body.clone()),
-        remote_addr: ctx.request.remote_addr.clone(),
-        scheme: ctx.request.scheme,
-    };
-    let found = route::route(rewritten.path(), rewritten.query(), ctx.cfg.routing)?;
-    let mut inner = Ctx {
-        cfg: ctx.cfg,
-        request: &rewritten,
-        query: super::http::parse_query(rewritten.query())?,
-        user: ctx.user.clone(),
-        cache: ctx.cache,
-        principals: ctx.principals.clone(),
-        alert: None,
-    };
-    let response = match &found {
-        Route::Redirect { location, kind } => Ok(app.redirect(&rewritten, location, *kind)),
-        Route::NotFound => Err(ApiError::UnknownUrl),
-        r if super::plugins::is_transactional(r) => app.in_tx(&mut inner, tx, r),
-        _ => Err(ApiError::UnknownUrl),
-    };
-    ctx.alert = inner.alert.take();
-    response
+    Ok(())
 }
 
-/// The body sent on: `data.id` with `default` replaced by the bucket id; an empty body becomes
-/// `{"data": {}}`. `None` keeps the original bytes.
-fn rewrite_body(raw: &[u8], bucket: &str) -> Option<Vec<u8>> {
-    if raw.iter().all(u8::is_ascii_whitespace) {
-        return Some(br#"{"data": {}}"#.to_vec());
+fn create_missing(
+    ctx: &Ctx,
+    tx: &mut dyn Transaction,
+    list: ListRef,
+    id: &str,
+    uri: &str,
+) -> ApiResult<()> {
+    if tx.get(list, id)?.is_some() {
+        return Ok(());
     }
-    let mut body: Value = serde_json::from_slice(raw).ok()?;
-    let id = body
-        .get("data")?
-        .get("id")?
-        .as_str()?
-        .replace("default", bucket);
-    body.get_mut("data")?
-        .as_object_mut()?
-        .insert("id".into(), Value::String(id));
-    serde_json::to_vec(&body).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn body_rewrite() {
-        let out = rewrite_body(br#"{"data":{"id":"default","a":1}}"#, "uuid").unwrap();
-        let v: Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v["data"]["id"], "uuid");
-        assert_eq!(v["data"]["a"], 1);
-        assert!(rewrite_body(br#"{"data":{"a":1}}"#, "uuid").is_none());
-        assert_eq!(
-            rewrite_body(b"", "uuid").unwrap(),
-            br#"{"data": {}}"#.to_vec()
-        );
+    let mut object = Object::new();
+    object.insert("id".into(), Value::String(id.to_string()));
+    if let Ok(created) = tx.create(list, object)? {
+        let mut permissions = ObjectPermissions::new();
+        permissions.insert("write".into(), [ctx.writer()].into());
+        tx.replace_object_permissions(uri, &permissions)?;
+        // Recorded in the history like any creation (history plugin).
+        let (kind, bucket) = match list.resource_name {
+            "bucket" => (Kind::Bucket, id.to_string()),
+            _ => (
+                Kind::Collection,
+                list.parent_id.trim_start_matches("/buckets/").to_string(),
+            ),
+        };
+        let change = super::history::Change {
+            action: "create",
+            kind,
+            bucket,
+            collection: None,
+            object: created,
+        };
+        super::history::record(ctx, tx, vec![change])?;
     }
+    Ok(())
 }

@@ -39,10 +39,6 @@ pub struct Config {
     pub auth: Authenticator,
     pub grants: SettingsGrants,
     pub routing: RoutingSettings,
-    /// The enabled plugins (`includes`).
-    pub plugins: plugins::Plugins,
-    /// Account verification (accounts plugin), built once.
-    pub accounts: crate::accounts::AccountSettings,
     pub cors: Cors,
     pub eos: Option<signals::EndOfService>,
     /// `{plural,object}_<resource>_<method>_enabled = false` settings, as `plural_bucket_delete`.
@@ -51,6 +47,12 @@ pub struct Config {
     pub cache_expires: BTreeMap<String, i64>,
     /// The `config` object of the root view (hash of the ini file), computed once.
     pub hello_config: serde_json::Value,
+    /// The personal bucket plugin (`kinto.plugins.default_bucket`).
+    pub default_bucket: bool,
+    /// The other plugins enabled by `includes` (accounts, history, permissions endpoint).
+    pub plugins: plugins::Plugins,
+    /// Account verification (accounts policy), parsed once.
+    pub accounts: crate::accounts::AccountSettings,
     /// The `/__version__` file, read once.
     pub version_file: Option<serde_json::Value>,
 }
@@ -103,11 +105,30 @@ impl Config {
             ),
             disabled_methods,
             cache_expires,
+            default_bucket: settings
+                .includes
+                .iter()
+                .any(|i| i == "kinto.plugins.default_bucket"),
             hello_config: utility::config_summary(&settings),
             version_file: utility::read_version_file(&settings.version_json_path),
             settings,
         }
     }
+}
+
+/// A cache write (`key`, `value`, `ttl`) to run once the storage transaction is committed.
+pub type CacheWrite = (String, serde_json::Value, Option<f64>);
+
+/// What one request hands to the next sub-request of a batch, and to the end of the batch.
+#[derive(Debug, Default)]
+pub struct Carry {
+    /// The principals of the last caller: `(user id, principals)`.
+    principals: Option<(Option<String>, BTreeSet<String>)>,
+    /// Cache writes deferred until the commit (SQLite would block them during the transaction).
+    cache_writes: Vec<CacheWrite>,
+    /// The last caller authenticated: `(Authorization header, user)`, so that a batch
+    /// authenticates once.
+    user: Option<(Option<String>, Option<User>)>,
 }
 
 /// Per-request state shared by the handlers.
@@ -122,6 +143,8 @@ pub struct Ctx<'a> {
     principals: Option<BTreeSet<String>>,
     /// An `Alert` to send (deprecated `_to`), set by handlers.
     pub alert: Option<String>,
+    /// Cache writes to run after the commit.
+    pub cache_writes: Vec<CacheWrite>,
 }
 
 impl<'a> Ctx<'a> {
@@ -166,6 +189,24 @@ impl<'a> Ctx<'a> {
         Ok(principals)
     }
 
+    /// Reuses the principals of a previous sub-request of the same caller.
+    pub fn seed_principals(&mut self, carry: &Carry) {
+        if let Some((user, principals)) = &carry.principals {
+            if *user == self.user.as_ref().map(|u| u.id.clone()) {
+                self.principals = Some(principals.clone());
+            }
+        }
+    }
+
+    /// Hands the principals looked up by this request to the next sub-request, and the
+    /// pending cache writes to whoever commits.
+    pub fn carry_over(&mut self, carry: &mut Carry) {
+        if let Some(principals) = &self.principals {
+            carry.principals = Some((self.user.as_ref().map(|u| u.id.clone()), principals.clone()));
+        }
+        carry.cache_writes.append(&mut self.cache_writes);
+    }
+
     /// 401 for anonymous callers, 403 for authenticated ones.
     pub fn deny(&self) -> ApiError {
         match self.user {
@@ -179,7 +220,7 @@ impl<'a> Ctx<'a> {
 
 /// The application handed to the HTTP worker.
 pub struct App {
-    cfg: Config,
+    pub(crate) cfg: Config,
     backend: Arc<dyn Backend>,
     cache: Arc<dyn Cache>,
 }
@@ -230,7 +271,7 @@ impl App {
             (Route::Plural(_), "GET") => Exposed::PluralGet,
             (Route::Plural(_), "HEAD") => Exposed::PluralHead,
             (Route::Object(_), "GET" | "HEAD") => Exposed::Object,
-            (Route::Plugin(p), "GET" | "HEAD") => plugins::exposed(p, &method),
+            (Route::Plugin(p), _) => plugins::exposed(p, &method),
             _ => Exposed::Base,
         };
         if method == "OPTIONS" {
@@ -241,6 +282,20 @@ impl App {
         if self.cfg.settings.readonly && !readonly_exempt {
             return Err(ApiError::MethodNotAllowed { allow: None });
         }
+        self.serve(request, route, None, &mut Carry::default())
+    }
+
+    /// Answers a routed request. `shared` is the transaction of the enclosing batch, if any
+    /// (otherwise each storage access runs in its own transaction); `memo` carries the
+    /// caller's principals from one sub-request to the next.
+    fn serve(
+        &self,
+        request: &Request,
+        route: Route,
+        shared: Option<&mut dyn Transaction>,
+        carry: &mut Carry,
+    ) -> ApiResult<(Response, Option<String>)> {
+        let method = request.method.to_ascii_uppercase();
         let utility_methods = |allowed: &[&str]| -> ApiResult<()> {
             if allowed.contains(&method.as_str()) {
                 Ok(())
@@ -285,37 +340,175 @@ impl App {
                 self.cache.flush()?;
                 Ok((http::json(202, &serde_json::json!({})), None))
             }
+            Route::Batch => {
+                utility_methods(&["POST"])?;
+                if shared.is_some() {
+                    // Validation forbids it; never nest transactions.
+                    return Err(ApiError::UnknownUrl);
+                }
+                let mut batch_carry = Carry::default();
+                let response =
+                    self.in_transaction(|tx| batch::run(self, request, tx, &mut batch_carry))?;
+                self.write_cache(&mut batch_carry)?;
+                Ok((response, None))
+            }
             Route::Root => {
                 utility_methods(&["GET", "HEAD"])?;
-                let mut ctx = self.new_ctx(request)?;
-                let response = if ctx.user.is_some() {
-                    self.in_transaction(|tx| self.in_tx(&mut ctx, tx, &route))?
-                } else {
-                    utility::hello(&mut ctx, None)?
+                let mut ctx = self.new_ctx_carried(request, carry)?;
+                let response = match (ctx.user.is_some(), shared) {
+                    (false, _) => utility::hello(&mut ctx, None)?,
+                    (true, Some(tx)) => utility::hello(&mut ctx, Some(tx))?,
+                    (true, None) => self.in_transaction(|tx| utility::hello(&mut ctx, Some(tx)))?,
                 };
                 Ok((response, None))
             }
-            Route::Plugin(plugins::PluginRoute::Batch) => {
-                plugins::check_method(&self.cfg, &plugins::PluginRoute::Batch, &method)?;
-                batch::handle(self, request).map(|r| (r, None))
+            Route::Plural(target) | Route::Object(target) => {
+                if self.cfg.default_bucket && default_bucket::addresses_default(&target) {
+                    if self.cfg.settings.readonly {
+                        return Err(ApiError::MethodNotAllowed { allow: None });
+                    }
+                    let user = self.authenticate_carried(request, carry).ok_or_else(|| {
+                        ApiError::Unauthorized {
+                            challenges: self.cfg.auth.challenges(),
+                        }
+                    })?;
+                    let secret = &self.cfg.settings.default_bucket_hmac_secret;
+                    let bucket = default_bucket::bucket_id(secret, &user.id);
+                    let (rewritten, target) = default_bucket::rewrite(request, &target, &bucket);
+                    return self.serve_resource(&rewritten, &target, shared, carry, true);
+                }
+                self.serve_resource(request, &target, shared, carry, false)
             }
-            Route::Plural(_) | Route::Object(_) | Route::Plugin(_) => {
-                let mut ctx = self.new_ctx(request)?;
-                let response = self.in_transaction(|tx| self.in_tx(&mut ctx, tx, &route))?;
-                Ok((response, ctx.alert))
-            }
+            Route::Plugin(plugin) => self.serve_plugin(request, &plugin, shared, carry),
         }
     }
 
+    /// A plugin endpoint (accounts, history, permissions), like [`App::serve_resource`].
+    fn serve_plugin(
+        &self,
+        request: &Request,
+        plugin: &plugins::PluginRoute,
+        shared: Option<&mut dyn Transaction>,
+        carry: &mut Carry,
+    ) -> ApiResult<(Response, Option<String>)> {
+        let mut ctx = self.new_ctx_carried(request, carry)?;
+        ctx.seed_principals(carry);
+        let fresh = shared.is_none();
+        let response = match shared {
+            Some(tx) => plugins::handle(&mut ctx, tx, plugin),
+            None => self.in_transaction(|tx| plugins::handle(&mut ctx, tx, plugin)),
+        };
+        ctx.carry_over(carry);
+        if fresh && response.is_ok() {
+            self.write_cache(carry)?;
+        }
+        Ok((response?, ctx.alert))
+    }
+
+    /// The request's user, reusing the previous sub-request's when the `Authorization`
+    /// header is the same (a batch authenticates once).
+    fn authenticate_carried(&self, request: &Request, carry: &mut Carry) -> Option<User> {
+        let authorization = request.header("Authorization");
+        if let Some((previous, user)) = &carry.user {
+            if previous.as_deref() == authorization {
+                return user.clone();
+            }
+        }
+        let user = self.authenticate(authorization);
+        carry.user = Some((authorization.map(str::to_string), user.clone()));
+        user
+    }
+
+    /// [`App::new_ctx`] with the user carried from a previous sub-request.
+    fn new_ctx_carried<'a>(
+        &'a self,
+        request: &'a Request,
+        carry: &mut Carry,
+    ) -> ApiResult<Ctx<'a>> {
+        let user = self.authenticate_carried(request, carry);
+        let mut ctx = self.new_ctx_as(request, user)?;
+        ctx.seed_principals(carry);
+        Ok(ctx)
+    }
+
+    /// A resource endpoint; `personal` first creates the personal bucket and collection.
+    fn serve_resource(
+        &self,
+        request: &Request,
+        target: &route::Target,
+        shared: Option<&mut dyn Transaction>,
+        carry: &mut Carry,
+        personal: bool,
+    ) -> ApiResult<(Response, Option<String>)> {
+        let plural = target.id.is_none();
+        let mut ctx = self.new_ctx_carried(request, carry)?;
+        let fresh = shared.is_none();
+        let run = |ctx: &mut Ctx, tx: &mut dyn Transaction| {
+            if personal {
+                default_bucket::ensure(ctx, tx, target)?;
+            }
+            let response = resource::handle(ctx, tx, target, plural)?;
+            let method = ctx.request.method.to_ascii_uppercase();
+            if !matches!(method.as_str(), "GET" | "HEAD") && response.status < 300 {
+                history::after_write(ctx, tx, target, &method, &response)?;
+            }
+            Ok(response)
+        };
+        let response = match shared {
+            Some(tx) => run(&mut ctx, tx),
+            None => self.in_transaction(|tx| run(&mut ctx, tx)),
+        };
+        ctx.carry_over(carry);
+        if fresh && response.is_ok() {
+            self.write_cache(carry)?;
+        }
+        Ok((response?, ctx.alert))
+    }
+
+    /// One sub-request of a batch, inside the batch's transaction: errors become their
+    /// response, except server errors (5xx), which abort the whole batch.
+    fn serve_sub(
+        &self,
+        request: &Request,
+        tx: &mut dyn Transaction,
+        carry: &mut Carry,
+    ) -> ApiResult<Response> {
+        let served = route::route(request.path(), request.query(), self.cfg.routing)
+            .and_then(|route| self.serve(request, route, Some(tx), carry));
+        match served {
+            Ok((mut response, alert)) => {
+                if let Some(alert) = alert {
+                    response.headers.push(("Alert".into(), alert));
+                }
+                Ok(response)
+            }
+            Err(e) if e.status() >= 500 => Err(e),
+            Err(e) => Ok(e.into_response(&self.cfg.errors)),
+        }
+    }
+
+    /// Runs the cache writes of a committed request (or batch).
+    fn write_cache(&self, carry: &mut Carry) -> ApiResult<()> {
+        for (key, value, ttl) in carry.cache_writes.drain(..) {
+            self.cache.set(&key, &value, ttl)?;
+        }
+        Ok(())
+    }
+
     fn new_ctx<'a>(&'a self, request: &'a Request) -> ApiResult<Ctx<'a>> {
+        self.new_ctx_as(request, self.authenticate(request.header("Authorization")))
+    }
+
+    fn new_ctx_as<'a>(&'a self, request: &'a Request, user: Option<User>) -> ApiResult<Ctx<'a>> {
         Ok(Ctx {
             cfg: &self.cfg,
             request,
             query: http::parse_query(request.query())?,
-            user: self.authenticate(request.header("Authorization")),
+            user,
             cache: &*self.cache,
             principals: None,
             alert: None,
+            cache_writes: Vec::new(),
         })
     }
 
@@ -352,6 +545,7 @@ impl App {
             cache: &*self.cache,
             principals: None,
             alert: None,
+            cache_writes: Vec::new(),
         }
         .base_url();
         let ttl = match kind {

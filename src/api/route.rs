@@ -87,6 +87,7 @@ pub enum Route {
     OpenApi,
     Contribute,
     Flush,
+    Batch,
     Plural(Target),
     Object(Target),
     /// A URL added by a plugin (or the batch endpoint).
@@ -167,6 +168,7 @@ fn route_inner(inner: &str, settings: RoutingSettings) -> ApiResult<Route> {
         "__version__" => Some(Route::Version),
         "__api__" => Some(Route::OpenApi),
         "contribute.json" => Some(Route::Contribute),
+        "batch" => Some(Route::Batch),
         "__flush__" if settings.flush_enabled => Some(Route::Flush),
         _ => None,
     };

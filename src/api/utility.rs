@@ -38,11 +38,14 @@ pub fn hello(ctx: &mut Ctx, tx: Option<&mut dyn Transaction>) -> ApiResult<Respo
     body.insert("capabilities".into(), capabilities(cfg));
     if let (Some(user), Some(tx)) = (ctx.user.clone(), tx) {
         let principals: Vec<String> = ctx.principals(tx)?.into_iter().collect();
-        let mut info = Map::new();
-        info.insert("id".into(), json!(user.id));
-        info.insert("principals".into(), json!(principals));
-        super::plugins::user_info(cfg, &user.id, &mut info);
-        body.insert("user".into(), Value::Object(info));
+        let mut user_info = json!({"id": user.id, "principals": principals});
+        if cfg.default_bucket {
+            user_info["bucket"] = json!(super::default_bucket::bucket_id(
+                &settings.default_bucket_hmac_secret,
+                &user.id
+            ));
+        }
+        body.insert("user".into(), user_info);
     }
     let mut response = json(200, &Value::Object(body));
     if settings.readonly {
@@ -61,6 +64,15 @@ fn capabilities(cfg: &Config) -> Value {
             json!({
                 "description": "Very basic authentication sessions. Not for production use.",
                 "url": "http://kinto.readthedocs.io/en/stable/api/1.x/authentication.html",
+            }),
+        );
+    }
+    if cfg.default_bucket {
+        caps.insert(
+            "default_bucket".into(),
+            json!({
+                "description": "The default bucket is an alias for a personal bucket where collections are created implicitly.",
+                "url": "https://kinto.readthedocs.io/en/latest/api/1.x/buckets.html#personal-bucket-default",
             }),
         );
     }

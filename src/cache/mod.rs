@@ -15,4 +15,33 @@ pub trait Cache: Send + Sync {
     fn flush(&self) -> Result<()>;
     /// Health check for `/__heartbeat__`.
     fn ping(&self) -> bool;
+    /// Creates the cache table when missing (`kinto migrate`, for a cache in another database
+    /// than the storage); with `dry_run`, returns the SQL instead.
+    fn migrate(&self, dry_run: bool) -> Result<Vec<String>>;
+}
+
+pub mod postgresql;
+pub mod sqlite;
+
+use crate::settings::{BackendKind, Settings};
+
+/// Builds the cache backend of a worker (after fork; connects lazily). Keys are prefixed with
+/// `cache_prefix` inside the backend, as Kinto does, so callers pass unprefixed keys.
+pub fn connect(settings: &Settings) -> std::result::Result<Box<dyn Cache>, String> {
+    let prefix = settings.cache_prefix.clone();
+    match settings.cache.kind {
+        BackendKind::Sqlite => Ok(Box::new(sqlite::SqliteCache::open(&settings.cache, prefix))),
+        BackendKind::PostgreSql => Ok(Box::new(postgresql::PgCache::open(
+            &settings.cache,
+            prefix,
+        )?)),
+    }
+}
+
+/// Seconds since the epoch as a float (cache expiry times).
+pub(crate) fn now_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }

@@ -61,3 +61,6 @@ pub trait Permission {
         bound_permissions: &[(String, String)],
     ) -> Result<bool>;
 }
+
+pub mod postgresql;
+pub mod sqlite;

@@ -139,9 +139,18 @@ pub trait Storage {
 }
 
 /// One database transaction carrying the storage and permission roles.
+///
+/// Both backends open the database transaction lazily, just before the first write: reads before
+/// it run in autocommit (one round trip each, no `BEGIN`/`COMMIT`), which under READ COMMITTED
+/// sees the same data a transaction would. Dropping an uncommitted transaction rolls it back.
 pub trait Transaction: Storage + Permission {
     fn commit(self: Box<Self>) -> Result<()>;
     fn rollback(self: Box<Self>) -> Result<()>;
+    /// Object, ACEs, principals, permission check and parents in one round trip (PostgreSQL);
+    /// the default runs the equivalent queries one after the other.
+    fn read_object(&mut self, req: &ReadRequest) -> Result<ReadResult> {
+        read_object_by_parts(self, req)
+    }
 }
 
 /// A storage + permission backend: hands out transactions on pooled connections.
@@ -154,4 +163,229 @@ pub trait Backend: Send + Sync {
     fn migrate(&self, dry_run: bool) -> Result<Vec<String>>;
     /// Removes everything (`POST /__flush__`).
     fn flush(&self) -> Result<()>;
+}
+
+pub mod jsonb;
+mod pg_query;
+pub mod postgresql;
+pub mod sqlite;
+pub(crate) mod sqlite_query;
+
+use crate::permission::ObjectPermissions;
+use crate::settings::{BackendKind, Settings};
+use std::collections::BTreeSet;
+
+/// Builds the storage + permission backend of a worker (call after fork: connections are opened
+/// lazily, so a database that is down does not prevent starting).
+pub fn connect(settings: &Settings) -> std::result::Result<Box<dyn Backend>, String> {
+    match settings.storage.kind {
+        BackendKind::Sqlite => Ok(Box::new(sqlite::SqliteBackend::open(
+            &settings.storage,
+            settings.readonly,
+        )?)),
+        BackendKind::PostgreSql => Ok(Box::new(postgresql::PgBackend::open(
+            &settings.storage,
+            settings.readonly,
+        )?)),
+    }
+}
+
+/// The marker of a field the last object of a page did not have (Kinto's `MISSING`), for
+/// pagination rules: build the filter with [`Filter::missing`]. Objects and arrays never occur as
+/// pagination values (the token rejects them), so this value cannot collide with real data.
+const MISSING_KEY: &str = "$kinto-rs:missing";
+
+impl Filter {
+    /// A pagination filter against a field absent from the last object of the previous page.
+    pub fn missing(field: &str, op: FilterOp) -> Filter {
+        let mut marker = Map::new();
+        marker.insert(MISSING_KEY.to_string(), Value::Bool(true));
+        Filter {
+            field: field.to_string(),
+            op,
+            value: Value::Object(marker),
+        }
+    }
+
+    /// True for filters built by [`Filter::missing`].
+    pub fn is_missing(&self) -> bool {
+        matches!(&self.value, Value::Object(m) if m.len() == 1 && m.contains_key(MISSING_KEY))
+    }
+}
+
+/// A whole object read in one round trip where the backend can (record/collection GET): the
+/// object, its ACEs, the caller's principals (from `user_principals`) and the permission check.
+pub struct ReadRequest<'a> {
+    pub list: ListRef<'a>,
+    pub id: &'a str,
+    /// The object URI, key of its ACEs (`/buckets/b/collections/c/records/r`).
+    pub object_uri: &'a str,
+    /// User ids whose `user_principals` rows are added to `principals` (the user id and
+    /// `system.Authenticated` for an authenticated caller; empty for anonymous).
+    pub user_ids: &'a [String],
+    /// Principals known without the database (`system.Everyone`, the user id, ...).
+    pub principals: &'a BTreeSet<String>,
+    /// Candidate `(object_uri, permission)` pairs that grant the access (section 6.2).
+    pub bound_permissions: &'a [(String, String)],
+    /// Parent objects whose existence is checked: `(list, id)`.
+    pub parents: &'a [(ListRef<'a>, &'a str)],
+}
+
+/// Answer to a [`ReadRequest`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadResult {
+    /// The live object, or `None`.
+    pub object: Option<Object>,
+    /// The object's ACEs.
+    pub permissions: ObjectPermissions,
+    /// `principals` of the request plus the groups of `user_ids`.
+    pub principals: BTreeSet<String>,
+    /// Whether one of the principals holds one of the bound permissions.
+    pub allowed: bool,
+    /// One flag per requested parent: a live object exists.
+    pub parents_exist: Vec<bool>,
+}
+
+/// The default, several-query implementation of [`Transaction::read_object`].
+pub fn read_object_by_parts<T: Transaction + ?Sized>(
+    tx: &mut T,
+    req: &ReadRequest,
+) -> Result<ReadResult> {
+    let mut principals = req.principals.clone();
+    for user_id in req.user_ids {
+        principals.extend(tx.get_user_principals(user_id)?);
+    }
+    let allowed = tx.check_permission(&principals, req.bound_permissions)?;
+    let mut parents_exist = Vec::with_capacity(req.parents.len());
+    for (list, id) in req.parents {
+        parents_exist.push(tx.get(*list, id)?.is_some());
+    }
+    let object = tx.get(req.list, req.id)?;
+    let permissions = tx
+        .get_objects_permissions(&[req.object_uri.to_string()])?
+        .pop()
+        .unwrap_or_default();
+    Ok(ReadResult {
+        object,
+        permissions,
+        principals,
+        allowed,
+        parents_exist,
+    })
+}
+
+/// Milliseconds since the epoch, from the wall clock.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Kinto's timestamp rule (trigger `bump_timestamp`): `previous` is the list timestamp, `supplied`
+/// the (already validated) replication value.
+pub(crate) fn assign_timestamp(previous: Option<i64>, now: i64, supplied: Option<i64>) -> i64 {
+    let current = match previous {
+        Some(p) if p >= now => p + 1,
+        _ => now,
+    };
+    match supplied {
+        Some(v) if Some(v) != previous => v,
+        _ => current,
+    }
+}
+
+/// Splits an object into its stored `data` (without `id` and `last_modified`) and the
+/// replication hint (an integer `last_modified`).
+pub(crate) fn split_object(mut obj: Object) -> (Object, Option<i64>) {
+    obj.remove("id");
+    let hint = obj.remove("last_modified").and_then(|v| v.as_i64());
+    (obj, hint)
+}
+
+/// Rebuilds an object from its stored row.
+pub(crate) fn build_object(mut data: Object, id: &str, last_modified: i64) -> Object {
+    data.insert("id".into(), Value::String(id.to_string()));
+    data.insert("last_modified".into(), Value::from(last_modified));
+    data
+}
+
+/// The tombstone returned by deletes.
+pub(crate) fn tombstone(id: &str, last_modified: i64) -> Object {
+    let mut obj = Map::new();
+    obj.insert("deleted".into(), Value::Bool(true));
+    build_object(obj, id, last_modified)
+}
+
+/// Kinto's `like_` value: `*` wildcards, implicitly `*v*` without any; `%`/`_` stay SQL wildcards.
+pub(crate) fn like_pattern(value: &Value) -> String {
+    let raw = match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let raw = if raw.contains('*') {
+        raw
+    } else {
+        format!("*{raw}*")
+    };
+    raw.replace('*', "%")
+}
+
+/// A `*`-wildcard id pattern as a `LIKE ... ESCAPE '\'` pattern (other characters literal, unlike
+/// Kinto which lets `_` and `%` of ids act as wildcards).
+pub(crate) fn escape_like(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 4);
+    for c in pattern.chars() {
+        match c {
+            '*' => out.push('%'),
+            '%' | '_' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// JSON truthiness as Python's (for `has_` values).
+pub(crate) fn truthy(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// `contains_`/`contains_any_` values: a non-array value is a one-element array.
+pub(crate) fn as_array(value: &Value) -> Vec<Value> {
+    match value {
+        Value::Array(items) => items.clone(),
+        other => vec![other.clone()],
+    }
+}
+
+/// The `id` filter value as text (Kinto turns integers into strings).
+pub(crate) fn id_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The `last_modified` filter value as an integer (also from a numeric string).
+pub(crate) fn epoch_value(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        Value::String(s) => s.trim_matches('"').parse().ok(),
+        _ => None,
+    }
+}
+
+/// The candidates of `in_`/`exclude_` (a JSON array, or a single value).
+pub(crate) fn candidates(value: &Value) -> Vec<Value> {
+    as_array(value)
 }

@@ -97,29 +97,33 @@ fn dotted_get<'v>(object: &'v Object, field: &str) -> Option<&'v Value> {
     None
 }
 
+fn rule_filter(last_object: &Map<String, Value>, field: &str, op: FilterOp) -> Filter {
+    match last_object.get(field) {
+        Some(value) => Filter {
+            field: field.to_string(),
+            op,
+            value: value.clone(),
+        },
+        None => Filter::missing(field, op),
+    }
+}
+
 /// Kinto's `_build_pagination_rules`: for keys `k1..kn`, the OR over `i` of
-/// (`k1 = v1 AND … AND ki >|< vi`); missing values are JSON null.
+/// (`k1 = v1 AND … AND ki >|< vi`); fields the last object lacked use the storage's marker.
 pub fn rules(sorting: &[Sort], last_object: &Map<String, Value>) -> Vec<Vec<Filter>> {
     let mut rules = Vec::new();
     for n in (1..=sorting.len()).rev() {
         let mut rule = Vec::new();
         for sort in &sorting[..n - 1] {
-            rule.push(Filter {
-                field: sort.field.clone(),
-                op: FilterOp::Eq,
-                value: last_object.get(&sort.field).cloned().unwrap_or(Value::Null),
-            });
+            rule.push(rule_filter(last_object, &sort.field, FilterOp::Eq));
         }
         let last = &sorting[n - 1];
-        rule.push(Filter {
-            field: last.field.clone(),
-            op: if last.descending {
-                FilterOp::Lt
-            } else {
-                FilterOp::Gt
-            },
-            value: last_object.get(&last.field).cloned().unwrap_or(Value::Null),
-        });
+        let op = if last.descending {
+            FilterOp::Lt
+        } else {
+            FilterOp::Gt
+        };
+        rule.push(rule_filter(last_object, &last.field, op));
         rules.push(rule);
     }
     rules

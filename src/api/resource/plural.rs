@@ -20,19 +20,40 @@ enum View {
     Only(Vec<String>),
 }
 
-/// Decides the view of a plural GET/HEAD (`write == false`) or DELETE (`write == true`).
-fn list_view(
+/// Decides the view of a plural GET/HEAD (`write == false`) or DELETE (`write == true`), and
+/// returns the parent collection of records (for its existence and `cache_expires`).
+fn prepare(
+    ctx: &mut Ctx,
+    tx: &mut dyn Transaction,
+    target: &Target,
+    write: bool,
+) -> ApiResult<(View, Option<Object>)> {
+    let perm = if write { "write" } else { "read" };
+    let access = read_list_access(ctx, tx, target, &list_bound(target, perm))?;
+    let view = if access.allowed {
+        View::Full
+    } else {
+        restricted_view(ctx, tx, target, &access.principals, write)?
+    };
+    check_parents(target)?;
+    if !access.parent_exists {
+        return Err(ApiError::ParentNotFound {
+            id: target.collection.clone(),
+            resource_name: "collection".into(),
+        });
+    }
+    Ok((view, access.object.filter(|_| target.kind == Kind::Record)))
+}
+
+/// Section 6.5 step 4: the objects shared with the caller, or an empty view for callers who
+/// may create in the list, or a denial.
+fn restricted_view(
     ctx: &Ctx,
     tx: &mut dyn Transaction,
     target: &Target,
-    aces: &Aces,
     principals: &BTreeSet<String>,
     write: bool,
 ) -> ApiResult<View> {
-    let perm = if write { "write" } else { "read" };
-    if permits(ctx, target, aces, &list_bound(target, perm), principals) {
-        return Ok(View::Full);
-    }
     let plural_uri = target.plural_uri();
     let pattern = format!("{plural_uri}/*");
     let bound: Vec<(String, String)> = shared_permissions(target.kind, write)
@@ -51,29 +72,10 @@ fn list_view(
         return Ok(View::Only(ids));
     }
     let create = list_bound(target, target.kind.create_permission());
-    if permits(ctx, target, aces, &create, principals) {
+    if check(ctx, tx, target, &create, principals)? {
         return Ok(View::Only(Vec::new()));
     }
     Err(ctx.deny())
-}
-
-/// Authorization and existence checks shared by GET/HEAD and DELETE.
-fn prepare(
-    ctx: &mut Ctx,
-    tx: &mut dyn Transaction,
-    target: &Target,
-    write: bool,
-) -> ApiResult<(View, Option<Object>)> {
-    let principals = ctx.principals(tx)?;
-    let aces = load_aces(tx, &target.chain(None))?;
-    let view = list_view(ctx, tx, target, &aces, &principals, write)?;
-    check_parents(target)?;
-    let collection = if target.kind == Kind::Record {
-        Some(parent_collection(tx, target)?)
-    } else {
-        None
-    };
-    Ok((view, collection))
 }
 
 /// The storage query of a page: URL filters, the view restriction, the token's rules.
@@ -210,10 +212,6 @@ pub fn get(
 
 /// `POST` on a list: create, or answer 200 with the object an existing `data.id` names.
 pub fn post(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResult<Response> {
-    if target.kind == Kind::Record {
-        parent_collection(tx, target)?;
-    }
-    let principals = ctx.principals(tx)?;
     let raw = body::parse_json(&ctx.request.body);
     let given_id: Option<Value> = raw
         .as_ref()
@@ -226,21 +224,31 @@ pub fn post(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResu
         .and_then(Value::as_str)
         .filter(|id| valid_id(id))
         .map(str::to_string);
-    let aces = load_aces(tx, &target.chain(lookup_id.as_deref()))?;
-    let parent_id = target.parent_id();
-    let existing = match &lookup_id {
-        Some(id) if target.invalid_parent().is_none() => {
-            tx.get(list_ref(target, &parent_id), id)?
+    let create = list_bound(target, target.kind.create_permission());
+    // One round trip: the named object (read permission) or the parent (create permission).
+    let (access, existing) = match &lookup_id {
+        Some(id) => {
+            let bound = object_bound(target, id, read_permission(target.kind));
+            let mut access = read_access(ctx, tx, target, id, &bound)?;
+            let existing = access.object.take();
+            if existing.is_none() {
+                access.allowed = check(ctx, tx, target, &create, &access.principals)?;
+            }
+            (access, existing)
         }
-        _ => None,
+        None => (read_list_access(ctx, tx, target, &create)?, None),
     };
-    let bound = match (&existing, &lookup_id) {
-        (Some(_), Some(id)) => object_bound(target, id, read_permission(target.kind)),
-        _ => list_bound(target, target.kind.create_permission()),
-    };
-    if !permits(ctx, target, &aces, &bound, &principals) {
+    if target.kind == Kind::Record && !access.parent_exists {
+        return Err(ApiError::ParentNotFound {
+            id: target.collection.clone(),
+            resource_name: "collection".into(),
+        });
+    }
+    if !access.allowed {
         return Err(ctx.deny());
     }
+    let principals = access.principals;
+    let parent_id = target.parent_id();
     check_parents(target)?;
     let envelope = body::envelope(target.kind, raw?)?;
     let conditions = conditions(ctx)?;
@@ -256,8 +264,7 @@ pub fn post(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResu
         if conditions.if_none_match == Some(Condition::Any) || stale {
             return Err(precondition_failed(Some(existing), Some(current)));
         }
-        let uri = target.object_uri(lookup_id.as_deref().unwrap_or_default());
-        let visible = visible_permissions(&aces.of(&uri), &principals);
+        let visible = visible_permissions(&access.own, &principals);
         return Ok(object_response(
             200,
             Value::Object(existing.clone()),
@@ -282,7 +289,7 @@ pub fn post(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResu
         Ok(stored) => (201, stored),
         // Created meanwhile by someone else: answer as for an existing id.
         Err(existing) => {
-            let visible = visible_permissions(&aces.of(&uri), &principals);
+            let visible = visible_permissions(&access.own, &principals);
             return Ok(object_response(200, Value::Object(existing), Some(visible)));
         }
     };
@@ -313,6 +320,18 @@ pub fn delete(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiRe
         .map(pagination::decode)
         .transpose()?;
     let conditions = conditions(ctx)?;
+    if let Some(token) = &token {
+        // DELETE tokens are single-use: their nonce is consumed from the shared cache.
+        // The cache backend applies `cache_prefix` itself.
+        let key = token.nonce.clone().unwrap_or_default();
+        if token.nonce.is_none() || ctx.cache.delete(&key)?.is_none() {
+            return Err(ApiError::invalid(
+                Location::Querystring,
+                None,
+                "_token was already used or has expired.",
+            ));
+        }
+    }
     let parent_id = target.parent_id();
     let timestamp = tx.resource_timestamp(list_ref(target, &parent_id))?;
     if conditions.if_none_match == Some(Condition::Any) {
@@ -321,21 +340,6 @@ pub fn delete(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiRe
     if let Some(Condition::Timestamp(ts)) = conditions.if_match {
         if ts != timestamp {
             return Err(precondition_failed(None, Some(timestamp)));
-        }
-    }
-    if let Some(token) = &token {
-        // DELETE tokens are single-use: their nonce is consumed from the shared cache.
-        let key = format!(
-            "{}{}",
-            ctx.cfg.settings.cache_prefix,
-            token.nonce.as_deref().unwrap_or("")
-        );
-        if token.nonce.is_none() || ctx.cache.delete(&key)?.is_none() {
-            return Err(ApiError::invalid(
-                Location::Querystring,
-                None,
-                "_token was already used or has expired.",
-            ));
         }
     }
     let size = page_size(ctx, &parsed);
@@ -387,12 +391,12 @@ pub fn delete(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiRe
         .extend(crate::api::http::timestamp_headers(etag));
     if more {
         let nonce = pagination::new_nonce();
-        let key = format!("{}{}", ctx.cfg.settings.cache_prefix, nonce);
-        ctx.cache.set(
-            &key,
-            &Value::String(String::new()),
+        // Stored once the deletion is committed (before any storage write on SQLite).
+        ctx.cache_writes.push((
+            nonce.clone(),
+            Value::String(String::new()),
             Some(ctx.cfg.settings.pagination_token_validity_seconds as f64),
-        )?;
+        ));
         let last = matching.last().expect("a non-empty page");
         let token = pagination::encode(last, &parsed.sorting, 0, &nonce);
         response.headers.push((

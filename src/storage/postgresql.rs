@@ -1,0 +1,782 @@
+//! The PostgreSQL backend on Kinto's own schema (storage version 26, permission version 2): a lazy
+//! r2d2 pool of connections with per-connection prepared statements. The database transaction is
+//! opened at the first write; writers of one list are serialised by a transaction-scoped advisory
+//! lock on that list, so Kinto's timestamp trigger never computes the same value twice (no 409s).
+
+use super::pg_query::{self, from_epoch, PgSql, EPOCH_LM};
+use super::{
+    build_object, split_object, tombstone, Backend, BackendError, ListQuery, ListRef, Object,
+    ReadRequest, ReadResult, Result, Storage, Transaction,
+};
+use crate::permission::ObjectPermissions;
+use crate::settings::BackendSettings;
+use postgres::error::SqlState;
+use postgres::types::ToSql;
+use postgres::{Client, NoTls, Row, Statement};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The storage schema version this code reads and writes.
+pub const STORAGE_SCHEMA_VERSION: i64 = 26;
+/// The permission schema version this code reads and writes.
+pub const PERMISSION_SCHEMA_VERSION: i64 = 2;
+
+const STORAGE_SCHEMA: &str = include_str!("../../sql/postgresql/storage_schema.sql");
+const PERMISSION_SCHEMA: &str = include_str!("../../sql/postgresql/permission_schema.sql");
+/// The cache table (unversioned).
+pub const CACHE_SCHEMA: &str = include_str!("../../sql/postgresql/cache_schema.sql");
+/// Storage migrations this code knows: `(from version, script)`.
+const STORAGE_MIGRATIONS: &[(i64, &str)] = &[
+    (
+        23,
+        include_str!("../../sql/postgresql/storage_migration_023_024.sql"),
+    ),
+    (
+        24,
+        include_str!("../../sql/postgresql/storage_migration_024_025.sql"),
+    ),
+    (
+        25,
+        include_str!("../../sql/postgresql/storage_migration_025_026.sql"),
+    ),
+];
+const PERMISSION_MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    include_str!("../../sql/postgresql/permission_migration_001_002.sql"),
+)];
+
+/// Maps driver errors: integrity violations and serialisation failures are conflicts (409),
+/// everything else (connection refused, closed, unexpected SQL error) is unavailability (503).
+pub(crate) fn pg_err(e: postgres::Error) -> BackendError {
+    let conflict = [
+        SqlState::UNIQUE_VIOLATION,
+        SqlState::T_R_SERIALIZATION_FAILURE,
+        SqlState::T_R_DEADLOCK_DETECTED,
+    ];
+    let message = match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => e.to_string(),
+    };
+    match e.code() {
+        Some(code) if conflict.contains(code) => BackendError::Conflict(message),
+        _ => BackendError::Unavailable(message),
+    }
+}
+
+fn pool_err(e: r2d2::Error) -> BackendError {
+    BackendError::Unavailable(format!("PostgreSQL unavailable: {e}"))
+}
+
+/// A pooled connection with its prepared statements.
+pub struct PgConn {
+    client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+impl PgConn {
+    fn prepare(&mut self, sql: &str) -> Result<Statement> {
+        if let Some(stmt) = self.statements.get(sql) {
+            return Ok(stmt.clone());
+        }
+        let stmt = self.client.prepare(sql).map_err(pg_err)?;
+        if self.statements.len() >= 512 {
+            // Dynamic filter queries vary; keep the cache bounded.
+            self.statements.clear();
+        }
+        self.statements.insert(sql.to_string(), stmt.clone());
+        Ok(stmt)
+    }
+
+    pub(crate) fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let stmt = self.prepare(sql)?;
+        self.client.query(&stmt, params).map_err(pg_err)
+    }
+
+    pub(crate) fn query_opt(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>> {
+        let stmt = self.prepare(sql)?;
+        self.client.query_opt(&stmt, params).map_err(pg_err)
+    }
+
+    pub(crate) fn query_one(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row> {
+        let stmt = self.prepare(sql)?;
+        self.client.query_one(&stmt, params).map_err(pg_err)
+    }
+
+    pub(crate) fn execute(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        let stmt = self.prepare(sql)?;
+        self.client.execute(&stmt, params).map_err(pg_err)
+    }
+
+    pub(crate) fn batch(&mut self, sql: &str) -> Result<()> {
+        self.client.batch_execute(sql).map_err(pg_err)
+    }
+}
+
+/// r2d2 manager of [`PgConn`]s. Sessions run in UTC, as Kinto's schema requires.
+pub struct PgManager {
+    config: postgres::Config,
+}
+
+impl r2d2::ManageConnection for PgManager {
+    type Connection = PgConn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> std::result::Result<PgConn, postgres::Error> {
+        let client = self.config.connect(NoTls)?;
+        Ok(PgConn {
+            client,
+            statements: HashMap::new(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut PgConn) -> std::result::Result<(), postgres::Error> {
+        conn.client.simple_query("").map(|_| ())
+    }
+
+    fn has_broken(&self, conn: &mut PgConn) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+/// Builds a lazy pool: no connection is opened until one is needed, so a database that is down
+/// at startup does not prevent starting; checkouts wait at most `pool_timeout`.
+pub(crate) fn pool(
+    settings: &BackendSettings,
+) -> std::result::Result<r2d2::Pool<PgManager>, String> {
+    // Kinto's SQLAlchemy URLs may name a driver (`postgresql+psycopg2://`).
+    let url = match settings.url.split_once("://") {
+        Some((scheme, rest)) if scheme.starts_with("postgres") => format!("postgresql://{rest}"),
+        _ => settings.url.clone(),
+    };
+    let mut config = postgres::Config::from_str(&url)
+        .map_err(|e| format!("invalid PostgreSQL URL {:?}: {e}", settings.url))?;
+    let timeout = Duration::from_secs(settings.pool_timeout.max(1));
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(timeout);
+    }
+    let options = format!("{} -c TimeZone=UTC", config.get_options().unwrap_or(""));
+    config.options(options.trim());
+    Ok(r2d2::Pool::builder()
+        .max_size(settings.pool_size.max(1))
+        .min_idle(Some(0))
+        .connection_timeout(timeout)
+        .test_on_check_out(false)
+        .error_handler(Box::new(r2d2::NopErrorHandler))
+        .build_unchecked(PgManager { config }))
+}
+
+/// The PostgreSQL storage + permission backend.
+pub struct PgBackend {
+    pool: r2d2::Pool<PgManager>,
+    readonly: bool,
+}
+
+impl PgBackend {
+    /// Prepares the pool (no connection yet).
+    pub fn open(settings: &BackendSettings, readonly: bool) -> std::result::Result<Self, String> {
+        Ok(PgBackend {
+            pool: pool(settings)?,
+            readonly,
+        })
+    }
+
+    fn connection(&self) -> Result<r2d2::PooledConnection<PgManager>> {
+        self.pool.get().map_err(pool_err)
+    }
+}
+
+/// The highest version recorded in `metadata` for `name`, if the table exists.
+fn metadata_version(conn: &mut PgConn, name: &str) -> Result<Option<i64>> {
+    let row = conn.query_one("SELECT to_regclass('metadata') IS NOT NULL", &[])?;
+    if !row.get::<_, bool>(0) {
+        return Ok(None);
+    }
+    let row = conn.query_one(
+        "SELECT max(value::BIGINT) FROM metadata WHERE name = $1 AND value ~ '^[0-9]+$'",
+        &[&name],
+    )?;
+    Ok(row.get(0))
+}
+
+fn table_exists(conn: &mut PgConn, table: &str) -> Result<bool> {
+    Ok(conn
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])?
+        .get(0))
+}
+
+/// The scripts bringing one schema up to date.
+fn plan(
+    role: &str,
+    installed: Option<i64>,
+    target: i64,
+    create: &'static str,
+    migrations: &[(i64, &'static str)],
+) -> Result<Vec<String>> {
+    let Some(mut version) = installed else {
+        return Ok(vec![create.to_string()]);
+    };
+    if version > target {
+        return Err(BackendError::Unavailable(format!(
+            "PostgreSQL {role} schema version {version} is newer than the supported version \
+             {target}: upgrade kinto-rs"
+        )));
+    }
+    let mut scripts = Vec::new();
+    while version < target {
+        let Some((_, script)) = migrations.iter().find(|(from, _)| *from == version) else {
+            return Err(BackendError::Unavailable(format!(
+                "PostgreSQL {role} schema version {version} is too old to migrate from: \
+                 run Kinto's own `kinto migrate` first"
+            )));
+        };
+        scripts.push(script.to_string());
+        version += 1;
+    }
+    Ok(scripts)
+}
+
+impl Backend for PgBackend {
+    fn begin(&self) -> Result<Box<dyn Transaction + '_>> {
+        Ok(Box::new(PgTx {
+            conn: self.connection()?,
+            begun: false,
+            locked: HashSet::new(),
+            readonly: self.readonly,
+        }))
+    }
+
+    fn ping(&self) -> bool {
+        match self.pool.get() {
+            Ok(mut conn) => conn.client.simple_query("SELECT 1").is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    fn migrate(&self, dry_run: bool) -> Result<Vec<String>> {
+        let mut conn = self.connection()?;
+        let storage = if table_exists(&mut conn, "objects")? {
+            // Tables without a version row: assume the oldest version we know how to migrate.
+            Some(metadata_version(&mut conn, "storage_schema_version")?.unwrap_or(1))
+        } else {
+            None
+        };
+        let permission = if table_exists(&mut conn, "access_control_entries")? {
+            Some(metadata_version(&mut conn, "permission_schema_version")?.unwrap_or(1))
+        } else {
+            None
+        };
+        let mut scripts = plan(
+            "storage",
+            storage,
+            STORAGE_SCHEMA_VERSION,
+            STORAGE_SCHEMA,
+            STORAGE_MIGRATIONS,
+        )?;
+        scripts.extend(plan(
+            "permission",
+            permission,
+            PERMISSION_SCHEMA_VERSION,
+            PERMISSION_SCHEMA,
+            PERMISSION_MIGRATIONS,
+        )?);
+        if !table_exists(&mut conn, "cache")? {
+            scripts.push(CACHE_SCHEMA.to_string());
+        }
+        if dry_run || scripts.is_empty() {
+            return Ok(scripts);
+        }
+        let all = format!("BEGIN;\n{}\nCOMMIT;", scripts.join("\n"));
+        if let Err(e) = conn.batch(&all) {
+            let _ = conn.batch("ROLLBACK");
+            return Err(e);
+        }
+        Ok(scripts)
+    }
+
+    fn flush(&self) -> Result<()> {
+        let mut conn = self.connection()?;
+        conn.batch(
+            "BEGIN; DELETE FROM objects; DELETE FROM timestamps; DELETE FROM user_principals; \
+             DELETE FROM access_control_entries; COMMIT;",
+        )
+        .inspect_err(|_| {
+            let _ = conn.batch("ROLLBACK");
+        })
+    }
+}
+
+/// A stable 63-bit key of a list for `pg_advisory_xact_lock` (FNV-1a, identical in every process).
+fn list_lock_key(list: ListRef) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in list
+        .parent_id
+        .bytes()
+        .chain([0])
+        .chain(list.resource_name.bytes())
+    {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash >> 1) as i64
+}
+
+/// One request's transaction: `BEGIN` is sent with the first write (reads before it autocommit).
+pub struct PgTx {
+    conn: r2d2::PooledConnection<PgManager>,
+    begun: bool,
+    locked: HashSet<i64>,
+    readonly: bool,
+}
+
+fn select_sql(
+    resource_name: &str,
+    parent_id: &str,
+    query: &ListQuery,
+    include_deleted: bool,
+) -> PgSql {
+    let mut q = PgSql::new(&format!(
+        "SELECT id, {EPOCH_LM}, data::text FROM objects WHERE "
+    ));
+    pg_query::scope(resource_name, parent_id, &mut q);
+    if !include_deleted {
+        q.push(" AND NOT deleted");
+    }
+    pg_query::conditions(query, &mut q);
+    pg_query::order_by(&query.sorting, &mut q);
+    let limit = q.bind(query.limit.map(|l| l as i64));
+    q.push(&format!(" LIMIT {limit}::BIGINT"));
+    q
+}
+
+pub(crate) fn parse_data(text: &str) -> Result<Object> {
+    serde_json::from_str(text)
+        .map_err(|e| BackendError::Unavailable(format!("corrupt object data: {e}")))
+}
+
+const TOMBSTONE_DATA: &str = "'{\"deleted\": true}'::JSONB";
+
+impl PgTx {
+    pub(crate) fn conn(&mut self) -> &mut PgConn {
+        &mut self.conn
+    }
+
+    /// Opens the transaction if needed and, for a list write, takes the list's lock, in one
+    /// round trip.
+    pub(crate) fn write(&mut self, list: Option<ListRef>) -> Result<&mut PgConn> {
+        let mut batch = String::new();
+        if !self.begun {
+            batch.push_str("BEGIN;");
+        }
+        if let Some(list) = list {
+            let key = list_lock_key(list);
+            if self.locked.insert(key) {
+                // An integer literal: nothing from the request reaches the SQL text.
+                batch.push_str(&format!("SELECT pg_advisory_xact_lock({key});"));
+            }
+        }
+        if !batch.is_empty() {
+            self.conn.batch(&batch)?;
+            self.begun = true;
+        }
+        Ok(&mut self.conn)
+    }
+
+    fn rows(&mut self, q: &PgSql) -> Result<Vec<Row>> {
+        self.conn.query(&q.sql, &q.refs())
+    }
+}
+
+impl Storage for PgTx {
+    fn resource_timestamp(&mut self, list: ListRef) -> Result<i64> {
+        // One round trip: the list's greatest timestamp, or a new `timestamps` row (reads write,
+        // once per empty list) unless read-only.
+        let sql = "WITH current AS (SELECT max(m) AS m FROM ( \
+               SELECT max(last_modified) AS m FROM objects \
+                WHERE parent_id = $1 AND resource_name = $2 \
+               UNION ALL SELECT last_modified FROM timestamps \
+                WHERE parent_id = $1 AND resource_name = $2) AS t), \
+             created AS (INSERT INTO timestamps (parent_id, resource_name, last_modified) \
+               SELECT $1, $2, date_trunc('milliseconds', clock_timestamp() AT TIME ZONE 'UTC') \
+               WHERE $3 AND (SELECT m FROM current) IS NULL \
+               ON CONFLICT DO NOTHING RETURNING last_modified) \
+             SELECT (EXTRACT(EPOCH FROM COALESCE((SELECT m FROM current), \
+               (SELECT last_modified FROM created))) * 1000)::BIGINT";
+        let writable = !self.readonly;
+        let row = self
+            .conn
+            .query_one(sql, &[&list.parent_id, &list.resource_name, &writable])?;
+        if let Some(ts) = row.get::<_, Option<i64>>(0) {
+            return Ok(ts);
+        }
+        if self.readonly {
+            return Err(BackendError::ReadOnly);
+        }
+        // Another transaction created the row concurrently: read it.
+        let row = self.conn.query_one(
+            "SELECT (EXTRACT(EPOCH FROM last_modified) * 1000)::BIGINT FROM timestamps \
+             WHERE parent_id = $1 AND resource_name = $2",
+            &[&list.parent_id, &list.resource_name],
+        )?;
+        Ok(row.get(0))
+    }
+
+    fn all_resources_timestamps(&mut self, resource_name: &str) -> Result<Vec<(String, i64)>> {
+        let rows = self.conn.query(
+            "SELECT parent_id, (EXTRACT(EPOCH FROM max(m)) * 1000)::BIGINT AS ts FROM ( \
+               SELECT parent_id, max(last_modified) AS m FROM objects \
+                WHERE resource_name = $1 GROUP BY parent_id \
+               UNION ALL SELECT parent_id, last_modified FROM timestamps \
+                WHERE resource_name = $1) AS t \
+             GROUP BY parent_id ORDER BY ts DESC",
+            &[&resource_name],
+        )?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    fn create(
+        &mut self,
+        list: ListRef,
+        obj: Object,
+    ) -> Result<std::result::Result<Object, Object>> {
+        let id = match obj.get("id").and_then(Value::as_str) {
+            Some(id) => id.to_string(),
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        let (data, hint) = split_object(obj);
+        let text = Value::Object(data.clone()).to_string();
+        let sql = format!(
+            "INSERT INTO objects (id, parent_id, resource_name, data, last_modified, deleted) \
+             VALUES ($1, $2, $3, $4::text::JSONB, {}, FALSE) \
+             ON CONFLICT (id, parent_id, resource_name) DO UPDATE \
+             SET last_modified = EXCLUDED.last_modified, data = EXCLUDED.data, deleted = FALSE \
+             WHERE objects.deleted \
+             RETURNING {EPOCH_LM}",
+            from_epoch("$5::BIGINT")
+        );
+        let row = self.write(Some(list))?.query_opt(
+            &sql,
+            &[&id, &list.parent_id, &list.resource_name, &text, &hint],
+        )?;
+        match row {
+            Some(row) => Ok(Ok(build_object(data, &id, row.get(0)))),
+            None => match self.get(list, &id)? {
+                Some(existing) => Ok(Err(existing)),
+                None => Err(BackendError::Conflict(format!(
+                    "object {id} changed concurrently"
+                ))),
+            },
+        }
+    }
+
+    fn get(&mut self, list: ListRef, id: &str) -> Result<Option<Object>> {
+        let row = self.conn.query_opt(
+            &format!(
+                "SELECT data::text, {EPOCH_LM} FROM objects \
+                 WHERE id = $1 AND parent_id = $2 AND resource_name = $3 AND NOT deleted"
+            ),
+            &[&id, &list.parent_id, &list.resource_name],
+        )?;
+        match row {
+            Some(row) => Ok(Some(build_object(parse_data(row.get(0))?, id, row.get(1)))),
+            None => Ok(None),
+        }
+    }
+
+    fn update(&mut self, list: ListRef, id: &str, obj: Object) -> Result<Object> {
+        let (data, hint) = split_object(obj);
+        let text = Value::Object(data.clone()).to_string();
+        // The replication value counts only when newer than the live object (2.5 rule 1).
+        let sql = format!(
+            "INSERT INTO objects (id, parent_id, resource_name, data, last_modified, deleted) \
+             VALUES ($1, $2, $3, $4::text::JSONB, ( \
+               SELECT CASE WHEN $5::BIGINT IS NOT NULL AND (e.lm IS NULL OR {hint} > e.lm) \
+                      THEN {hint} END \
+               FROM (SELECT (SELECT last_modified FROM objects WHERE id = $1 AND parent_id = $2 \
+                     AND resource_name = $3 AND NOT deleted) AS lm) AS e), FALSE) \
+             ON CONFLICT (id, parent_id, resource_name) DO UPDATE \
+             SET data = EXCLUDED.data, deleted = FALSE, last_modified = EXCLUDED.last_modified \
+             RETURNING {EPOCH_LM}",
+            hint = from_epoch("$5::BIGINT")
+        );
+        let row = self.write(Some(list))?.query_one(
+            &sql,
+            &[&id, &list.parent_id, &list.resource_name, &text, &hint],
+        )?;
+        Ok(build_object(data, id, row.get(0)))
+    }
+
+    fn delete(
+        &mut self,
+        list: ListRef,
+        id: &str,
+        with_deleted: bool,
+        last_modified: Option<i64>,
+    ) -> Result<Option<Object>> {
+        let row = if with_deleted {
+            let sql = format!(
+                "UPDATE objects SET deleted = TRUE, data = {TOMBSTONE_DATA}, \
+                 last_modified = CASE WHEN {hint} > last_modified THEN {hint} END \
+                 WHERE id = $1 AND parent_id = $2 AND resource_name = $3 AND NOT deleted \
+                 RETURNING {EPOCH_LM}",
+                hint = from_epoch("$4::BIGINT")
+            );
+            self.write(Some(list))?.query_opt(
+                &sql,
+                &[&id, &list.parent_id, &list.resource_name, &last_modified],
+            )?
+        } else {
+            let sql = format!(
+                "DELETE FROM objects \
+                 WHERE id = $1 AND parent_id = $2 AND resource_name = $3 AND NOT deleted \
+                 RETURNING {EPOCH_LM}"
+            );
+            self.write(Some(list))?
+                .query_opt(&sql, &[&id, &list.parent_id, &list.resource_name])?
+        };
+        Ok(row.map(|r| tombstone(id, r.get(0))))
+    }
+
+    fn delete_all(
+        &mut self,
+        resource_name: &str,
+        parent_id: &str,
+        query: &ListQuery,
+        with_deleted: bool,
+    ) -> Result<Vec<Object>> {
+        let single_list = !parent_id.contains('*') && resource_name != "*";
+        let list = ListRef {
+            resource_name,
+            parent_id,
+        };
+        self.write(single_list.then_some(list))?;
+        let mut q =
+            PgSql::new("WITH matching AS (SELECT id, parent_id, resource_name FROM objects WHERE ");
+        pg_query::scope(resource_name, parent_id, &mut q);
+        q.push(" AND NOT deleted");
+        pg_query::conditions(query, &mut q);
+        pg_query::order_by(&query.sorting, &mut q);
+        let limit = q.bind(query.limit.map(|l| l as i64));
+        q.push(&format!(" LIMIT {limit}::BIGINT FOR UPDATE), "));
+        q.push("numbered AS (SELECT id, parent_id, resource_name, row_number() OVER () AS rn FROM matching) ");
+        let key = "o.id = n.id AND o.parent_id = n.parent_id AND o.resource_name = n.resource_name";
+        if with_deleted {
+            let stamp = if single_list {
+                // Under the list lock: tombstones get base, base + 1, ... in page order, where
+                // base follows Kinto's rule (clock, or the list timestamp + 1).
+                let p = q.bind(parent_id.to_string());
+                let r = q.bind(resource_name.to_string());
+                q.push(&format!(
+                    ", base AS (SELECT GREATEST( \
+                       (EXTRACT(EPOCH FROM clock_timestamp() AT TIME ZONE 'UTC') * 1000)::BIGINT, \
+                       COALESCE((SELECT (EXTRACT(EPOCH FROM max(m)) * 1000)::BIGINT + 1 FROM ( \
+                         SELECT max(last_modified) AS m FROM objects \
+                          WHERE parent_id = {p} AND resource_name = {r} \
+                         UNION ALL SELECT last_modified FROM timestamps \
+                          WHERE parent_id = {p} AND resource_name = {r}) AS t), 0)) AS b) "
+                ));
+                from_epoch("(SELECT b FROM base) + n.rn - 1")
+            } else {
+                // Several lists: the trigger stamps each row.
+                "NULL".to_string()
+            };
+            q.push(&format!(
+                "UPDATE objects AS o SET deleted = TRUE, data = {TOMBSTONE_DATA}, \
+                 last_modified = {stamp} FROM numbered AS n WHERE {key} \
+                 RETURNING o.id, (EXTRACT(EPOCH FROM o.last_modified) * 1000)::BIGINT, n.rn"
+            ));
+        } else {
+            q.push(&format!(
+                "DELETE FROM objects AS o USING numbered AS n WHERE {key} \
+                 RETURNING o.id, (EXTRACT(EPOCH FROM o.last_modified) * 1000)::BIGINT, n.rn"
+            ));
+        }
+        let mut rows: Vec<(i64, String, i64)> = self
+            .rows(&q)?
+            .iter()
+            .map(|r| (r.get(2), r.get(0), r.get(1)))
+            .collect();
+        rows.sort();
+        let whole_lists =
+            query.filters.is_empty() && query.pagination_rules.is_empty() && query.limit.is_none();
+        if !with_deleted && whole_lists {
+            // Cascade: the lists go entirely, tombstones included.
+            let mut d = PgSql::new("DELETE FROM objects WHERE ");
+            pg_query::scope(resource_name, parent_id, &mut d);
+            d.push(" AND deleted");
+            self.conn.execute(&d.sql, &d.refs())?;
+        }
+        Ok(rows
+            .into_iter()
+            .map(|(_, id, ts)| tombstone(&id, ts))
+            .collect())
+    }
+
+    fn purge_deleted(
+        &mut self,
+        resource_name: &str,
+        parent_id: &str,
+        before: Option<i64>,
+    ) -> Result<usize> {
+        let mut q = PgSql::new("DELETE FROM objects WHERE ");
+        pg_query::scope(resource_name, parent_id, &mut q);
+        q.push(" AND deleted");
+        if let Some(before) = before {
+            let p = q.bind(before);
+            q.push(&format!(
+                " AND last_modified < {}",
+                from_epoch(&format!("{p}::BIGINT"))
+            ));
+        }
+        let n = self.write(None)?.execute(&q.sql, &q.refs())?;
+        Ok(n as usize)
+    }
+
+    fn list_all(
+        &mut self,
+        resource_name: &str,
+        parent_id: &str,
+        query: &ListQuery,
+    ) -> Result<Vec<Object>> {
+        let q = select_sql(resource_name, parent_id, query, query.include_deleted);
+        self.rows(&q)?
+            .iter()
+            .map(|r| Ok(build_object(parse_data(r.get(2))?, r.get(0), r.get(1))))
+            .collect()
+    }
+
+    fn count_all(
+        &mut self,
+        resource_name: &str,
+        parent_id: &str,
+        filters: &[super::Filter],
+    ) -> Result<usize> {
+        let mut q = PgSql::new("SELECT count(*) FROM objects WHERE ");
+        pg_query::scope(resource_name, parent_id, &mut q);
+        q.push(" AND NOT deleted");
+        let query = ListQuery {
+            filters: filters.to_vec(),
+            ..ListQuery::default()
+        };
+        pg_query::conditions(&query, &mut q);
+        let row = self.conn.query_one(&q.sql, &q.refs())?;
+        Ok(row.get::<_, i64>(0) as usize)
+    }
+}
+
+impl Transaction for PgTx {
+    fn commit(mut self: Box<Self>) -> Result<()> {
+        if self.begun {
+            self.begun = false;
+            self.conn.batch("COMMIT")?;
+        }
+        Ok(())
+    }
+
+    fn rollback(mut self: Box<Self>) -> Result<()> {
+        if self.begun {
+            self.begun = false;
+            self.conn.batch("ROLLBACK")?;
+        }
+        Ok(())
+    }
+
+    fn read_object(&mut self, req: &ReadRequest) -> Result<ReadResult> {
+        let principals: Vec<&String> = req.principals.iter().collect();
+        let (objects, perms): (Vec<&str>, Vec<&str>) = req
+            .bound_permissions
+            .iter()
+            .map(|(o, p)| (o.as_str(), p.as_str()))
+            .unzip();
+        let parent_resources: Vec<&str> =
+            req.parents.iter().map(|(l, _)| l.resource_name).collect();
+        let parent_parents: Vec<&str> = req.parents.iter().map(|(l, _)| l.parent_id).collect();
+        let parent_ids: Vec<&str> = req.parents.iter().map(|(_, id)| *id).collect();
+        let sql = "WITH p AS (SELECT unnest($1::text[]) AS principal UNION \
+               SELECT principal FROM user_principals WHERE user_id = ANY($2::text[])) \
+             SELECT (SELECT array_agg(principal) FROM p), \
+               EXISTS (SELECT 1 FROM access_control_entries AS a \
+                 JOIN unnest($3::text[], $4::text[]) AS b(o, perm) \
+                   ON a.object_id = b.o AND a.permission = b.perm \
+                 WHERE a.principal IN (SELECT principal FROM p)), \
+               (SELECT array_agg(permission || ' ' || principal) FROM access_control_entries \
+                 WHERE object_id = $5), \
+               (SELECT array_agg(EXISTS (SELECT 1 FROM objects AS x WHERE x.id = q.id \
+                   AND x.parent_id = q.parent AND x.resource_name = q.res AND NOT x.deleted) \
+                   ORDER BY q.n) \
+                 FROM unnest($6::text[], $7::text[], $8::text[]) WITH ORDINALITY \
+                   AS q(res, parent, id, n)), \
+               o.data::text, (EXTRACT(EPOCH FROM o.last_modified) * 1000)::BIGINT \
+             FROM (SELECT 1) AS one LEFT JOIN objects AS o \
+               ON o.id = $9 AND o.parent_id = $10 AND o.resource_name = $11 AND NOT o.deleted";
+        let row = self.conn.query_one(
+            sql,
+            &[
+                &principals,
+                &req.user_ids,
+                &objects,
+                &perms,
+                &req.object_uri,
+                &parent_resources,
+                &parent_parents,
+                &parent_ids,
+                &req.id,
+                &req.list.parent_id,
+                &req.list.resource_name,
+            ],
+        )?;
+        let all_principals: Option<Vec<String>> = row.get(0);
+        let mut permissions = ObjectPermissions::new();
+        for ace in row.get::<_, Option<Vec<String>>>(2).unwrap_or_default() {
+            // Permission names never contain spaces; principals may.
+            if let Some((perm, principal)) = ace.split_once(' ') {
+                permissions
+                    .entry(perm.to_string())
+                    .or_default()
+                    .insert(principal.to_string());
+            }
+        }
+        let object = match row.get::<_, Option<&str>>(4) {
+            Some(data) => Some(build_object(parse_data(data)?, req.id, row.get(5))),
+            None => None,
+        };
+        Ok(ReadResult {
+            object,
+            permissions,
+            principals: all_principals
+                .unwrap_or_default()
+                .into_iter()
+                .collect::<BTreeSet<_>>(),
+            allowed: row.get(1),
+            parents_exist: row.get::<_, Option<Vec<bool>>>(3).unwrap_or_default(),
+        })
+    }
+}
+
+impl Drop for PgTx {
+    fn drop(&mut self) {
+        if self.begun {
+            // An abandoned request: undo its writes (a failed ROLLBACK leaves a closed
+            // connection, which the pool discards).
+            let _ = self.conn.batch("ROLLBACK");
+        }
+    }
+}
+
+/// Groups `(object_id, permission, principal)` rows.
+pub(crate) fn group_aces(rows: &[Row]) -> BTreeMap<String, ObjectPermissions> {
+    let mut out: BTreeMap<String, ObjectPermissions> = BTreeMap::new();
+    for r in rows {
+        out.entry(r.get(0))
+            .or_default()
+            .entry(r.get(1))
+            .or_default()
+            .insert(r.get(2));
+    }
+    out
+}
