@@ -93,22 +93,42 @@ impl Authenticator {
             .collect()
     }
 
-    /// Tries the policies in order; the first that yields a user id wins.
+    /// Tries the policies in order; the first that yields a user id wins. Accounts are never
+    /// accepted here (see [`Authenticator::authenticate_with`]).
     pub fn authenticate(&self, authorization: Option<&str>) -> Option<User> {
+        self.authenticate_with(authorization, &mut |_, _| false)
+    }
+
+    /// Like [`Authenticator::authenticate`], with `check_account(username, password)` deciding
+    /// the accounts policy (it needs storage and cache lookups).
+    pub fn authenticate_with(
+        &self,
+        authorization: Option<&str>,
+        check_account: &mut dyn FnMut(&str, &str) -> bool,
+    ) -> Option<User> {
         let authorization = authorization?;
         for policy in &self.policies {
             let found = match policy.kind {
-                PolicyKind::BasicAuth => self.basicauth(authorization),
-                PolicyKind::Accounts => None,
+                PolicyKind::BasicAuth => self
+                    .basicauth(authorization)
+                    .map(|id| format!("{}:{}", policy.name, id)),
+                PolicyKind::Accounts => basic_credentials(authorization)
+                    .filter(|(user, password)| check_account(user, password))
+                    .map(|(user, _)| format!("{}:{}", crate::accounts::POLICY_PREFIX, user)),
             };
             if let Some(id) = found {
                 return Some(User {
-                    id: format!("{}:{}", policy.name, id),
+                    id,
                     policy: policy.name.clone(),
                 });
             }
         }
         None
+    }
+
+    /// True when the accounts policy is configured.
+    pub fn has_accounts(&self) -> bool {
+        self.policies.iter().any(|p| p.kind == PolicyKind::Accounts)
     }
 
     /// Kinto's basicauth: hex HMAC-SHA256 of `user:password` keyed with `userid_hmac_secret`.

@@ -4,6 +4,7 @@
 //! `worker` (HTTP/1.1 serving) and this crate, the Kinto application: settings, the HTTP API,
 //! the storage/permission/cache backends, metrics, logging and the command line.
 
+pub mod accounts;
 pub mod api;
 pub mod app;
 pub mod auth;

@@ -118,10 +118,26 @@ fn create_missing(
     }
     let mut object = Object::new();
     object.insert("id".into(), Value::String(id.to_string()));
-    if tx.create(list, object)?.is_ok() {
+    if let Ok(created) = tx.create(list, object)? {
         let mut permissions = ObjectPermissions::new();
         permissions.insert("write".into(), [ctx.writer()].into());
         tx.replace_object_permissions(uri, &permissions)?;
+        // Recorded in the history like any creation (history plugin).
+        let (kind, bucket) = match list.resource_name {
+            "bucket" => (Kind::Bucket, id.to_string()),
+            _ => (
+                Kind::Collection,
+                list.parent_id.trim_start_matches("/buckets/").to_string(),
+            ),
+        };
+        let change = super::history::Change {
+            action: "create",
+            kind,
+            bucket,
+            collection: None,
+            object: created,
+        };
+        super::history::record(ctx, tx, vec![change])?;
     }
     Ok(())
 }

@@ -6,10 +6,15 @@
 //! finally the headers present on every response are added. Settings that never change per
 //! request live in [`Config`], built once in [`App::new`].
 
+pub mod accounts;
 pub mod batch;
 pub mod cors;
 pub mod default_bucket;
+pub mod history;
 pub mod http;
+pub mod permissions_endpoint;
+pub mod plugin_list;
+pub mod plugins;
 pub mod resource;
 pub mod route;
 pub mod signals;
@@ -44,6 +49,10 @@ pub struct Config {
     pub hello_config: serde_json::Value,
     /// The personal bucket plugin (`kinto.plugins.default_bucket`).
     pub default_bucket: bool,
+    /// The other plugins enabled by `includes` (accounts, history, permissions endpoint).
+    pub plugins: plugins::Plugins,
+    /// Account verification (accounts policy), parsed once.
+    pub accounts: crate::accounts::AccountSettings,
     /// The `/__version__` file, read once.
     pub version_file: Option<serde_json::Value>,
 }
@@ -73,8 +82,11 @@ impl Config {
             .filter(|(k, _)| k.ends_with("cache_expires_seconds"))
             .filter_map(|(k, v)| Some((k.clone(), v.trim().parse::<i64>().ok()?)))
             .collect();
+        let plugins = plugins::Plugins::new(&settings);
         Config {
             errors,
+            plugins,
+            accounts: crate::accounts::AccountSettings::new(&settings),
             auth: Authenticator::new(&settings),
             grants: SettingsGrants::new(&settings),
             routing: RoutingSettings {
@@ -82,6 +94,7 @@ impl Config {
                 trailing_slash_redirect: settings.trailing_slash_redirect_enabled,
                 flush_enabled: settings.flush_endpoint_enabled
                     || settings.includes.iter().any(|i| i == "kinto.plugins.flush"),
+                plugins,
             },
             cors: Cors::new(&settings.cors_origins, settings.cors_max_age_seconds),
             eos: signals::EndOfService::new(
@@ -113,6 +126,9 @@ pub struct Carry {
     principals: Option<(Option<String>, BTreeSet<String>)>,
     /// Cache writes deferred until the commit (SQLite would block them during the transaction).
     cache_writes: Vec<CacheWrite>,
+    /// The last caller authenticated: `(Authorization header, user)`, so that a batch
+    /// authenticates once.
+    user: Option<(Option<String>, Option<User>)>,
 }
 
 /// Per-request state shared by the handlers.
@@ -255,6 +271,7 @@ impl App {
             (Route::Plural(_), "GET") => Exposed::PluralGet,
             (Route::Plural(_), "HEAD") => Exposed::PluralHead,
             (Route::Object(_), "GET" | "HEAD") => Exposed::Object,
+            (Route::Plugin(p), _) => plugins::exposed(p, &method),
             _ => Exposed::Base,
         };
         if method == "OPTIONS" {
@@ -337,7 +354,7 @@ impl App {
             }
             Route::Root => {
                 utility_methods(&["GET", "HEAD"])?;
-                let mut ctx = self.new_ctx(request)?;
+                let mut ctx = self.new_ctx_carried(request, carry)?;
                 let response = match (ctx.user.is_some(), shared) {
                     (false, _) => utility::hello(&mut ctx, None)?,
                     (true, Some(tx)) => utility::hello(&mut ctx, Some(tx))?,
@@ -350,13 +367,11 @@ impl App {
                     if self.cfg.settings.readonly {
                         return Err(ApiError::MethodNotAllowed { allow: None });
                     }
-                    let user = self
-                        .cfg
-                        .auth
-                        .authenticate(request.header("Authorization"))
-                        .ok_or_else(|| ApiError::Unauthorized {
+                    let user = self.authenticate_carried(request, carry).ok_or_else(|| {
+                        ApiError::Unauthorized {
                             challenges: self.cfg.auth.challenges(),
-                        })?;
+                        }
+                    })?;
                     let secret = &self.cfg.settings.default_bucket_hmac_secret;
                     let bucket = default_bucket::bucket_id(secret, &user.id);
                     let (rewritten, target) = default_bucket::rewrite(request, &target, &bucket);
@@ -364,7 +379,56 @@ impl App {
                 }
                 self.serve_resource(request, &target, shared, carry, false)
             }
+            Route::Plugin(plugin) => self.serve_plugin(request, &plugin, shared, carry),
         }
+    }
+
+    /// A plugin endpoint (accounts, history, permissions), like [`App::serve_resource`].
+    fn serve_plugin(
+        &self,
+        request: &Request,
+        plugin: &plugins::PluginRoute,
+        shared: Option<&mut dyn Transaction>,
+        carry: &mut Carry,
+    ) -> ApiResult<(Response, Option<String>)> {
+        let mut ctx = self.new_ctx_carried(request, carry)?;
+        ctx.seed_principals(carry);
+        let fresh = shared.is_none();
+        let response = match shared {
+            Some(tx) => plugins::handle(&mut ctx, tx, plugin),
+            None => self.in_transaction(|tx| plugins::handle(&mut ctx, tx, plugin)),
+        };
+        ctx.carry_over(carry);
+        if fresh && response.is_ok() {
+            self.write_cache(carry)?;
+        }
+        Ok((response?, ctx.alert))
+    }
+
+    /// The request's user, reusing the previous sub-request's when the `Authorization`
+    /// header is the same (a batch authenticates once).
+    fn authenticate_carried(&self, request: &Request, carry: &mut Carry) -> Option<User> {
+        let authorization = request.header("Authorization");
+        if let Some((previous, user)) = &carry.user {
+            if previous.as_deref() == authorization {
+                return user.clone();
+            }
+        }
+        let user = self.authenticate(authorization);
+        carry.user = Some((authorization.map(str::to_string), user.clone()));
+        user
+    }
+
+    /// [`App::new_ctx`] with the user carried from a previous sub-request.
+    fn new_ctx_carried<'a>(
+        &'a self,
+        request: &'a Request,
+        carry: &mut Carry,
+    ) -> ApiResult<Ctx<'a>> {
+        let user = self.authenticate_carried(request, carry);
+        let mut ctx = self.new_ctx_as(request, user)?;
+        ctx.seed_principals(carry);
+        Ok(ctx)
     }
 
     /// A resource endpoint; `personal` first creates the personal bucket and collection.
@@ -377,14 +441,18 @@ impl App {
         personal: bool,
     ) -> ApiResult<(Response, Option<String>)> {
         let plural = target.id.is_none();
-        let mut ctx = self.new_ctx(request)?;
-        ctx.seed_principals(carry);
+        let mut ctx = self.new_ctx_carried(request, carry)?;
         let fresh = shared.is_none();
         let run = |ctx: &mut Ctx, tx: &mut dyn Transaction| {
             if personal {
                 default_bucket::ensure(ctx, tx, target)?;
             }
-            resource::handle(ctx, tx, target, plural)
+            let response = resource::handle(ctx, tx, target, plural)?;
+            let method = ctx.request.method.to_ascii_uppercase();
+            if !matches!(method.as_str(), "GET" | "HEAD") && response.status < 300 {
+                history::after_write(ctx, tx, target, &method, &response)?;
+            }
+            Ok(response)
         };
         let response = match shared {
             Some(tx) => run(&mut ctx, tx),
@@ -428,11 +496,15 @@ impl App {
     }
 
     fn new_ctx<'a>(&'a self, request: &'a Request) -> ApiResult<Ctx<'a>> {
+        self.new_ctx_as(request, self.authenticate(request.header("Authorization")))
+    }
+
+    fn new_ctx_as<'a>(&'a self, request: &'a Request, user: Option<User>) -> ApiResult<Ctx<'a>> {
         Ok(Ctx {
             cfg: &self.cfg,
             request,
             query: http::parse_query(request.query())?,
-            user: self.cfg.auth.authenticate(request.header("Authorization")),
+            user,
             cache: &*self.cache,
             principals: None,
             alert: None,
@@ -449,6 +521,7 @@ impl App {
                 resource::allowed_methods(&self.cfg, target, target.id.is_none())
             }
             Route::Flush if !readonly => vec!["POST", "OPTIONS"],
+            Route::Plugin(p) => plugins::allowed_methods(&self.cfg, p),
             Route::Redirect { .. } => {
                 vec!["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
             }

@@ -90,6 +90,8 @@ pub enum Route {
     Batch,
     Plural(Target),
     Object(Target),
+    /// A URL added by a plugin (or the batch endpoint).
+    Plugin(super::plugins::PluginRoute),
     /// 307 to another path of this server (path and query, absolute URL built later); `ttl` is the
     /// cache duration setting to apply.
     Redirect {
@@ -112,6 +114,7 @@ pub struct RoutingSettings {
     pub version_prefix_redirect: bool,
     pub trailing_slash_redirect: bool,
     pub flush_enabled: bool,
+    pub plugins: super::plugins::Plugins,
 }
 
 /// Routes a raw (undecoded) path; `query` is kept verbatim for redirects.
@@ -171,6 +174,9 @@ fn route_inner(inner: &str, settings: RoutingSettings) -> ApiResult<Route> {
     };
     if let Some(route) = simple {
         return Ok(route);
+    }
+    if let Some(plugin) = super::plugins::route(inner, settings.plugins)? {
+        return Ok(Route::Plugin(plugin));
     }
     let raw: Vec<&str> = inner.split('/').collect();
     if raw.iter().any(|s| s.is_empty()) {

@@ -85,6 +85,7 @@ fn capabilities(cfg: &Config) -> Value {
             }),
         );
     }
+    super::plugins::capabilities(cfg, &mut caps);
     Value::Object(caps)
 }
 
