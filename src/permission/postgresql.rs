@@ -119,14 +119,18 @@ impl Permission for PgTx {
             .iter()
             .flat_map(|(perm, ps)| ps.iter().map(move |p| (perm.as_str(), p.as_str())))
             .unzip();
-        // One statement: remove the named permissions, insert their new principals.
+        // Two statements: a DELETE in a CTE and the INSERT share one snapshot, so ON CONFLICT
+        // would see (and skip) the rows being deleted, dropping every unchanged principal.
         self.write(None)?.execute(
-            "WITH removed AS (DELETE FROM access_control_entries \
-               WHERE object_id = $1 AND permission = ANY($2::text[])) \
-             INSERT INTO access_control_entries (object_id, permission, principal) \
-             SELECT $1, perm, principal FROM unnest($3::text[], $4::text[]) AS n(perm, principal) \
+            "DELETE FROM access_control_entries \
+             WHERE object_id = $1 AND permission = ANY($2::text[])",
+            &[&object_id, &names],
+        )?;
+        self.write(None)?.execute(
+            "INSERT INTO access_control_entries (object_id, permission, principal) \
+             SELECT $1, perm, principal FROM unnest($2::text[], $3::text[]) AS n(perm, principal) \
              ON CONFLICT (object_id, permission, principal) DO NOTHING",
-            &[&object_id, &names, &perms, &principals],
+            &[&object_id, &perms, &principals],
         )?;
         Ok(())
     }
