@@ -670,6 +670,10 @@ impl Storage for PgTx {
 }
 
 impl Transaction for PgTx {
+    fn lock_list(&mut self, list: ListRef) -> Result<()> {
+        self.write(Some(list)).map(|_| ())
+    }
+
     fn commit(mut self: Box<Self>) -> Result<()> {
         if self.begun {
             self.begun = false;

@@ -672,6 +672,11 @@ impl Storage for SqliteTx<'_> {
 }
 
 impl Transaction for SqliteTx<'_> {
+    fn lock_list(&mut self, _list: ListRef) -> Result<()> {
+        // `BEGIN IMMEDIATE` takes the database's write lock: it covers every list.
+        self.write().map(|_| ())
+    }
+
     fn commit(mut self: Box<Self>) -> Result<()> {
         if self.begun {
             self.begun = false;

@@ -170,6 +170,9 @@ fn check_write_conditions(
 pub fn put(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResult<Response> {
     let conditions = conditions(ctx)?;
     let id = target.id.clone().unwrap_or_default();
+    // Read the object under the list's write lock: the checks below (If-Match, PATCH merge)
+    // must hold until this request's write commits.
+    tx.lock_list(list_ref(target, &target.parent_id()))?;
     let loaded = load(ctx, tx, target, &object_bound(target, &id, "write"))?;
     require_collection(target, &loaded)?;
     let allowed = if loaded.existing().is_some() && conditions.if_none_match != Some(Condition::Any)
@@ -292,6 +295,9 @@ pub fn patch(
     mode: Mode,
 ) -> ApiResult<Response> {
     let id = target.id.clone().unwrap_or_default();
+    // Read the object under the list's write lock: the checks below (If-Match, PATCH merge)
+    // must hold until this request's write commits.
+    tx.lock_list(list_ref(target, &target.parent_id()))?;
     let loaded = load(ctx, tx, target, &object_bound(target, &id, "write"))?;
     require_collection(target, &loaded)?;
     authorize_write(ctx, tx, target, &loaded)?;
@@ -457,6 +463,9 @@ pub fn patch(
 /// `DELETE` of one object: a tombstone, its children and ACEs removed.
 pub fn delete(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResult<Response> {
     let id = target.id.clone().unwrap_or_default();
+    // Read the object under the list's write lock: the checks below (If-Match, PATCH merge)
+    // must hold until this request's write commits.
+    tx.lock_list(list_ref(target, &target.parent_id()))?;
     let loaded = load(ctx, tx, target, &object_bound(target, &id, "write"))?;
     require_collection(target, &loaded)?;
     authorize_write(ctx, tx, target, &loaded)?;
