@@ -185,8 +185,9 @@ fn route_inner(inner: &str, settings: RoutingSettings) -> ApiResult<Route> {
     let mut segments = Vec::with_capacity(raw.len());
     for segment in raw {
         match decode_segment(segment) {
-            Some(s) => segments.push(s),
-            None => return Err(ApiError::BadRequest("Invalid URL path.".into())),
+            // A NUL can be in no id, and PostgreSQL refuses it in text (a 503 otherwise).
+            Some(s) if !s.contains('\0') => segments.push(s),
+            _ => return Err(ApiError::BadRequest("Invalid URL path.".into())),
         }
     }
     let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
