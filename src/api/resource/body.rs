@@ -50,7 +50,7 @@ pub fn parse_json(raw: &[u8]) -> ApiResult<Value> {
     if raw.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Object(Map::new()));
     }
-    serde_json::from_slice(raw).map_err(|e| {
+    let value: Value = serde_json::from_slice(raw).map_err(|e| {
         ApiError::invalid(
             Location::Body,
             None,
@@ -61,7 +61,26 @@ pub fn parse_json(raw: &[u8]) -> ApiResult<Value> {
                 e
             ),
         )
-    })
+    })?;
+    // PostgreSQL's jsonb cannot hold U+0000 (Kinto answers 503 there): refuse it on every
+    // backend, as filters with a NUL are refused.
+    if has_nul(&value) {
+        return Err(ApiError::invalid(
+            Location::Body,
+            None,
+            "Invalid JSON: \\u0000 is not supported",
+        ));
+    }
+    Ok(value)
+}
+
+fn has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
 }
 
 /// Permissions of a body: permission name → principals (`None` for a JSON null value).
