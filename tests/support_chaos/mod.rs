@@ -355,7 +355,10 @@ impl Client {
             self.port,
             body.len()
         );
-        if !body.is_empty() {
+        let typed = extra_headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
+        if !body.is_empty() && !typed {
             head.push_str("Content-Type: application/json\r\n");
         }
         if let Some(user) = user {
