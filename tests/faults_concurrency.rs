@@ -40,7 +40,12 @@ fn if_match_updates_from_eight_clients_lose_nothing() {
     make_collection(&client, USER, "race", "c");
     let base = "/v1/buckets/race/collections/c/records";
     for id in RECORDS {
-        let a = client.call("PUT", &format!("{base}/{id}"), Some(USER), Some(&json!({"data": {"n": 0}})));
+        let a = client.call(
+            "PUT",
+            &format!("{base}/{id}"),
+            Some(USER),
+            Some(&json!({"data": {"n": 0}})),
+        );
         assert_eq!(a.status, 201);
     }
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -81,7 +86,8 @@ fn if_match_updates_from_eight_clients_lose_nothing() {
                     }
                     drop(record);
                     if i % 4 == 0 {
-                        let a = client.call("POST", base, Some(USER), Some(&json!({"data": {"t": t}})));
+                        let a =
+                            client.call("POST", base, Some(USER), Some(&json!({"data": {"t": t}})));
                         let mut record = seen.lock().unwrap();
                         match a.status {
                             201 => record
@@ -98,7 +104,11 @@ fn if_match_updates_from_eight_clients_lose_nothing() {
         t.join().unwrap();
     }
     let seen = seen.lock().unwrap();
-    assert!(seen.other.is_empty(), "unexpected answers: {:?}", seen.other);
+    assert!(
+        seen.other.is_empty(),
+        "unexpected answers: {:?}",
+        seen.other
+    );
 
     // No lost update: each record's final n is the number of successful updates on it, and the
     // n values of its successful updates are exactly 1..=final.
@@ -107,13 +117,19 @@ fn if_match_updates_from_eight_clients_lose_nothing() {
         per_record.entry(id.as_str()).or_default().push((*ts, *n));
     }
     for id in RECORDS {
-        let final_n = client.call("GET", &format!("{base}/{id}"), Some(USER), None).json()["data"]["n"]
+        let final_n = client
+            .call("GET", &format!("{base}/{id}"), Some(USER), None)
+            .json()["data"]["n"]
             .as_u64()
             .unwrap();
         let mut history = per_record.remove(id).unwrap_or_default();
         history.sort();
         let ns: Vec<u64> = history.iter().map(|(_, n)| *n).collect();
-        assert_eq!(ns, (1..=final_n).collect::<Vec<_>>(), "{id}: updates in timestamp order");
+        assert_eq!(
+            ns,
+            (1..=final_n).collect::<Vec<_>>(),
+            "{id}: updates in timestamp order"
+        );
     }
     // Every 412 was justified: a successful update of that record has a later timestamp.
     let unjustified: Vec<&(String, i64)> = seen
@@ -121,7 +137,10 @@ fn if_match_updates_from_eight_clients_lose_nothing() {
         .iter()
         .filter(|(id, etag)| !seen.updates.iter().any(|(u, ts, _)| u == id && ts > etag))
         .collect();
-    assert!(unjustified.is_empty(), "412 without a newer version: {unjustified:?}");
+    assert!(
+        unjustified.is_empty(),
+        "412 without a newer version: {unjustified:?}"
+    );
     // Timestamps: unique across the collection's writes.
     let all: Vec<i64> = seen
         .updates
@@ -130,7 +149,11 @@ fn if_match_updates_from_eight_clients_lose_nothing() {
         .chain(seen.creations.iter().copied())
         .collect();
     let unique: HashSet<i64> = all.iter().copied().collect();
-    assert_eq!(unique.len(), all.len(), "duplicate timestamps in one collection");
+    assert_eq!(
+        unique.len(),
+        all.len(),
+        "duplicate timestamps in one collection"
+    );
     // The collection timestamp is the greatest of them.
     let list = client.call("GET", base, Some(USER), None);
     assert_eq!(etag_of(&list), *all.iter().max().unwrap());
@@ -140,7 +163,10 @@ fn if_match_updates_from_eight_clients_lose_nothing() {
         seen.conflicts.len(),
         seen.creations.len()
     );
-    assert!(seen.updates.len() > 20 && !seen.conflicts.is_empty(), "real contention");
+    assert!(
+        seen.updates.len() > 20 && !seen.conflicts.is_empty(),
+        "real contention"
+    );
 }
 
 /// Regression: a PUT replacing an object with the same permissions kept none of them on
@@ -166,7 +192,17 @@ fn replacing_an_object_keeps_its_unchanged_permissions() {
         .get(0);
     assert_eq!(aces, 1);
     for c in ["x", "y", "z"] {
-        let a = client.call("PUT", &format!("/v1/buckets/kept/collections/{c}"), Some(USER), Some(&json!({})));
-        assert_eq!(a.status, 201, "every worker still sees the write permission: {:?}", a.json());
+        let a = client.call(
+            "PUT",
+            &format!("/v1/buckets/kept/collections/{c}"),
+            Some(USER),
+            Some(&json!({})),
+        );
+        assert_eq!(
+            a.status,
+            201,
+            "every worker still sees the write permission: {:?}",
+            a.json()
+        );
     }
 }

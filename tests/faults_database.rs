@@ -31,7 +31,11 @@ fn postgresql_outage_under_load_answers_503_then_recovers() {
         if a.status == 503 {
             break a;
         }
-        assert!(down_at.elapsed() < Duration::from_secs(10), "heartbeat still {}", a.status);
+        assert!(
+            down_at.elapsed() < Duration::from_secs(10),
+            "heartbeat still {}",
+            a.status
+        );
     };
     let during = client.call(
         "PUT",
@@ -84,7 +88,11 @@ fn postgresql_outage_under_load_answers_503_then_recovers() {
     assert!(during.header("Retry-After").is_some());
     assert_eq!(stats.count(500), 0, "{:?}", stats.samples);
     assert_eq!(stats.malformed_503, 0, "{:?}", stats.samples);
-    assert!(stats.count(503) > 0, "the load saw the outage: {}", stats.summary());
+    assert!(
+        stats.count(503) > 0,
+        "the load saw the outage: {}",
+        stats.summary()
+    );
     assert_eq!(
         stats.non_2xx(),
         stats.count(503),
@@ -92,9 +100,17 @@ fn postgresql_outage_under_load_answers_503_then_recovers() {
         stats.summary(),
         stats.samples
     );
-    assert_eq!(stats.cut + stats.timeouts + stats.refused, 0, "{}", stats.summary());
+    assert_eq!(
+        stats.cut + stats.timeouts + stats.refused,
+        0,
+        "{}",
+        stats.summary()
+    );
     assert_eq!(missing, 0);
-    assert_eq!(workers_before, workers_after, "no worker died (no crash loop)");
+    assert_eq!(
+        workers_before, workers_after,
+        "no worker died (no crash loop)"
+    );
     assert!(recovery < Duration::from_secs(5), "recovery {recovery:?}");
     assert_eq!(heartbeat_after.status, 200, "{:?}", heartbeat_after.json());
 }
@@ -145,12 +161,21 @@ fn no_free_database_connection_answers_503_within_pool_timeout() {
         assert_eq!(a.status, 503, "{:?}", a.json());
         assert_eq!(a.json()["errno"], 201);
         assert!(a.header("Retry-After").is_some());
-        assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
     }
     drop(hogs);
     let start = Instant::now();
     let back = loop {
-        let a = client.call("GET", "/v1/buckets/full/collections/items/records/r", Some(USER), None);
+        let a = client.call(
+            "GET",
+            "/v1/buckets/full/collections/items/records/r",
+            Some(USER),
+            None,
+        );
         if a.status == 200 {
             break start.elapsed();
         }

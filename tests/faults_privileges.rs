@@ -20,7 +20,11 @@ fn status_field(pid: i32, name: &str) -> String {
 #[test]
 fn workers_run_as_nobody_and_cannot_read_a_root_only_file() {
     // SAFETY: plain getter.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "privilege tests must run as root");
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "privilege tests must run as root"
+    );
     // A SQLite cache file created by root, mode 0600: root can use it, nobody cannot.
     let private = TempDir::new("rootonly");
     let db = private.0.join("root-only.db");
@@ -48,23 +52,42 @@ fn workers_run_as_nobody_and_cannot_read_a_root_only_file() {
             status_field(*pid, "Groups"),
             status_field(*pid, "CapEff"),
         );
-        figures.push(format!("pid {pid}: Uid {uid} Gid {gid} Groups [{groups}] CapEff {cap}"));
+        figures.push(format!(
+            "pid {pid}: Uid {uid} Gid {gid} Groups [{groups}] CapEff {cap}"
+        ));
         assert_eq!(uid, "65534\t65534\t65534\t65534", "pid {pid}");
         assert_eq!(gid, "65534\t65534\t65534\t65534", "pid {pid}");
-        assert!(groups.split_whitespace().all(|g| g == "65534"), "pid {pid}: {groups}");
+        assert!(
+            groups.split_whitespace().all(|g| g == "65534"),
+            "pid {pid}: {groups}"
+        );
         assert_eq!(cap, "0000000000000000", "pid {pid}");
-        assert_eq!(status_field(*pid, "CapPrm"), "0000000000000000", "pid {pid}");
+        assert_eq!(
+            status_field(*pid, "CapPrm"),
+            "0000000000000000",
+            "pid {pid}"
+        );
     }
     println!("privileges:\n  {}", figures.join("\n  "));
     // The storage (PostgreSQL over TCP) works; the root-only cache file does not open.
     let heartbeat = client.call("GET", "/v1/__heartbeat__", None, None);
-    println!("privileges: heartbeat {} {:?}", heartbeat.status, heartbeat.json());
+    println!(
+        "privileges: heartbeat {} {:?}",
+        heartbeat.status,
+        heartbeat.json()
+    );
     assert_eq!(heartbeat.status, 503, "{:?}", heartbeat.json());
     assert_eq!(heartbeat.json()["cache"], false);
     assert_eq!(heartbeat.json()["storage"], true);
     // Root, on the other hand, can open it: the refusal comes from the dropped privileges.
     let conn = rusqlite::Connection::open(&db).unwrap();
-    let n: i64 = conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(n, 0);
-    assert_eq!(server.worker_pids(), workers, "no worker died on the refusal");
+    assert_eq!(
+        server.worker_pids(),
+        workers,
+        "no worker died on the refusal"
+    );
 }

@@ -43,7 +43,10 @@ fn sigkill_a_random_worker_every_second_loses_no_acknowledged_write() {
             if now.len() == 3 && !now.contains(&victim) {
                 break killed_at.elapsed();
             }
-            assert!(killed_at.elapsed() < Duration::from_secs(10), "no respawn: {now:?}");
+            assert!(
+                killed_at.elapsed() < Duration::from_secs(10),
+                "no respawn: {now:?}"
+            );
             std::thread::sleep(Duration::from_millis(5));
         };
         recoveries.push(back);
@@ -67,10 +70,20 @@ fn sigkill_a_random_worker_every_second_loses_no_acknowledged_write() {
     assert!(stats.wrong.is_empty(), "wrong answers: {:?}", stats.wrong);
     // Only requests in flight on a killed worker fail: one per kill at most (a worker serves one
     // connection at a time), and they fail as a cut connection, never as an answer.
-    assert_eq!(stats.non_2xx(), 0, "{} {:?}", stats.summary(), stats.samples);
+    assert_eq!(
+        stats.non_2xx(),
+        0,
+        "{} {:?}",
+        stats.summary(),
+        stats.samples
+    );
     assert_eq!(stats.timeouts + stats.refused, 0, "{}", stats.summary());
     assert!(stats.cut <= kills, "{} cut > {kills} kills", stats.cut);
-    assert!(stats.acked.len() > 20, "too little traffic: {}", stats.summary());
+    assert!(
+        stats.acked.len() > 20,
+        "too little traffic: {}",
+        stats.summary()
+    );
     assert!(worst < Duration::from_secs(1), "respawn took {worst:?}");
 }
 
@@ -85,7 +98,10 @@ fn harakiri_cuts_a_request_stuck_on_a_row_lock_and_rolls_it_back() {
     let a = client.call("PUT", path, Some(USER), Some(&json!({"data": {"v": 1}})));
     assert_eq!(a.status, 201);
     let list = "/v1/buckets/locks/collections/stuck/records";
-    let etag_before = client.call("GET", list, Some(USER), None).header("ETag").map(str::to_string);
+    let etag_before = client
+        .call("GET", list, Some(USER), None)
+        .header("ETag")
+        .map(str::to_string);
     let mut pg = db.connect();
     let ts_before: Option<String> = pg
         .query_opt(
@@ -141,10 +157,17 @@ fn harakiri_cuts_a_request_stuck_on_a_row_lock_and_rolls_it_back() {
         took >= Duration::from_millis(2900) && took < Duration::from_secs(8),
         "cut at harakiri (3 s): {took:?}"
     );
-    assert!(server.wait_log("HARAKIRI", Duration::from_secs(5)), "{}", server.log());
+    assert!(
+        server.wait_log("HARAKIRI", Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
     assert!(recovered.is_some(), "worker replaced");
     assert_eq!(
-        workers_before.iter().filter(|p| workers_after.contains(p)).count(),
+        workers_before
+            .iter()
+            .filter(|p| workers_after.contains(p))
+            .count(),
         2,
         "exactly one worker replaced"
     );
@@ -162,8 +185,14 @@ fn harakiri_cuts_a_request_stuck_on_a_row_lock_and_rolls_it_back() {
         .unwrap()
         .map(|r| r.get(0));
     assert_eq!(ts_before, ts_after);
-    let etag_after = client.call("GET", list, Some(USER), None).header("ETag").map(str::to_string);
-    assert_eq!(etag_before, etag_after, "the collection timestamp did not move");
+    let etag_after = client
+        .call("GET", list, Some(USER), None)
+        .header("ETag")
+        .map(str::to_string);
+    assert_eq!(
+        etag_before, etag_after,
+        "the collection timestamp did not move"
+    );
     // The killed worker's session is gone (no transaction left idle on the server).
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {

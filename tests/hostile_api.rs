@@ -48,7 +48,12 @@ fn injections(client: &Client) -> usize {
     make_collection(client, "alice", "inj", "c");
     let base = "/v1/buckets/inj/collections/c/records";
     for (id, title) in [("r1", "a"), ("r2", "b")] {
-        let a = client.call("PUT", &format!("{base}/{id}"), Some("alice"), Some(&json!({"data": {"title": title}})));
+        let a = client.call(
+            "PUT",
+            &format!("{base}/{id}"),
+            Some("alice"),
+            Some(&json!({"data": {"title": title}})),
+        );
         assert_eq!(a.status, 201);
     }
     let mut attempts = 0;
@@ -76,13 +81,37 @@ fn injections(client: &Client) -> usize {
             assert_eq!(a.json()["errno"], 107, "{:?}", a.json());
             attempts += 1;
             let a = client.call("GET", &path, Some("alice"), None);
-            assert!(matches!(a.status, 400 | 403 | 404), "GET {path}: {} {:?}", a.status, a.json());
+            assert!(
+                matches!(a.status, 400 | 403 | 404),
+                "GET {path}: {} {:?}",
+                a.status,
+                a.json()
+            );
         }
         // Filter values: compared literally, match nothing.
-        for name in ["title", "id", "not_title", "in_id", "like_title", "has_title", "min_title", "contains_title"] {
+        for name in [
+            "title",
+            "id",
+            "not_title",
+            "in_id",
+            "like_title",
+            "has_title",
+            "min_title",
+            "contains_title",
+        ] {
             attempts += 1;
-            let a = client.call("GET", &format!("{base}?{name}={}", q(p)), Some("alice"), None);
-            assert!(a.status == 200 || a.status == 400, "{name}={p}: {} {:?}", a.status, a.json());
+            let a = client.call(
+                "GET",
+                &format!("{base}?{name}={}", q(p)),
+                Some("alice"),
+                None,
+            );
+            assert!(
+                a.status == 200 || a.status == 400,
+                "{name}={p}: {} {:?}",
+                a.status,
+                a.json()
+            );
             if a.status == 200 {
                 let got = ids(&a);
                 let expected: Vec<String> = match name {
@@ -102,32 +131,72 @@ fn injections(client: &Client) -> usize {
         // Filter names: a field that no record has.
         attempts += 1;
         let a = client.call("GET", &format!("{base}?{}=a", q(p)), Some("alice"), None);
-        assert!(a.status == 200 || a.status == 400, "filter name {p}: {} {:?}", a.status, a.json());
+        assert!(
+            a.status == 200 || a.status == 400,
+            "filter name {p}: {} {:?}",
+            a.status,
+            a.json()
+        );
         if a.status == 200 {
             assert_eq!(ids(&a), Vec::<String>::new(), "filter name {p}");
         }
         attempts += 1;
-        let a = client.call("GET", &format!("{base}?has_{}=true", q(p)), Some("alice"), None);
-        assert!(a.status == 200 || a.status == 400, "has_ {p}: {} {:?}", a.status, a.json());
+        let a = client.call(
+            "GET",
+            &format!("{base}?has_{}=true", q(p)),
+            Some("alice"),
+            None,
+        );
+        assert!(
+            a.status == 200 || a.status == 400,
+            "has_ {p}: {} {:?}",
+            a.status,
+            a.json()
+        );
         if a.status == 200 {
             assert_eq!(ids(&a), Vec::<String>::new(), "has_{p}");
         }
         // Sort fields and _fields: ignored or projected literally.
         attempts += 1;
-        let a = client.call("GET", &format!("{base}?_sort={}", q(p)), Some("alice"), None);
+        let a = client.call(
+            "GET",
+            &format!("{base}?_sort={}", q(p)),
+            Some("alice"),
+            None,
+        );
         assert_eq!(a.status, 200, "_sort={p}: {:?}", a.json());
         assert_eq!(ids(&a), vec!["r1", "r2"]);
         attempts += 1;
-        let a = client.call("GET", &format!("{base}?_sort=-{}", q(p)), Some("alice"), None);
+        let a = client.call(
+            "GET",
+            &format!("{base}?_sort=-{}", q(p)),
+            Some("alice"),
+            None,
+        );
         assert_eq!(a.status, 200, "_sort=-{p}: {:?}", a.json());
         attempts += 1;
-        let a = client.call("GET", &format!("{base}?_fields={}", q(p)), Some("alice"), None);
-        assert!(a.status == 200 || a.status == 400, "_fields={p}: {} {:?}", a.status, a.json());
+        let a = client.call(
+            "GET",
+            &format!("{base}?_fields={}", q(p)),
+            Some("alice"),
+            None,
+        );
+        assert!(
+            a.status == 200 || a.status == 400,
+            "_fields={p}: {} {:?}",
+            a.status,
+            a.json()
+        );
         if a.status == 200 {
             assert_eq!(ids(&a), vec!["r1", "r2"]);
         }
         attempts += 1;
-        let a = client.call("GET", &format!("{base}?_token={}", q(p)), Some("alice"), None);
+        let a = client.call(
+            "GET",
+            &format!("{base}?_token={}", q(p)),
+            Some("alice"),
+            None,
+        );
         assert_eq!(a.status, 400, "_token={p}: {:?}", a.json());
         // JSON-patch paths: a key named after the payload, stored literally.
         attempts += 1;
@@ -153,7 +222,13 @@ fn injections(client: &Client) -> usize {
     }
     // JSON-patch paths reaching outside `data`/`permissions`: refused, or (as Kinto, which
     // patches `{"data", "permissions"}` and keeps only those two) applied to nothing.
-    for path in ["/id", "/last_modified", "/../permissions", "/data/../../objects", "/permissions/write/0/../.."] {
+    for path in [
+        "/id",
+        "/last_modified",
+        "/../permissions",
+        "/data/../../objects",
+        "/permissions/write/0/../..",
+    ] {
         attempts += 1;
         let patch = json!([{"op": "add", "path": path, "value": "x"}]);
         let a = client
@@ -166,17 +241,31 @@ fn injections(client: &Client) -> usize {
                 Duration::from_secs(20),
             )
             .unwrap();
-        assert!(a.status == 400 || a.status == 200, "patch path {path}: {} {:?}", a.status, a.json());
+        assert!(
+            a.status == 400 || a.status == 200,
+            "patch path {path}: {} {:?}",
+            a.status,
+            a.json()
+        );
         if a.status == 200 {
             assert_eq!(a.json()["data"]["id"], "r2", "{:?}", a.json());
-            assert!(!a.json()["permissions"].to_string().contains("\"x\""), "{:?}", a.json());
+            assert!(
+                !a.json()["permissions"].to_string().contains("\"x\""),
+                "{:?}",
+                a.json()
+            );
         }
     }
     // Nothing else changed: both records, r2 untouched, the bucket still listed.
     let list = client.call("GET", base, Some("alice"), None);
     assert_eq!(ids(&list), vec!["r1", "r2"]);
     let r2 = client.call("GET", &format!("{base}/r2"), Some("alice"), None);
-    assert_eq!(r2.json()["data"].as_object().unwrap().len(), 3, "{:?}", r2.json());
+    assert_eq!(
+        r2.json()["data"].as_object().unwrap().len(),
+        3,
+        "{:?}",
+        r2.json()
+    );
     let buckets = client.call("GET", "/v1/buckets", Some("alice"), None);
     assert!(ids(&buckets).contains(&"inj".to_string()));
     attempts
@@ -217,11 +306,29 @@ fn traversal(client: &Client) -> usize {
             "{path} leaked: {:?}",
             a.json()
         );
-        let a = client.call("PUT", path, Some("mallory"), Some(&json!({"data": {"x": 1}})));
-        assert!((400..500).contains(&a.status), "PUT {path}: {} {:?}", a.status, a.json());
+        let a = client.call(
+            "PUT",
+            path,
+            Some("mallory"),
+            Some(&json!({"data": {"x": 1}})),
+        );
+        assert!(
+            (400..500).contains(&a.status),
+            "PUT {path}: {} {:?}",
+            a.status,
+            a.json()
+        );
     }
-    let s1 = client.call("GET", "/v1/buckets/secretb/collections/c/records/s1", Some("alice"), None);
-    assert_eq!(s1.json()["data"], json!({"id": "s1", "secret": true, "last_modified": s1.json()["data"]["last_modified"]}));
+    let s1 = client.call(
+        "GET",
+        "/v1/buckets/secretb/collections/c/records/s1",
+        Some("alice"),
+        None,
+    );
+    assert_eq!(
+        s1.json()["data"],
+        json!({"id": "s1", "secret": true, "last_modified": s1.json()["data"]["last_modified"]})
+    );
     paths.len() * 2
 }
 
@@ -250,11 +357,36 @@ fn escalation(client: &Client) -> usize {
     let everyone_write = json!({"permissions": {"write": ["system.Everyone", mallory_id.clone()]}});
     let attempts: Vec<(&str, String, Value, u16)> = vec![
         ("PUT", "/v1/buckets/own".into(), everyone_write.clone(), 403),
-        ("PATCH", "/v1/buckets/own".into(), everyone_write.clone(), 403),
-        ("PUT", "/v1/buckets/own/collections/c".into(), everyone_write.clone(), 403),
-        ("PATCH", "/v1/buckets/own/collections/c".into(), everyone_write.clone(), 403),
-        ("PUT", "/v1/buckets/own/collections/evil".into(), json!({"data": {}}), 403),
-        ("POST", "/v1/buckets/own/collections/c/records".into(), json!({"data": {"a": 1}}), 403),
+        (
+            "PATCH",
+            "/v1/buckets/own".into(),
+            everyone_write.clone(),
+            403,
+        ),
+        (
+            "PUT",
+            "/v1/buckets/own/collections/c".into(),
+            everyone_write.clone(),
+            403,
+        ),
+        (
+            "PATCH",
+            "/v1/buckets/own/collections/c".into(),
+            everyone_write.clone(),
+            403,
+        ),
+        (
+            "PUT",
+            "/v1/buckets/own/collections/evil".into(),
+            json!({"data": {}}),
+            403,
+        ),
+        (
+            "POST",
+            "/v1/buckets/own/collections/c/records".into(),
+            json!({"data": {"a": 1}}),
+            403,
+        ),
         (
             "PATCH",
             "/v1/buckets/own/groups/admins".into(),
@@ -273,9 +405,19 @@ fn escalation(client: &Client) -> usize {
             json!({"data": {"members": [mallory_id.clone()]}}),
             403,
         ),
-        ("DELETE", "/v1/buckets/own/groups/admins".into(), Value::Null, 403),
+        (
+            "DELETE",
+            "/v1/buckets/own/groups/admins".into(),
+            Value::Null,
+            403,
+        ),
         ("DELETE", "/v1/buckets/own".into(), Value::Null, 403),
-        ("GET", "/v1/buckets/own/collections/c/records".into(), Value::Null, 403),
+        (
+            "GET",
+            "/v1/buckets/own/collections/c/records".into(),
+            Value::Null,
+            403,
+        ),
     ];
     let count = attempts.len();
     for (method, path, body, expected) in attempts {
@@ -292,14 +434,22 @@ fn escalation(client: &Client) -> usize {
         Some(&json!({"data": {"members": [mallory_id.clone()]}})),
     );
     assert_eq!(a.status, 201);
-    let a = client.call("GET", "/v1/buckets/own/collections/c/records", Some("mallory"), None);
+    let a = client.call(
+        "GET",
+        "/v1/buckets/own/collections/c/records",
+        Some("mallory"),
+        None,
+    );
     assert_eq!(a.status, 403, "{:?}", a.json());
     // Nothing changed on alice's side.
     let group = client.call("GET", "/v1/buckets/own/groups/admins", Some("alice"), None);
     assert_eq!(group.json()["data"]["members"], json!(["basicauth:nobody"]));
     let bucket = client.call("GET", "/v1/buckets/own", Some("alice"), None);
     let perms = bucket.json()["permissions"].to_string();
-    assert!(!perms.contains("system.Everyone") && !perms.contains(&mallory_id), "{perms}");
+    assert!(
+        !perms.contains("system.Everyone") && !perms.contains(&mallory_id),
+        "{perms}"
+    );
     let collections = client.call("GET", "/v1/buckets/own/collections", Some("alice"), None);
     assert_eq!(ids(&collections), vec!["c"]);
 
@@ -317,9 +467,21 @@ fn escalation(client: &Client) -> usize {
     assert_eq!(a.status, 201, "{:?}", a.json());
     let mut more = 0;
     for (method, path, body) in [
-        ("PUT", format!("/v1/buckets/{alice_default}"), json!({"data": {}})),
-        ("GET", format!("/v1/buckets/{alice_default}/collections/tasks/records"), Value::Null),
-        ("PUT", format!("/v1/buckets/{alice_default}/collections/tasks/records/t1"), json!({"data": {}})),
+        (
+            "PUT",
+            format!("/v1/buckets/{alice_default}"),
+            json!({"data": {}}),
+        ),
+        (
+            "GET",
+            format!("/v1/buckets/{alice_default}/collections/tasks/records"),
+            Value::Null,
+        ),
+        (
+            "PUT",
+            format!("/v1/buckets/{alice_default}/collections/tasks/records/t1"),
+            json!({"data": {}}),
+        ),
     ] {
         more += 1;
         let body = (!body.is_null()).then_some(&body);
@@ -330,14 +492,24 @@ fn escalation(client: &Client) -> usize {
     let mallory_default = client.call("GET", "/v1/buckets/default", Some("mallory"), None);
     assert_eq!(mallory_default.status, 200);
     assert_ne!(mallory_default.json()["data"]["id"], json!(alice_default));
-    let t1 = client.call("GET", "/v1/buckets/default/collections/tasks/records/t1", Some("alice"), None);
+    let t1 = client.call(
+        "GET",
+        "/v1/buckets/default/collections/tasks/records/t1",
+        Some("alice"),
+        None,
+    );
     assert_eq!(t1.json()["data"]["todo"], "private");
     count + 1 + more
 }
 
 /// Accounts: bcrypt cost 12 stored, wrong password refused. Returns the stored hash.
 fn accounts(client: &Client) -> usize {
-    let a = client.call("PUT", "/v1/accounts/acct", None, Some(&json!({"data": {"password": "right"}})));
+    let a = client.call(
+        "PUT",
+        "/v1/accounts/acct",
+        None,
+        Some(&json!({"data": {"password": "right"}})),
+    );
     assert_eq!(a.status, 201, "{:?}", a.json());
     let login = |password: &str| {
         let token = base64_encode(&format!("acct:{password}"));
@@ -354,12 +526,23 @@ fn accounts(client: &Client) -> usize {
     };
     let ok = login("right");
     assert_eq!(ok.status, 200, "{:?}", ok.json());
-    assert!(ok.json()["data"].get("password").is_none() || ok.json()["data"]["password"].as_str().unwrap().starts_with("$2b$12$"));
+    assert!(
+        ok.json()["data"].get("password").is_none()
+            || ok.json()["data"]["password"]
+                .as_str()
+                .unwrap()
+                .starts_with("$2b$12$")
+    );
     // Wrong password, before and after the cached proof exists: not authenticated as acct
     // (basicauth takes over: another user, without access to the account).
     for wrong in ["wrong", "righ", "right ", "Right", ""] {
         let a = login(wrong);
-        assert!(matches!(a.status, 401 | 403), "password {wrong:?}: {} {:?}", a.status, a.json());
+        assert!(
+            matches!(a.status, 401 | 403),
+            "password {wrong:?}: {} {:?}",
+            a.status,
+            a.json()
+        );
     }
     6
 }
@@ -375,11 +558,16 @@ fn hostile_api_use_on_sqlite() {
     let client = server.client();
     let worker = server.worker_pids();
     let n = injections(&client) + traversal(&client) + escalation(&client) + accounts(&client);
-    println!("hostile api (sqlite): {n} attempts refused or harmless; worker {worker:?} -> {:?}", server.worker_pids());
+    println!(
+        "hostile api (sqlite): {n} attempts refused or harmless; worker {worker:?} -> {:?}",
+        server.worker_pids()
+    );
     assert_eq!(server.worker_pids(), worker);
     // The database file is intact.
     let conn = rusqlite::Connection::open(server.dir.0.join("kinto.db")).unwrap();
-    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(check, "ok");
     let hash: String = conn
         .query_row(
@@ -388,7 +576,10 @@ fn hostile_api_use_on_sqlite() {
             |r| r.get(0),
         )
         .unwrap();
-    assert!(hash.starts_with("$2b$12$"), "bcrypt cost 12 as Kinto: {hash}");
+    assert!(
+        hash.starts_with("$2b$12$"),
+        "bcrypt cost 12 as Kinto: {hash}"
+    );
 }
 
 #[test]
@@ -399,14 +590,23 @@ fn hostile_api_use_on_postgresql() {
     let worker = server.worker_pids();
     let mut pg = db.connect();
     let tables: i64 = pg
-        .query_one("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", &[])
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+            &[],
+        )
         .unwrap()
         .get(0);
     let n = injections(&client) + traversal(&client) + escalation(&client) + accounts(&client);
-    println!("hostile api (postgresql): {n} attempts refused or harmless; worker {worker:?} -> {:?}", server.worker_pids());
+    println!(
+        "hostile api (postgresql): {n} attempts refused or harmless; worker {worker:?} -> {:?}",
+        server.worker_pids()
+    );
     assert_eq!(server.worker_pids(), worker);
     let tables_after: i64 = pg
-        .query_one("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", &[])
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(tables, tables_after, "no table dropped or created");
@@ -417,7 +617,10 @@ fn hostile_api_use_on_postgresql() {
         )
         .unwrap()
         .get(0);
-    assert!(hash.starts_with("$2b$12$"), "bcrypt cost 12 as Kinto: {hash}");
+    assert!(
+        hash.starts_with("$2b$12$"),
+        "bcrypt cost 12 as Kinto: {hash}"
+    );
     // A NUL in a JSON string cannot go into jsonb: a 4xx, not a 500.
     let a = client
         .raw(

@@ -13,7 +13,11 @@ const USER: &str = "hostile";
 
 fn server() -> Server {
     let app = format!("{SQLITE_BACKENDS}{AUTH}");
-    Server::start(&app, 1, "harakiri = 20\nbuffer-size = 65535\nlimit-post = 1048576\n")
+    Server::start(
+        &app,
+        1,
+        "harakiri = 20\nbuffer-size = 65535\nlimit-post = 1048576\n",
+    )
 }
 
 fn head(method: &str, target: &str, extra: &str, body: &[u8]) -> Vec<u8> {
@@ -40,7 +44,9 @@ fn replace(mut raw: Vec<u8>, from: &[u8], to: &[u8]) -> Vec<u8> {
 /// Every answer on a connection, read up to EOF (smuggling must not yield a second answer).
 fn all_answers(port: u16, bytes: &[u8]) -> Vec<u16> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
     let _ = stream.write_all(bytes);
     let mut out = Vec::new();
     let _ = stream.read_to_end(&mut out);
@@ -59,7 +65,11 @@ fn malformed_and_hostile_requests_get_4xx_and_the_worker_lives() {
     assert_eq!(worker.len(), 1);
     let records = "/v1/buckets/b/collections/c/records";
 
-    let deep = format!("{{\"data\": {{\"x\": {}{}}}}}", "[".repeat(100_000), "]".repeat(100_000));
+    let deep = format!(
+        "{{\"data\": {{\"x\": {}{}}}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
     let deep_objects = format!(
         "{{\"data\": {}1{}}}",
         "{\"a\":".repeat(5_000),
@@ -151,20 +161,37 @@ fn malformed_and_hostile_requests_get_4xx_and_the_worker_lives() {
     for (name, bytes) in &cases {
         let answers = all_answers(server.port, bytes);
         figures.push(format!("{name}: {answers:?}"));
-        assert_eq!(answers.len(), 1, "{name}: exactly one answer, got {answers:?}");
+        assert_eq!(
+            answers.len(),
+            1,
+            "{name}: exactly one answer, got {answers:?}"
+        );
         // A request in another HTTP version gets 505, as uWSGI; everything else a 4xx.
-        let expected = if name.starts_with("HTTP/2") { 505..506 } else { 400..500 };
+        let expected = if name.starts_with("HTTP/2") {
+            505..506
+        } else {
+            400..500
+        };
         assert!(
             expected.contains(&answers[0]),
             "{name}: expected {expected:?}, got {answers:?}"
         );
         assert_eq!(server.worker_pids(), worker, "{name}: the worker died");
     }
-    println!("hostile requests ({}):\n  {}", cases.len(), figures.join("\n  "));
+    println!(
+        "hostile requests ({}):\n  {}",
+        cases.len(),
+        figures.join("\n  ")
+    );
     // The same worker still serves, and nothing was written by any of the above.
     let list = client.call("GET", records, Some(USER), None);
     assert_eq!(list.status, 200);
-    assert_eq!(list.json()["data"], serde_json::json!([]), "{:?}", list.json());
+    assert_eq!(
+        list.json()["data"],
+        serde_json::json!([]),
+        "{:?}",
+        list.json()
+    );
     assert_eq!(server.worker_pids(), worker);
 }
 
@@ -177,7 +204,10 @@ fn json_edge_cases_behave_as_kinto() {
     let path = "/v1/buckets/b/collections/c/records/r";
     let send = |body: &[u8]| {
         client
-            .raw(&head("PUT", path, "Content-Type: application/json\r\n", body), Duration::from_secs(15))
+            .raw(
+                &head("PUT", path, "Content-Type: application/json\r\n", body),
+                Duration::from_secs(15),
+            )
             .unwrap()
     };
     // Duplicate keys: Python's json keeps the last one, so does Kinto.
@@ -193,7 +223,10 @@ fn json_edge_cases_behave_as_kinto() {
     // every backend.
     let a = send(b"{\"data\": {\"k\": \"a\\u0000b\"}}");
     assert_eq!(a.status, 400, "{:?}", a.json());
-    println!("json edge cases: worker {worker:?} -> {:?}", server.worker_pids());
+    println!(
+        "json edge cases: worker {worker:?} -> {:?}",
+        server.worker_pids()
+    );
     assert_eq!(server.worker_pids(), worker);
 }
 
@@ -254,7 +287,11 @@ fn slow_clients_do_not_starve_normal_ones() {
         latencies.len()
     );
     if slow_clients < 3 {
-        assert!(latencies.len() > 20, "normal clients served: {}", latencies.len());
+        assert!(
+            latencies.len() > 20,
+            "normal clients served: {}",
+            latencies.len()
+        );
         assert!(max < Duration::from_secs(2), "max latency {max:?}");
     }
 }

@@ -36,12 +36,19 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(kept, again_kept, "decode(encode(pairs)) == pairs");
     let first = parse(&pairs);
     let second = parse(&again);
-    assert_eq!(format!("{first:?}"), format!("{second:?}"), "same query either way");
+    assert_eq!(
+        format!("{first:?}"),
+        format!("{second:?}"),
+        "same query either way"
+    );
     if let Ok(query) = first {
         assert!(query.sorting.iter().any(|s| s.field == "last_modified"));
         assert_ne!(query.limit, Some(0));
         for filter in &query.filters {
-            assert!(!filter.field.contains('\0'), "NUL reaches the storage: {filter:?}");
+            assert!(
+                !filter.field.contains('\0'),
+                "NUL reaches the storage: {filter:?}"
+            );
         }
     }
 });

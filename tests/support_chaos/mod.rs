@@ -60,7 +60,8 @@ pub fn pg_backends(url: &str, pool: u32, pool_timeout: u64) -> String {
 }
 
 /// `[app:main]` lines putting the three backends on one SQLite file.
-pub const SQLITE_BACKENDS: &str = "kinto.storage_backend = sqlite\nkinto.storage_url = sqlite:///kinto.db\n\
+pub const SQLITE_BACKENDS: &str =
+    "kinto.storage_backend = sqlite\nkinto.storage_url = sqlite:///kinto.db\n\
      kinto.permission_backend = sqlite\nkinto.permission_url = sqlite:///kinto.db\n\
      kinto.cache_backend = sqlite\nkinto.cache_url = sqlite:///kinto.db\n";
 
@@ -193,7 +194,11 @@ impl Server {
                 }
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "no (port auto-assigned) line:\n{}", lines.join("\n"));
+            assert!(
+                !left.is_zero(),
+                "no (port auto-assigned) line:\n{}",
+                lines.join("\n")
+            );
             lines = cond.wait_timeout(lines, left).unwrap().0;
         }
     }
@@ -269,7 +274,11 @@ pub fn children_of(parent: i32) -> Vec<i32> {
         return pids;
     };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -335,7 +344,13 @@ pub fn basic(user: &str) -> String {
 
 impl Client {
     /// A JSON request as `user` (None: anonymous); panics on transport failure.
-    pub fn call(&self, method: &str, path: &str, user: Option<&str>, body: Option<&Value>) -> Answer {
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        user: Option<&str>,
+        body: Option<&Value>,
+    ) -> Answer {
         self.try_call(method, path, user, body, &[], Duration::from_secs(20))
             .unwrap_or_else(|e| panic!("{method} {path}: {e:?}"))
     }
@@ -507,7 +522,10 @@ impl PgDb {
 impl Drop for PgDb {
     fn drop(&mut self) {
         if let Ok(mut client) = postgres::Client::connect(&self.admin, postgres::NoTls) {
-            let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+            let _ = client.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
         }
     }
 }
@@ -537,7 +555,9 @@ fn pg_bin_dir() -> PathBuf {
         .filter(|p| p.join("initdb").exists())
         .collect();
     versions.sort();
-    versions.pop().expect("an initdb under /usr/lib/postgresql/*/bin")
+    versions
+        .pop()
+        .expect("an initdb under /usr/lib/postgresql/*/bin")
 }
 
 fn as_postgres(program: &Path) -> Command {
@@ -566,11 +586,24 @@ impl PrivatePg {
             assert!(status.success());
         }
         let out = as_postgres(&bin.join("initdb"))
-            .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync", "-D"])
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
             .arg(dir.join("data"))
             .output()
             .unwrap();
-        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let pg = PrivatePg {
             dir,
             port: free_port(),
@@ -615,7 +648,11 @@ impl PrivatePg {
             .arg("stop")
             .output()
             .unwrap();
-        assert!(out.status.success(), "pg_ctl stop: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -632,7 +669,12 @@ impl Drop for PrivatePg {
 
 /// Creates bucket `b` and collection `c` as `user`.
 pub fn make_collection(client: &Client, user: &str, bucket: &str, collection: &str) {
-    let a = client.call("PUT", &format!("/v1/buckets/{bucket}"), Some(user), Some(&serde_json::json!({})));
+    let a = client.call(
+        "PUT",
+        &format!("/v1/buckets/{bucket}"),
+        Some(user),
+        Some(&serde_json::json!({})),
+    );
     assert!(matches!(a.status, 200 | 201), "{} {:?}", a.status, a.json());
     let a = client.call(
         "PUT",
@@ -823,7 +865,11 @@ pub fn join_load(handles: Vec<std::thread::JoinHandle<LoadStats>>) -> LoadStats 
 }
 
 /// Ids (and `data.n`) of the live records of a collection, read directly from PostgreSQL.
-pub fn pg_records(client: &mut postgres::Client, bucket: &str, collection: &str) -> std::collections::HashMap<String, Value> {
+pub fn pg_records(
+    client: &mut postgres::Client,
+    bucket: &str,
+    collection: &str,
+) -> std::collections::HashMap<String, Value> {
     let parent = format!("/buckets/{bucket}/collections/{collection}");
     client
         .query(
