@@ -26,7 +26,8 @@ faults() {
   export CHAOS_OUTAGE_SECS="${CHAOS_OUTAGE_SECS:-10}"
   export CHAOS_SLOW_CLIENTS="${CHAOS_SLOW_CLIENTS:-6}"
   export CHAOS_SLOW_SECS="${CHAOS_SLOW_SECS:-40}"
-  cargo test --release \
+  # Debug build by default (the one CI already has); CHAOS_RELEASE=1 for optimised figures.
+  cargo test ${CHAOS_RELEASE:+--release} \
     --test faults_workers --test faults_database --test faults_concurrency \
     --test faults_privileges --test hostile_http --test hostile_api \
     -- --nocapture --test-threads=1 2>&1 | tee -a "$out.log" |
