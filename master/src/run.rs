@@ -252,6 +252,10 @@ impl<A: App> Master<A> {
             }
             None => None,
         };
+        let fifo = match config.master_fifo.first() {
+            Some(path) => Some(open_fifo(path)?),
+            None => None,
+        };
         // 10. Privileges.
         for line in crate::privileges::drop_privileges(&config)? {
             log::line(&line);
@@ -302,20 +306,15 @@ impl<A: App> Master<A> {
                 )
                 .map_err(|e| format!("epoll: {e}"))?;
         }
-        let fifo = match config.master_fifo.first() {
-            Some(path) => {
-                let file = open_fifo(path)?;
-                poll.registry()
-                    .register(
-                        &mut mio::unix::SourceFd(&file.as_raw_fd()),
-                        mio::Token(1),
-                        mio::Interest::READABLE,
-                    )
-                    .map_err(|e| format!("epoll: {e}"))?;
-                Some(file)
-            }
-            None => None,
-        };
+        if let Some(file) = &fifo {
+            poll.registry()
+                .register(
+                    &mut mio::unix::SourceFd(&file.as_raw_fd()),
+                    mio::Token(1),
+                    mio::Interest::READABLE,
+                )
+                .map_err(|e| format!("epoll: {e}"))?;
+        }
         let target = config.processes;
         Ok(Master {
             app: Arc::new(app),
@@ -406,7 +405,7 @@ impl<A: App> Master<A> {
             timeout = timeout.min(Duration::from_millis(50));
         }
         for (i, s) in self.slots.iter().enumerate() {
-            if s.pid.is_some() && !s.harakiri_fired {
+            if s.pid.is_some() && !s.harakiri_fired && s.harakiri_kill_at.is_none() {
                 let d = self
                     .board
                     .slot(i + 1)
@@ -416,7 +415,11 @@ impl<A: App> Master<A> {
                     timeout = timeout.min(Duration::from_millis(d.saturating_sub(now_ms)));
                 }
             }
-            if let Some(at) = s.respawn_at {
+            // Only respawns that spawn_missing will act on, or the loop would spin.
+            if let Some(at) = s
+                .respawn_at
+                .filter(|_| self.phase == Phase::Running && i < self.target)
+            {
                 timeout = timeout.min(at.saturating_duration_since(now));
             }
             if let Some(at) = s
@@ -520,7 +523,10 @@ impl<A: App> Master<A> {
             _ => Signal::SIGHUP,
         };
         for i in 0..self.slots.len() {
-            self.slots[i].respawn_at = self.slots[i].respawn_at.map(|_| Instant::now());
+            self.slots[i].respawn_at = self.slots[i]
+                .respawn_at
+                .filter(|_| i < self.target)
+                .map(|_| Instant::now());
             if i >= self.target {
                 self.curse(i, Signal::SIGHUP, StopReason::Remove);
             } else if kind != ReloadKind::Chain {
