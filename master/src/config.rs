@@ -83,6 +83,13 @@ pub struct ServerConfig {
     pub chdir2: Option<PathBuf>,
     /// `add-gid`: extra supplementary groups.
     pub add_gids: Vec<u32>,
+    /// Process titles: `procname-prefix` (or `procname-prefix-spaced` plus a space),
+    /// `procname-append`, `procname` (workers), `procname-master`, `auto-procname`.
+    pub procname_prefix: Option<String>,
+    pub procname_append: Option<String>,
+    pub procname: Option<String>,
+    pub procname_master: Option<String>,
+    pub auto_procname: bool,
     /// `listen`: backlog of self-bound listeners.
     pub listen: u32,
     /// `chmod-socket`: mode of Unix socket files.
@@ -472,6 +479,14 @@ impl ServerConfig {
             log_micros: v.bool("log-micros"),
             ini,
             sockets,
+            procname_prefix: v
+                .str("procname-prefix-spaced")
+                .map(|p| format!("{p} "))
+                .or_else(|| v.str("procname-prefix").map(str::to_string)),
+            procname_append: v.str("procname-append").map(str::to_string),
+            procname: v.str("procname").map(str::to_string),
+            procname_master: v.str("procname-master").map(str::to_string),
+            auto_procname: v.bool("auto-procname"),
             shared_sockets: v.list("shared-socket").cloned().collect(),
             abstract_socket: v.bool("abstract-socket"),
             chdir2: v.str("chdir2").map(PathBuf::from),

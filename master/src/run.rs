@@ -149,6 +149,8 @@ struct Master<A: App> {
     last_memory_check: Instant,
     /// SIGTSTP pause in force.
     paused: bool,
+    /// The command line as started (the process title may overwrite it), for a re-exec.
+    argv: Vec<std::ffi::OsString>,
 }
 
 /// Runs the master until shutdown and returns the process exit code.
@@ -166,6 +168,7 @@ pub fn run<A: App>(invocation: Invocation) -> i32 {
 
 impl<A: App> Master<A> {
     fn start(mut invocation: Invocation) -> Result<Master<A>, Fatal> {
+        let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
         // 1. Signals first: a stop signal during startup is handled as soon as the loop runs.
         let pipe = signals::install().map_err(|e| format!("signal setup: {e}"))?;
         let reloads: u64 = std::env::var(ENV_RELOADS)
@@ -296,6 +299,9 @@ impl<A: App> Master<A> {
             },
             std::process::id()
         ));
+        if let Some(title) = crate::procname::master_title(&config) {
+            crate::procname::set_title(&title);
+        }
         let touched = watched_files(&config);
         if let Some(server) = &stats {
             poll.registry()
@@ -349,6 +355,7 @@ impl<A: App> Master<A> {
             watchdog_env,
             last_memory_check: Instant::now(),
             paused: false,
+            argv,
         })
     }
 
@@ -1309,7 +1316,7 @@ impl<A: App> Master<A> {
         };
         log::line(&format!("running {}", binary.display()));
         use std::os::unix::process::CommandExt;
-        let args: Vec<_> = std::env::args_os().skip(1).collect();
+        let args: Vec<_> = self.argv.iter().skip(1).cloned().collect();
         let error = std::process::Command::new(&binary).args(args).exec();
         // exec failed: restore what the running image needs.
         std::env::remove_var(ENV_INHERITED);
