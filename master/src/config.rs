@@ -152,6 +152,9 @@ pub struct ServerConfig {
     /// `log-date`: prefix of the master's lifecycle lines: `Some("")` for the C `ctime()` form,
     /// else a `strftime` format.
     pub log_date: Option<String>,
+    /// `log-maxsize` (bytes, 0 = off) and `log-backupname`: rotation of `logto` by the master.
+    pub log_maxsize: u64,
+    pub log_backupname: Option<PathBuf>,
     /// `logto2`: log file opened after privileges are dropped.
     pub logto2: Option<PathBuf>,
     /// `max-fd`: `RLIMIT_NOFILE` (0 = unchanged).
@@ -451,6 +454,18 @@ impl ServerConfig {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
+        // `logger = file:PATH` is `logto`; `stdio` is the default; others are not provided.
+        let mut logto = v.str("logto").map(PathBuf::from);
+        for logger in v.list("logger").cloned().collect::<Vec<_>>() {
+            match logger.split_once(':') {
+                Some(("file", path)) if logto.is_none() => logto = Some(PathBuf::from(path)),
+                _ if logger == "stdio" => {}
+                _ => v.notice(
+                    "logger",
+                    "only `file:PATH` and `stdio` loggers are provided",
+                ),
+            }
+        }
         let processes = (v.int("processes")? as usize).max(1);
         let harakiri_graceful_signal = v.int("harakiri-graceful-signal")? as i32;
         if nix::sys::signal::Signal::try_from(harakiri_graceful_signal).is_err() {
@@ -550,7 +565,9 @@ impl ServerConfig {
             stats_minified: v.bool("stats-minified"),
             stats_no_cores: v.bool("stats-no-cores"),
             touch_reload: v.list("touch-reload").map(PathBuf::from).collect(),
-            logto: v.str("logto").map(PathBuf::from),
+            logto,
+            log_maxsize: v.int("log-maxsize")?,
+            log_backupname: v.str("log-backupname").map(PathBuf::from),
             exit_on_reload: v.bool("exit-on-reload"),
             no_orphans: v.bool("no-orphans"),
             notices: v.notices,

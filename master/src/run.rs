@@ -1150,14 +1150,15 @@ impl<A: App> Master<A> {
         }
     }
 
-    /// `max-worker-lifetime` (graceful recycle) and `evil-reload-on-rss`/`-as` (SIGKILL), checked
-    /// at most once per second; memory is read from `/proc/<pid>/statm` by the master itself.
+    /// Once per second: `max-worker-lifetime` (graceful recycle), `evil-reload-on-rss`/`-as`
+    /// (SIGKILL; memory read from `/proc/<pid>/statm` by the master itself), `log-maxsize`.
     fn check_lifetime_and_memory(&mut self) {
         if self.phase != Phase::Running || self.last_memory_check.elapsed() < Duration::from_secs(1)
         {
             return;
         }
         self.last_memory_check = Instant::now();
+        self.rotate_log();
         let lifetime = self.config.max_worker_lifetime;
         let (evil_rss, evil_as) = (
             self.config.evil_reload_on_rss,
@@ -1201,6 +1202,33 @@ impl<A: App> Master<A> {
                 ));
                 let _ = kill(pid, Signal::SIGKILL);
             }
+        }
+    }
+
+    /// `log-maxsize`: the master renames a `logto` file grown past the limit (to
+    /// `log-backupname`, else `<logto>.<unix time>`) and reopens it. Workers write to the new
+    /// file once respawned.
+    fn rotate_log(&self) {
+        let (Some(path), max) = (&self.config.logto, self.config.log_maxsize) else {
+            return;
+        };
+        if max == 0 || std::fs::metadata(path).map_or(0, |m| m.len()) < max {
+            return;
+        }
+        let backup = self.config.log_backupname.clone().unwrap_or_else(|| {
+            let now = SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            PathBuf::from(format!("{}.{now}", path.display()))
+        });
+        match std::fs::rename(path, &backup) {
+            Ok(()) => {
+                if let Err(e) = redirect_log(path) {
+                    log::line(&e);
+                }
+                log::line(&format!("logfile rotated to {}", backup.display()));
+            }
+            Err(e) => log::line(&format!("unable to rotate log {}: {e}", path.display())),
         }
     }
 
