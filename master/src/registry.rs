@@ -76,7 +76,7 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt!("http-socket", [], List, "", Must, Honoured, "HTTP listener (`host:port`, `:port`, `[v6]:port`, Unix path, `@abstract`, `fd://N`, `=N`); repeatable"),
     opt!("http11-socket", [], List, "", Should, Honoured, "HTTP listener with keep-alive connections"),
     opt!("http", [], List, "", Should, Honoured, "HTTP router address; served directly by the workers (no router process)"),
-    opt!("socket", ["uwsgi-socket", "s"], List, "", Should, Honoured, "listener of the uwsgi protocol; HTTP with `protocol = http`"),
+    opt!("socket", ["uwsgi-socket", "s"], List, "", Should, Honoured, "with `protocol = http`, an HTTP listener; the uwsgi protocol itself is refused at startup (use `http-socket`)"),
     opt!("protocol", ["socket-protocol"], Str, "uwsgi", Must, Honoured, "protocol of `socket` lines: only `http` is served"),
     opt!("listen", ["l"], Int, "100", Must, Honoured, "backlog of self-bound listeners; must not exceed net.core.somaxconn"),
     opt!("chmod-socket", ["chmod", "C"], Str, "", Must, Honoured, "mode of Unix socket files: `1`/empty = 666, or three octal digits"),
@@ -384,5 +384,27 @@ mod tests {
         let docs = docs_markdown();
         assert_eq!(docs.lines().count(), OPTIONS.len() + 2);
         assert!(docs.contains("| `harakiri` | `t` | integer | `0` | must | honoured |"));
+    }
+}
+
+#[cfg(test)]
+mod docs_file {
+    /// `master/OPTIONS.md` is generated from the registry; regenerate it with
+    /// `UPDATE_OPTIONS_DOC=1 cargo test -p master docs_file`.
+    #[test]
+    fn options_doc_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("OPTIONS.md");
+        let expected = format!(
+            "# `[uwsgi]` options\n\nGenerated from `master/src/registry.rs` (`master::docs_markdown()`); do not edit.\n\n{}",
+            super::docs_markdown()
+        );
+        if std::env::var_os("UPDATE_OPTIONS_DOC").is_some() {
+            std::fs::write(&path, &expected).unwrap();
+        }
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            current == expected,
+            "master/OPTIONS.md is stale: run UPDATE_OPTIONS_DOC=1 cargo test -p master docs_file"
+        );
     }
 }
