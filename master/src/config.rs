@@ -876,6 +876,20 @@ mod tests {
     }
 
     #[test]
+    fn environment_options_apply_before_the_file() {
+        // An option no other test of this process looks at (tests share the environment).
+        std::env::set_var("UWSGI_HARAKIRI_VERBOSE", "1");
+        std::env::set_var("UWSGI_NOT_AN_OPTION_XYZ", "1");
+        let from_env = parse("[uwsgi]\nhttp-socket = :8000\nstrict = true\n").unwrap();
+        let from_file =
+            parse("[uwsgi]\nhttp-socket = :8000\nharakiri-verbose = false\n").unwrap();
+        std::env::remove_var("UWSGI_HARAKIRI_VERBOSE");
+        std::env::remove_var("UWSGI_NOT_AN_OPTION_XYZ");
+        assert!(from_env.harakiri_verbose);
+        assert!(!from_file.harakiri_verbose, "the file wins for scalars");
+    }
+
+    #[test]
     fn overrides_apply_after_the_file() {
         let c = parse_with(
             "[uwsgi]\nhttp-socket = :8000\nprocesses = 2\n",
