@@ -1343,9 +1343,26 @@ impl<A: App> Master<A> {
             Err(e) => return format!("current_exe(): {e}"),
         };
         log::line(&format!("running {}", binary.display()));
-        use std::os::unix::process::CommandExt;
-        let args: Vec<_> = self.argv.iter().skip(1).cloned().collect();
-        let error = std::process::Command::new(&binary).args(args).exec();
+        use std::os::unix::ffi::OsStrExt;
+        let to_c = |s: &std::ffi::OsStr| std::ffi::CString::new(s.as_bytes());
+        let (Ok(path), Ok(args)) = (
+            to_c(binary.as_os_str()),
+            self.argv
+                .iter()
+                .map(|a| to_c(a))
+                .collect::<Result<Vec<_>, _>>(),
+        ) else {
+            return "NUL byte in the command line".to_string();
+        };
+        // Signals stay blocked across execve until the new image has its handlers (a SIGHUP or
+        // SIGTERM in between would otherwise take the default action and kill the service).
+        // Plain execv: std's exec would unblock every signal first.
+        let mask = signals::block_all();
+        let error = match nix::unistd::execv(&path, &args) {
+            Err(e) => e.to_string(),
+            Ok(never) => match never {},
+        };
+        signals::restore(&mask);
         // exec failed: restore what the running image needs.
         std::env::remove_var(ENV_INHERITED);
         std::env::set_var(ENV_RELOADS, reloads.to_string());
@@ -1359,7 +1376,7 @@ impl<A: App> Master<A> {
                 nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
             );
         }
-        error.to_string()
+        error
     }
 
     fn vacuum(&self) {
