@@ -881,8 +881,7 @@ mod tests {
         std::env::set_var("UWSGI_HARAKIRI_VERBOSE", "1");
         std::env::set_var("UWSGI_NOT_AN_OPTION_XYZ", "1");
         let from_env = parse("[uwsgi]\nhttp-socket = :8000\nstrict = true\n").unwrap();
-        let from_file =
-            parse("[uwsgi]\nhttp-socket = :8000\nharakiri-verbose = false\n").unwrap();
+        let from_file = parse("[uwsgi]\nhttp-socket = :8000\nharakiri-verbose = false\n").unwrap();
         std::env::remove_var("UWSGI_HARAKIRI_VERBOSE");
         std::env::remove_var("UWSGI_NOT_AN_OPTION_XYZ");
         assert!(from_env.harakiri_verbose);

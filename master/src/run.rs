@@ -1172,6 +1172,11 @@ impl<A: App> Master<A> {
             let age = self.slots[i]
                 .spawned_at
                 .map_or(Duration::ZERO, |t| t.elapsed());
+            // The init back-off of a slot resets once one of its workers has served for 10 s.
+            let state = self.board.slot(n).state.load(Ordering::Acquire);
+            if age >= Duration::from_secs(10) && matches!(state, STATE_ACCEPTING | STATE_BUSY) {
+                self.slots[i].init_failures = 0;
+            }
             if !lifetime.is_zero()
                 && age >= lifetime + self.config.max_worker_lifetime_delta * i as u32
             {
