@@ -348,6 +348,14 @@ pub(crate) fn escape_like(pattern: &str) -> String {
     out
 }
 
+/// The byte-order range holding every id matching a `*` pattern: `[prefix, prefix + U+10FFFF)`,
+/// where the prefix is the text before the first `*`. Added next to `LIKE` so that PostgreSQL's
+/// generic plans (prepared statements) still scan the C-collation indexes by range.
+pub(crate) fn like_range(pattern: &str) -> (String, String) {
+    let prefix = pattern.split('*').next().unwrap_or("");
+    (prefix.to_string(), format!("{prefix}\u{10FFFF}"))
+}
+
 /// JSON truthiness as Python's (for `has_` values).
 pub(crate) fn truthy(value: &Value) -> bool {
     match value {

@@ -160,7 +160,10 @@ pub(crate) fn pool(
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(timeout);
     }
-    let options = format!("{} -c TimeZone=UTC", config.get_options().unwrap_or(""));
+    let options = format!(
+        "{} -c TimeZone=UTC -c plan_cache_mode=force_generic_plan",
+        config.get_options().unwrap_or("")
+    );
     config.options(options.trim());
     Ok(r2d2::Pool::builder()
         .max_size(settings.pool_size.max(1))
@@ -403,19 +406,27 @@ impl Storage for PgTx {
                 WHERE parent_id = $1 AND resource_name = $2) AS t), \
              created AS (INSERT INTO timestamps (parent_id, resource_name, last_modified) \
                SELECT $1, $2, date_trunc('milliseconds', clock_timestamp() AT TIME ZONE 'UTC') \
-               WHERE $3 AND (SELECT m FROM current) IS NULL \
+               WHERE (SELECT m FROM current) IS NULL \
                ON CONFLICT DO NOTHING RETURNING last_modified) \
              SELECT (EXTRACT(EPOCH FROM COALESCE((SELECT m FROM current), \
                (SELECT last_modified FROM created))) * 1000)::BIGINT";
-        let writable = !self.readonly;
+        if self.readonly {
+            // No INSERT at all: a read-only server may run on a hot standby.
+            let row = self.conn.query_one(
+                "SELECT (EXTRACT(EPOCH FROM max(m)) * 1000)::BIGINT FROM ( \
+                   SELECT max(last_modified) AS m FROM objects \
+                    WHERE parent_id = $1 AND resource_name = $2 \
+                   UNION ALL SELECT last_modified FROM timestamps \
+                    WHERE parent_id = $1 AND resource_name = $2) AS t",
+                &[&list.parent_id, &list.resource_name],
+            )?;
+            return row.get::<_, Option<i64>>(0).ok_or(BackendError::ReadOnly);
+        }
         let row = self
             .conn
-            .query_one(sql, &[&list.parent_id, &list.resource_name, &writable])?;
+            .query_one(sql, &[&list.parent_id, &list.resource_name])?;
         if let Some(ts) = row.get::<_, Option<i64>>(0) {
             return Ok(ts);
-        }
-        if self.readonly {
-            return Err(BackendError::ReadOnly);
         }
         // Another transaction created the row concurrently: read it.
         let row = self.conn.query_one(
