@@ -16,7 +16,8 @@ use postgres::{Client, NoTls, Row, Statement};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The storage schema version this code reads and writes.
 pub const STORAGE_SCHEMA_VERSION: i64 = 26;
@@ -63,10 +64,6 @@ pub(crate) fn pg_err(e: postgres::Error) -> BackendError {
         Some(code) if conflict.contains(code) => BackendError::Conflict(message),
         _ => BackendError::Unavailable(message),
     }
-}
-
-fn pool_err(e: r2d2::Error) -> BackendError {
-    BackendError::Unavailable(format!("PostgreSQL unavailable: {e}"))
 }
 
 /// A pooled connection with its prepared statements.
@@ -144,39 +141,101 @@ impl r2d2::ManageConnection for PgManager {
     }
 }
 
-/// Builds a lazy pool: no connection is opened until one is needed, so a database that is down
-/// at startup does not prevent starting; checkouts wait at most `pool_timeout`.
-pub(crate) fn pool(
-    settings: &BackendSettings,
-) -> std::result::Result<r2d2::Pool<PgManager>, String> {
-    // Kinto's SQLAlchemy URLs may name a driver (`postgresql+psycopg2://`).
-    let url = match settings.url.split_once("://") {
-        Some((scheme, rest)) if scheme.starts_with("postgres") => format!("postgresql://{rest}"),
-        _ => settings.url.clone(),
-    };
-    let mut config = postgres::Config::from_str(&url)
-        .map_err(|e| format!("invalid PostgreSQL URL {:?}: {e}", settings.url))?;
-    let timeout = Duration::from_secs(settings.pool_timeout.max(1));
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(timeout);
+/// The last failure to open a connection, recorded by the pool's error handler.
+type LastError = Arc<Mutex<Option<(Instant, String)>>>;
+
+#[derive(Debug)]
+struct RecordErrors(LastError);
+
+impl r2d2::HandleError<postgres::Error> for RecordErrors {
+    fn handle_error(&self, error: postgres::Error) {
+        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *last = Some((Instant::now(), error.to_string()));
     }
-    let options = format!(
-        "{} -c TimeZone=UTC -c plan_cache_mode=force_generic_plan",
-        config.get_options().unwrap_or("")
-    );
-    config.options(options.trim());
-    Ok(r2d2::Pool::builder()
-        .max_size(settings.pool_size.max(1))
-        .min_idle(Some(0))
-        .connection_timeout(timeout)
-        .test_on_check_out(false)
-        .error_handler(Box::new(r2d2::NopErrorHandler))
-        .build_unchecked(PgManager { config }))
+}
+
+/// A lazy pool: no connection is opened until one is needed, so a database that is down at
+/// startup does not prevent starting, and the pool reconnects when it returns. A checkout fails
+/// as soon as opening a connection fails (a refused database answers 503 at once instead of
+/// holding the request), and waits at most `pool_timeout` for a busy pool.
+pub struct PgPool {
+    pool: r2d2::Pool<PgManager>,
+    last_error: LastError,
+    timeout: Duration,
+}
+
+impl PgPool {
+    pub fn new(settings: &BackendSettings) -> std::result::Result<PgPool, String> {
+        // Kinto's SQLAlchemy URLs may name a driver (`postgresql+psycopg2://`).
+        let url = match settings.url.split_once("://") {
+            Some((scheme, rest)) if scheme.starts_with("postgres") => {
+                format!("postgresql://{rest}")
+            }
+            _ => settings.url.clone(),
+        };
+        let mut config = postgres::Config::from_str(&url)
+            .map_err(|e| format!("invalid PostgreSQL URL {:?}: {e}", settings.url))?;
+        let timeout = Duration::from_secs(settings.pool_timeout.max(1));
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(timeout);
+        }
+        // UTC sessions (the trigger reads the clock as a TIMESTAMP); generic plans, so that
+        // prepared statements are not re-planned on every execution.
+        let options = format!(
+            "{} -c TimeZone=UTC -c plan_cache_mode=force_generic_plan",
+            config.get_options().unwrap_or("")
+        );
+        config.options(options.trim());
+        let last_error = LastError::default();
+        let pool = r2d2::Pool::builder()
+            .max_size(settings.pool_size.max(1))
+            .min_idle(Some(0))
+            .connection_timeout(timeout)
+            .test_on_check_out(false)
+            .error_handler(Box::new(RecordErrors(last_error.clone())))
+            .build_unchecked(PgManager { config });
+        Ok(PgPool {
+            pool,
+            last_error,
+            timeout,
+        })
+    }
+
+    pub fn get(&self) -> Result<r2d2::PooledConnection<PgManager>> {
+        let start = Instant::now();
+        let deadline = start + self.timeout;
+        loop {
+            let now = Instant::now();
+            let slice = deadline
+                .saturating_duration_since(now)
+                .min(Duration::from_millis(50));
+            if let Ok(conn) = self.pool.get_timeout(slice.max(Duration::from_millis(1))) {
+                return Ok(conn);
+            }
+            let last = self
+                .last_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Some((at, message)) = last {
+                if at >= start {
+                    return Err(BackendError::Unavailable(format!(
+                        "PostgreSQL unavailable: {message}"
+                    )));
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(BackendError::Unavailable(
+                    "PostgreSQL unavailable: no free connection in the pool".into(),
+                ));
+            }
+        }
+    }
 }
 
 /// The PostgreSQL storage + permission backend.
 pub struct PgBackend {
-    pool: r2d2::Pool<PgManager>,
+    pool: PgPool,
     readonly: bool,
 }
 
@@ -184,13 +243,13 @@ impl PgBackend {
     /// Prepares the pool (no connection yet).
     pub fn open(settings: &BackendSettings, readonly: bool) -> std::result::Result<Self, String> {
         Ok(PgBackend {
-            pool: pool(settings)?,
+            pool: PgPool::new(settings)?,
             readonly,
         })
     }
 
     fn connection(&self) -> Result<r2d2::PooledConnection<PgManager>> {
-        self.pool.get().map_err(pool_err)
+        self.pool.get()
     }
 }
 
@@ -255,7 +314,7 @@ impl Backend for PgBackend {
     }
 
     fn ping(&self) -> bool {
-        match self.pool.get() {
+        match self.connection() {
             Ok(mut conn) => conn.client.simple_query("SELECT 1").is_ok(),
             Err(_) => false,
         }
