@@ -5,8 +5,8 @@
 
 use super::pg_query::{self, from_epoch, PgSql, EPOCH_LM};
 use super::{
-    build_object, split_object, tombstone, Backend, BackendError, ListQuery, ListRef, Object,
-    ReadRequest, ReadResult, Result, Storage, Transaction,
+    build_object, split_object, tombstone, Backend, BackendError, ListQuery, ListRef, ListRequest,
+    ListResult, Object, ReadRequest, ReadResult, Result, Storage, Transaction,
 };
 use crate::permission::ObjectPermissions;
 use crate::settings::BackendSettings;
@@ -756,6 +756,10 @@ impl Transaction for PgTx {
         Ok(())
     }
 
+    fn read_list(&mut self, req: &ListRequest) -> Result<ListResult> {
+        self.read_list_query(req)
+    }
+
     fn read_object(&mut self, req: &ReadRequest) -> Result<ReadResult> {
         let principals: Vec<&String> = req.principals.iter().collect();
         let (objects, perms): (Vec<&str>, Vec<&str>) = req
@@ -824,6 +828,137 @@ impl Transaction for PgTx {
                 .collect::<BTreeSet<_>>(),
             allowed: row.get(1),
             parents_exist: row.get::<_, Option<Vec<bool>>>(3).unwrap_or_default(),
+        })
+    }
+}
+
+impl PgTx {
+    /// [`Transaction::read_list`] in one statement.
+    fn read_list_query(&mut self, req: &ListRequest) -> Result<ListResult> {
+        let mut q = PgSql::new("");
+        let principals = q.bind(req.principals.iter().cloned().collect::<Vec<String>>());
+        let users = q.bind(req.user_ids.to_vec());
+        let (objects, perms): (Vec<String>, Vec<String>) =
+            req.bound_permissions.iter().cloned().unzip();
+        let (objects, perms) = (q.bind(objects), q.bind(perms));
+        let res = q.bind(
+            req.parents
+                .iter()
+                .map(|(l, _)| l.resource_name.to_string())
+                .collect::<Vec<_>>(),
+        );
+        let par = q.bind(
+            req.parents
+                .iter()
+                .map(|(l, _)| l.parent_id.to_string())
+                .collect::<Vec<_>>(),
+        );
+        let ids = q.bind(
+            req.parents
+                .iter()
+                .map(|(_, id)| id.to_string())
+                .collect::<Vec<_>>(),
+        );
+        let lp = q.bind(req.parent_id.to_string());
+        let lr = q.bind(req.resource_name.to_string());
+        q.push(&format!(
+            "WITH p AS (SELECT unnest({principals}::text[]) AS principal UNION \
+               SELECT principal FROM user_principals WHERE user_id = ANY({users}::text[])), \
+             ok AS (SELECT EXISTS (SELECT 1 FROM access_control_entries AS a \
+                 JOIN unnest({objects}::text[], {perms}::text[]) AS b(o, perm) \
+                   ON a.object_id = b.o AND a.permission = b.perm \
+                 WHERE a.principal IN (SELECT principal FROM p)) AS allowed), \
+             par AS (SELECT COALESCE(array_agg(EXISTS (SELECT 1 FROM objects AS x \
+                 WHERE x.id = q.id AND x.parent_id = q.parent AND x.resource_name = q.res \
+                 AND NOT x.deleted) ORDER BY q.n), '{{}}') AS flags \
+               FROM unnest({res}::text[], {par}::text[], {ids}::text[]) WITH ORDINALITY \
+                 AS q(res, parent, id, n)), \
+             go AS (SELECT (SELECT allowed FROM ok) AND NOT (FALSE = ANY(flags)) AS go \
+                 FROM par), \
+             cur AS (SELECT max(m) AS m FROM ( \
+                 SELECT max(last_modified) AS m FROM objects \
+                  WHERE parent_id = {lp}::text AND resource_name = {lr}::text \
+                 UNION ALL SELECT last_modified FROM timestamps \
+                  WHERE parent_id = {lp}::text AND resource_name = {lr}::text) AS t)"
+        ));
+        let created = if self.readonly {
+            // No INSERT at all: a read-only server may run on a hot standby.
+            "NULL::TIMESTAMP"
+        } else {
+            q.push(&format!(
+                ", created AS (INSERT INTO timestamps (parent_id, resource_name, last_modified) \
+                   SELECT {lp}::text, {lr}::text, \
+                     date_trunc('milliseconds', clock_timestamp() AT TIME ZONE 'UTC') \
+                   WHERE (SELECT go FROM go) AND (SELECT m FROM cur) IS NULL \
+                   ON CONFLICT DO NOTHING RETURNING last_modified)"
+            ));
+            "(SELECT last_modified FROM created)"
+        };
+        q.push(&format!(
+            " SELECT (SELECT array_agg(principal) FROM p), (SELECT allowed FROM ok), \
+               (SELECT flags FROM par), \
+               CASE WHEN (SELECT go FROM go) THEN (EXTRACT(EPOCH FROM \
+                 COALESCE((SELECT m FROM cur), {created})) * 1000)::BIGINT END, \
+               CASE WHEN (SELECT go FROM go) THEN (SELECT \
+                 json_agg(json_build_array(page.id, page.lm, page.data))::text FROM ( \
+                 SELECT id, {EPOCH_LM} AS lm, data FROM objects WHERE "
+        ));
+        pg_query::scope(req.resource_name, req.parent_id, &mut q);
+        if !req.query.include_deleted {
+            q.push(" AND NOT deleted");
+        }
+        pg_query::conditions(req.query, &mut q);
+        pg_query::order_by(&req.query.sorting, &mut q);
+        let limit = q.bind(req.query.limit.map(|l| l as i64));
+        q.push(&format!(" LIMIT {limit}::BIGINT) AS page) END, "));
+        if req.with_count {
+            q.push("CASE WHEN (SELECT go FROM go) THEN (SELECT count(*) FROM objects WHERE ");
+            pg_query::scope(req.resource_name, req.parent_id, &mut q);
+            q.push(" AND NOT deleted");
+            let filters_only = ListQuery {
+                filters: req.query.filters.clone(),
+                ..ListQuery::default()
+            };
+            pg_query::conditions(&filters_only, &mut q);
+            q.push(") END");
+        } else {
+            q.push("NULL::BIGINT");
+        }
+        let row = self.conn.query_one(&q.sql, &q.refs())?;
+        let page: Vec<(String, i64, Object)> = match row.get::<_, Option<&str>>(4) {
+            Some(text) => serde_json::from_str(text)
+                .map_err(|e| BackendError::Unavailable(format!("corrupt object data: {e}")))?,
+            None => Vec::new(),
+        };
+        let allowed: bool = row.get(1);
+        let parents_exist: Vec<bool> = row.get(2);
+        let go = allowed && parents_exist.iter().all(|e| *e);
+        let mut timestamp: Option<i64> = row.get(3);
+        if go && timestamp.is_none() {
+            if self.readonly {
+                return Err(BackendError::ReadOnly);
+            }
+            // Another transaction created the timestamps row concurrently.
+            let list = ListRef {
+                resource_name: req.resource_name,
+                parent_id: req.parent_id,
+            };
+            timestamp = Some(self.resource_timestamp(list)?);
+        }
+        Ok(ListResult {
+            principals: row
+                .get::<_, Option<Vec<String>>>(0)
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            allowed,
+            parents_exist,
+            timestamp,
+            objects: page
+                .into_iter()
+                .map(|(id, ts, data)| build_object(data, &id, ts))
+                .collect(),
+            count: row.get::<_, Option<i64>>(5).map(|c| c as usize),
         })
     }
 }
