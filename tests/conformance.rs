@@ -1384,6 +1384,31 @@ fn cache_values_and_ttl(db: &TestDb) {
     assert_eq!(other.get("forever").unwrap(), None);
 }
 
+fn cache_writes_while_a_storage_transaction_writes(db: &TestDb) {
+    // Storage and cache configured on the same database, as in a default setup.
+    let cache: Box<dyn kinto::cache::Cache> = match db.kind() {
+        BackendKind::Sqlite => Box::new(kinto::cache::sqlite::SqliteCache::beside(
+            &db.settings,
+            &db.settings,
+            String::new(),
+        )),
+        BackendKind::PostgreSql => db.cache(),
+    };
+    let backend = db.backend();
+    let mut tx = backend.begin().unwrap();
+    tx.create(records(COLL), obj(json!({"id": "a"})))
+        .unwrap()
+        .unwrap();
+    let started = Instant::now();
+    cache.set("nonce", &json!(""), Some(600.0)).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "the cache write did not wait"
+    );
+    assert_eq!(cache.delete("nonce").unwrap(), Some(json!("")));
+    tx.commit().unwrap();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Schema management
 
@@ -1723,6 +1748,7 @@ conformance!(
     read_object_in_one_call,
     read_list_in_one_call,
     cache_values_and_ttl,
+    cache_writes_while_a_storage_transaction_writes,
     migrate_idempotent_dry_run_and_newer_refused,
     concurrent_writers_queue_without_conflicts,
     unreachable_database_is_unavailable_then_recovers,
