@@ -3,7 +3,7 @@
 
 use super::{ObjectPermissions, Permission};
 use crate::storage::postgresql::{group_aces, PgTx};
-use crate::storage::{escape_like, Result};
+use crate::storage::{escape_like, like_range, Result};
 use std::collections::{BTreeMap, BTreeSet};
 
 fn unzip(pairs: &[(String, String)]) -> (Vec<&str>, Vec<&str>) {
@@ -140,16 +140,22 @@ impl Permission for PgTx {
             .filter(|p| !p.contains('*'))
             .map(String::as_str)
             .collect();
-        let like: Vec<String> = patterns
-            .iter()
-            .filter(|p| p.contains('*'))
-            .map(|p| escape_like(p))
-            .collect();
-        self.write(None)?.execute(
-            "DELETE FROM access_control_entries \
-             WHERE object_id = ANY($1::text[]) OR object_id LIKE ANY($2::text[])",
-            &[&exact, &like],
-        )?;
+        let conn = self.write(None)?;
+        if !exact.is_empty() {
+            conn.execute(
+                "DELETE FROM access_control_entries WHERE object_id = ANY($1::text[])",
+                &[&exact],
+            )?;
+        }
+        for pattern in patterns.iter().filter(|p| p.contains('*')) {
+            // The range lets the object_id index serve the (generic-plan) LIKE.
+            let (lo, hi) = like_range(pattern);
+            conn.execute(
+                "DELETE FROM access_control_entries \
+                 WHERE object_id >= $1 AND object_id < $2 AND object_id LIKE $3",
+                &[&lo, &hi, &escape_like(pattern)],
+            )?;
+        }
         Ok(())
     }
 
