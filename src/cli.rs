@@ -2,6 +2,7 @@
 //! uWSGI-style `--<option> value` arguments handed to the process manager as `[uwsgi]` overrides.
 //! Exit codes: 0 done, 1 failure at run time, 2 usage or settings error.
 
+use crate::app::KintoApp;
 use crate::settings::Settings;
 use std::path::{Path, PathBuf};
 
@@ -286,7 +287,12 @@ pub fn main() -> i32 {
                     return EXIT_USAGE;
                 }
             }
-            master::run::<crate::app::KintoApp>(invocation)
+            // The logging sections and metrics settings are application settings too.
+            if let Err(e) = KintoApp::new(settings) {
+                eprintln!("{e}");
+                return EXIT_USAGE;
+            }
+            master::run::<KintoApp>(invocation)
         }
     }
 }
