@@ -48,6 +48,8 @@ struct Server {
     child: Child,
     port: u16,
     lines: Lines,
+    notify: UnixDatagram,
+    ini: PathBuf,
 }
 
 impl Server {
@@ -89,8 +91,10 @@ impl Server {
             child,
             port: 0,
             lines,
+            notify,
+            ini,
         };
-        server.wait_ready(&notify);
+        server.wait_notify("READY=1");
         server.port = server.auto_assigned_port();
         server
     }
@@ -99,25 +103,37 @@ impl Server {
         self.lines.0.lock().unwrap().join("\n")
     }
 
-    /// Waits for a `READY=1` datagram from the master.
-    fn wait_ready(&mut self, notify: &UnixDatagram) {
+    /// Waits for a datagram from the master with a line starting with `line`; returns that line.
+    fn wait_notify(&mut self, line: &str) -> String {
         let deadline = Instant::now() + STARTUP;
-        notify
+        self.notify
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
         let mut buf = [0u8; 4096];
         while Instant::now() < deadline {
-            if let Ok(n) = notify.recv(&mut buf) {
+            if let Ok(n) = self.notify.recv(&mut buf) {
                 let datagram = String::from_utf8_lossy(&buf[..n]);
-                if datagram.lines().any(|l| l == "READY=1") {
-                    return;
+                if let Some(found) = datagram.lines().find(|l| l.starts_with(line)) {
+                    return found.to_string();
                 }
             }
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("kinto exited with {status} before READY=1:\n{}", self.log());
+                panic!("kinto exited with {status} before {line}:\n{}", self.log());
             }
         }
-        panic!("no READY=1 within {STARTUP:?}:\n{}", self.log());
+        panic!("no {line} within {STARTUP:?}:\n{}", self.log());
+    }
+
+    /// Rewrites the `[app:main]` section (the `[uwsgi]` one is kept) and sends SIGHUP.
+    fn reload_with(&mut self, app_main: &str) {
+        let text = std::fs::read_to_string(&self.ini).unwrap();
+        let uwsgi = &text[text.find("[uwsgi]").unwrap()..];
+        std::fs::write(&self.ini, format!("[app:main]\n{app_main}\n\n{uwsgi}")).unwrap();
+        // SAFETY: signalling the child this test spawned, by its pid.
+        assert_eq!(
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGHUP) },
+            0
+        );
     }
 
     /// The port of the `... bound to TCP address 127.0.0.1:<port> (port auto-assigned) fd <n>` line.
@@ -298,6 +314,40 @@ fn memory_round_trip() {
     let dir = TempDir::new("memory");
     let server = Server::start(&dir, AUTH, 1, &[("KINTO_PROJECT_NAME", "e2e-from-env")]);
     round_trip(&server);
+}
+
+/// A reload (SIGHUP) re-reads the settings; an invalid file is refused and the old workers go on.
+#[test]
+fn reload_reads_the_settings_again() {
+    let dir = TempDir::new("reload");
+    let sqlite = "kinto.storage_backend = sqlite\nkinto.storage_url = sqlite:///kinto.db\n\
+                  kinto.permission_backend = sqlite\nkinto.cache_backend = sqlite\n";
+    let mut server = Server::start(&dir, &format!("{sqlite}project_name = before\n"), 2, &[]);
+    assert_eq!(
+        server.request("GET", "/v1/", None, None).1["project_name"],
+        "before"
+    );
+
+    server.reload_with(&format!("{sqlite}project_name = after\n"));
+    server.wait_notify("RELOADING=1");
+    server.wait_notify("READY=1");
+    assert_eq!(
+        server.request("GET", "/v1/", None, None).1["project_name"],
+        "after"
+    );
+
+    server.reload_with(&format!(
+        "{sqlite}project_name = broken\nkinto.paginate_by = many\n"
+    ));
+    let status = server.wait_notify("STATUS=reload failed");
+    assert!(
+        status.contains("kinto.paginate_by: invalid integer"),
+        "{status}"
+    );
+    assert_eq!(
+        server.request("GET", "/v1/", None, None).1["project_name"],
+        "after"
+    );
 }
 
 /// A PostgreSQL database created for one test and dropped after it.
