@@ -443,3 +443,59 @@ fn postgresql_migrate_and_round_trip() {
     let server = Server::start(&dir, &app_main, 2, &[("PROJECT_NAME", "e2e-from-env")]);
     round_trip(&server);
 }
+
+/// A worker that cannot initialise (here: its log file cannot be opened) exits 22, and with
+/// `need-app` the master stops with that code instead of respawning in a loop.
+#[test]
+fn worker_init_failure_exits_22() {
+    let dir = TempDir::new("initfail");
+    let ini = dir.0.join("kinto.ini");
+    let log = dir.0.join("missing-dir/kinto.log");
+    std::fs::write(
+        &ini,
+        format!(
+            "[app:main]\nkinto.storage_backend = sqlite\nkinto.storage_url = sqlite:///kinto.db\n\
+             kinto.permission_backend = sqlite\nkinto.cache_backend = sqlite\n\
+             [uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\nneed-app = true\n\
+             [loggers]\nkeys = root\n[handlers]\nkeys = file\n[formatters]\nkeys = generic\n\
+             [logger_root]\nlevel = INFO\nhandlers = file\n\
+             [handler_file]\nclass = FileHandler\nargs = ('{}', 'a')\nformatter = generic\n\
+             [formatter_generic]\nformat = %(message)s\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(KINTO)
+        .arg("--ini")
+        .arg(&ini)
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = BufReader::new(stderr).read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + STARTUP;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("kinto still running after {STARTUP:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = reader.join().unwrap();
+    assert_eq!(status.code(), Some(22), "{text}");
+    assert!(
+        text.contains("cannot initialise the logging") && text.contains("missing-dir/kinto.log"),
+        "{text}"
+    );
+}
