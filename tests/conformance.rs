@@ -1009,6 +1009,22 @@ fn permissions_principals_and_aces(db: &TestDb) {
         now["collection:create"],
         set(&["account:bob", "account:carol"])
     );
+    // Replacing with a set that keeps a principal keeps it.
+    let mut keep = ObjectPermissions::new();
+    keep.insert("write".into(), set(&["account:alice", "account:erin"]));
+    tx.replace_object_permissions("/buckets/b", &keep).unwrap();
+    assert_eq!(
+        tx.get_object_permission_principals("/buckets/b", "write")
+            .unwrap(),
+        set(&["account:alice", "account:erin"])
+    );
+    keep.insert("write".into(), set(&["account:alice"]));
+    tx.replace_object_permissions("/buckets/b", &keep).unwrap();
+    assert_eq!(
+        tx.get_object_permission_principals("/buckets/b", "write")
+            .unwrap(),
+        set(&["account:alice"])
+    );
 
     // Checks and lookups.
     let bound = pairs(&[
