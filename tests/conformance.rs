@@ -1562,10 +1562,9 @@ fn pool_recovers_when_database_appears(db: &TestDb) {
     // A database that does not exist yet, then is created: the same backend starts working.
     let (settings, create): (_, Box<dyn Fn()>) = match db.kind() {
         BackendKind::Sqlite => {
-            let dir = std::env::temp_dir()
-                .join(format!("kinto_late_{}", std::process::id()))
-                .join(format!("{:?}", std::thread::current().id()).replace(['(', ')'], ""));
-            let _ = std::fs::remove_dir_all(&dir);
+            // A directory inside the test's own (removed at the end).
+            let own = db.settings.url.strip_prefix("sqlite:///").unwrap();
+            let dir = std::path::Path::new(own).parent().unwrap().join("late");
             let mut s = db.settings.clone();
             s.url = format!("sqlite:///{}", dir.join("late.db").display());
             let d = dir.clone();
@@ -1623,8 +1622,6 @@ fn pool_recovers_when_database_appears(db: &TestDb) {
         let mut c = postgres::Client::connect(&common::admin_url(), postgres::NoTls).unwrap();
         c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .unwrap();
-    } else if let Some(path) = settings.url.strip_prefix("sqlite:///") {
-        let _ = std::fs::remove_dir_all(std::path::Path::new(path).parent().unwrap());
     }
 }
 
