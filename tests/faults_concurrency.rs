@@ -85,7 +85,7 @@ fn if_match_updates_from_eight_clients_lose_nothing() {
                         s => record.other.push(format!("{s} {:?}", a.json())),
                     }
                     drop(record);
-                    if i % 4 == 0 {
+                    if i.is_multiple_of(4) {
                         let a =
                             client.call("POST", base, Some(USER), Some(&json!({"data": {"t": t}})));
                         let mut record = seen.lock().unwrap();

@@ -548,10 +548,13 @@ fn accounts(client: &Client) -> usize {
     4
 }
 
+/// One group of attempts: runs them, returns how many there were.
+type Group<'a> = dyn Fn(&Client) -> usize + 'a;
+
 /// Runs every group of attempts, printing how long each took; the number of attempts.
 fn phases(client: &Client, payloads: usize) -> usize {
     let injections = |c: &Client| injections(c, payloads);
-    let groups: [(&str, &dyn Fn(&Client) -> usize); 4] = [
+    let groups: [(&str, &Group<'_>); 4] = [
         ("injections", &injections),
         ("traversal", &traversal),
         ("escalation", &escalation),
