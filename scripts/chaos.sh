@@ -31,7 +31,7 @@ faults() {
     --test faults_workers --test faults_database --test faults_concurrency \
     --test faults_privileges --test hostile_http --test hostile_api \
     -- --nocapture --test-threads=1 2>&1 | tee -a "$out.log" |
-    sed -E 's/^test [a-z0-9_]+ \.\.\. //' | grep -E '^(sigkill|harakiri|sighup|db outage|no free connection|if-match|privileges|hostile|json edge|slowloris|  |test result|FAILED)' |
+    sed -E 's/^test [a-z0-9_]+ \.\.\. //' | grep -E '^(sigkill|harakiri|stuck x6|sighup|db outage|no free connection|if-match|privileges|hostile|json edge|slowloris|  |test result|FAILED)' |
     tee -a "$out"
   # The test harness' exit status is lost in the pipe: fail if any test failed.
   ! grep -q 'FAILED' "$out"

@@ -256,3 +256,67 @@ fn sighup_every_two_seconds_under_load_fails_no_request() {
         "the workers were reloaded: {first:?} -> {last:?}"
     );
 }
+
+/// More requests stuck on a row lock than there are workers: the queued ones wait for a worker,
+/// every one is cut at `harakiri` once it runs, none hangs beyond harakiri x rounds, and the
+/// service is whole again once the lock goes.
+#[test]
+fn more_stuck_requests_than_workers_never_hang_past_harakiri() {
+    let db = PgDb::create();
+    let app = format!("{}{AUTH}", pg_backends(&db.url(), 1, 2));
+    let server = Server::start(&app, 2, "harakiri = 3\n");
+    let client = server.client();
+    make_collection(&client, USER, "queue", "c");
+    let path = "/v1/buckets/queue/collections/c/records/r1";
+    let a = client.call("PUT", path, Some(USER), Some(&json!({"data": {"v": 1}})));
+    assert_eq!(a.status, 201);
+    let mut locker = db.connect();
+    let mut tx = locker.transaction().unwrap();
+    tx.execute(
+        "SELECT 1 FROM objects WHERE id = 'r1' AND parent_id = '/buckets/queue/collections/c' \
+         AND resource_name = 'record' FOR UPDATE",
+        &[],
+    )
+    .unwrap();
+    let start = Instant::now();
+    let stuck: Vec<_> = (0..6)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let r = client.try_call(
+                    "PUT",
+                    path,
+                    Some(USER),
+                    Some(&json!({"data": {"v": 100 + i}})),
+                    &[],
+                    Duration::from_secs(40),
+                );
+                (r.map(|a| a.status), start.elapsed())
+            })
+        })
+        .collect();
+    let results: Vec<_> = stuck.into_iter().map(|h| h.join().unwrap()).collect();
+    tx.rollback().unwrap();
+    let recovered = server.wait_workers(2, Duration::from_secs(5));
+    let got = client.call("GET", path, Some(USER), None);
+    println!(
+        "stuck x6 on 2 workers (harakiri 3 s): {results:?}; then v={}",
+        got.json()["data"]["v"]
+    );
+    let longest = results.iter().map(|(_, t)| *t).max().unwrap();
+    assert!(
+        results
+            .iter()
+            .all(|(r, _)| matches!(r, Err(Transport::Cut(_)))),
+        "every stuck request is cut, none answered while the lock holds: {results:?}"
+    );
+    // Three rounds of two workers, each cut at 3 s (plus respawn and load slack).
+    assert!(longest < Duration::from_secs(16), "{longest:?}");
+    assert!(recovered.is_some());
+    assert_eq!(
+        got.json()["data"]["v"],
+        1,
+        "nothing of the cut requests was written"
+    );
+    let a = client.call("PUT", path, Some(USER), Some(&json!({"data": {"v": 2}})));
+    assert_eq!(a.status, 200);
+}
