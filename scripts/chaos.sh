@@ -48,9 +48,11 @@ fuzz_one() { # <dir> <target> <seed corpus dir> <seconds>
   work=$(mktemp -d)
   cp -r "$seeds"/. "$work"/
   local bin="${CARGO_TARGET_DIR:-$PWD/$dir/target}/x86_64-unknown-linux-gnu/release/$target"
+  local artifacts
+  artifacts="$(cd "$(dirname "$out")" && pwd)/fuzz-$target-"
   echo "fuzz $target: $seconds s from $(ls "$work" | wc -l) seeds" | tee -a "$out"
   (cd "$work" && "$bin" -max_len=8192 -max_total_time="$seconds" -print_final_stats=1 \
-    -artifact_prefix="$(cd "$(dirname "$out")" && pwd)/fuzz-$target-" "$work") \
+    -artifact_prefix="$artifacts" "$work") \
     2>&1 | tee -a "$out.log" | grep -E '^(stat::number_of_executed_units|stat::new_units_added|Done|==[0-9]+== ERROR|SUMMARY)' |
     sed "s/^/fuzz $target: /" | tee -a "$out"
   rm -rf "$work"
