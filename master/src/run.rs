@@ -520,6 +520,13 @@ impl<A: App> Master<A> {
             log::line(line);
         }
         log::set_date_format(config.log_date.clone());
+        if config.processes > self.slots.len() {
+            log::line(&format!(
+                "restart needed to run more than {} workers (processes = {})",
+                self.slots.len(),
+                config.processes
+            ));
+        }
         self.target = config.processes.min(self.slots.len());
         self.config = Arc::new(config);
         self.app = Arc::new(app);

@@ -71,6 +71,7 @@ fn lazy_reload_replaces_every_worker_without_failed_requests() {
     );
     assert_eq!(s.lines.count("Gracefully killing worker"), 2);
     assert_eq!(s.get("/greeting").unwrap().1, "after");
+    assert_eq!(status_field(s.pid(), "Threads"), "1");
     s.signal(libc::SIGTERM);
     assert_eq!(s.wait_exit(WAIT).code(), Some(0));
 }
