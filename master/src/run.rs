@@ -6,7 +6,9 @@ use crate::config::{absolute, ServerConfig};
 use crate::listener::{self, Address, MasterListener};
 use crate::log;
 use crate::notify::Notifier;
-use crate::scoreboard::{self, Scoreboard, STATE_ACCEPTING, STATE_BUSY, STATE_STARTING};
+use crate::scoreboard::{
+    self, Scoreboard, STATE_ACCEPTING, STATE_BUSY, STATE_STARTING, STATE_STOPPING,
+};
 use crate::signals::{self, SelfPipe};
 use crate::{App, Invocation, EXIT_GRACEFUL, EXIT_INIT_FAILED};
 use nix::sys::signal::{kill, Signal};
@@ -1143,6 +1145,17 @@ impl<A: App> Master<A> {
             let Some(pid) = self.slots[i].pid else {
                 continue;
             };
+            // A worker stopping on its own (SIGHUP from an operator, recycling) marks its slot
+            // stopping: the mercy clock starts when the master first sees it.
+            if self.slots[i].curse.is_none()
+                && self.board.slot(i + 1).state.load(Ordering::Acquire) == STATE_STOPPING
+            {
+                self.slots[i].curse = Some(Curse {
+                    at: now,
+                    reason: StopReason::Reload,
+                    mercy_killed: false,
+                });
+            }
             let Some(curse) = &mut self.slots[i].curse else {
                 continue;
             };

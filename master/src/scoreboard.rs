@@ -139,7 +139,9 @@ impl Slot {
                 uri: read_text(&self.uri, self.uri_len.load(Ordering::Relaxed) as usize),
                 started_unix: self.request_started_unix.load(Ordering::Relaxed),
             };
-            if before.is_multiple_of(2) && self.seq.load(Ordering::Acquire) == before {
+            // Seqlock reader: the data loads above must complete before the second read.
+            std::sync::atomic::fence(Ordering::Acquire);
+            if before.is_multiple_of(2) && self.seq.load(Ordering::Relaxed) == before {
                 break;
             }
         }
@@ -226,7 +228,9 @@ impl SlotHandle {
     pub fn request_started(&self, method: &str, uri: &str, remote_addr: &str, harakiri: u64) {
         let s = self.slot;
         let now = monotonic_ms();
-        s.seq.fetch_add(1, Ordering::AcqRel);
+        // Seqlock writer: odd counter first, visible before any text byte changes.
+        s.seq.fetch_add(1, Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::Release);
         s.addr_len
             .store(write_text(&s.addr, remote_addr) as u8, Ordering::Relaxed);
         s.method_len
@@ -238,7 +242,7 @@ impl SlotHandle {
             .map_or(0, |d| d.as_secs());
         s.request_started_unix.store(unix, Ordering::Relaxed);
         s.request_started_mono_ms.store(now, Ordering::Relaxed);
-        s.seq.fetch_add(1, Ordering::AcqRel);
+        s.seq.fetch_add(1, Ordering::Release);
         if s.state.load(Ordering::Relaxed) != STATE_STOPPING {
             s.state.store(STATE_BUSY, Ordering::Relaxed);
         }
