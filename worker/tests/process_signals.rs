@@ -374,3 +374,23 @@ fn sigterm_during_a_reexec_is_not_lost() {
     );
     assert!(s.workers().is_empty());
 }
+
+#[test]
+fn second_stop_signal_turns_a_graceful_shutdown_brutal() {
+    let mut s = start("[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 1\nsocket-timeout = 1\n");
+    let port = s.port;
+    let in_flight = std::thread::spawn(move || http_get(port, "/sleep?ms=6000"));
+    std::thread::sleep(Duration::from_millis(300));
+    s.signal(libc::SIGTERM);
+    s.lines.wait_for("graceful shutdown triggered...", WAIT);
+    let t = Instant::now();
+    s.signal(libc::SIGTERM);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert!(
+        in_flight.join().unwrap().is_err(),
+        "the in-flight request is dropped"
+    );
+    s.lines
+        .wait_for("SIGINT/SIGTERM received...killing workers...", WAIT);
+}
