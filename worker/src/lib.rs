@@ -19,12 +19,12 @@ pub mod head;
 pub mod log;
 pub mod logformat;
 pub mod request;
-pub mod respond;
+mod respond;
 pub mod response;
-pub mod server;
+mod server;
 pub mod signals;
 pub mod slot;
-pub mod stream;
+mod stream;
 
 pub use config::{HttpConfig, HttpListener};
 pub use log::Log;
