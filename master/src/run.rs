@@ -201,9 +201,6 @@ impl<A: App> Master<A> {
 
         // 2-4. Configuration, names, env (applied by ServerConfig::load).
         invocation.ini = absolute(&invocation.ini);
-        if invocation.section.is_empty() {
-            invocation.section = "uwsgi".to_string();
-        }
         log::line(&format!(
             "[uWSGI] getting INI configuration from {}",
             invocation.ini.display()
