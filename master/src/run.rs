@@ -928,8 +928,7 @@ impl<A: App> Master<A> {
                 ));
                 self.count_unplanned(i, now);
             }
-            (code, None) => {
-                let _ = code;
+            (_, None) => {
                 log::line(&format!(
                     "DAMN ! worker {n} (pid: {pid}) died :( trying respawn ..."
                 ));
