@@ -39,6 +39,9 @@ pub struct Slot {
     pub tx: AtomicU64,
     /// Responses with status 500 or more.
     pub exceptions: AtomicU64,
+    /// Microseconds spent in requests (harakiri clock start to response written), all
+    /// generations: the stats `running_time`, and `avg_rt` once divided by `requests`.
+    pub running_time_us: AtomicU64,
     addr_len: AtomicU8,
     method_len: AtomicU8,
     uri_len: AtomicU32,
@@ -259,6 +262,12 @@ impl SlotHandle {
     pub fn request_finished(&self, status: u16, bytes_sent: u64) {
         let s = self.slot;
         s.harakiri_deadline_mono_ms.store(0, Ordering::Release);
+        let started = s.request_started_mono_ms.load(Ordering::Relaxed);
+        if started > 0 {
+            let elapsed_ms = monotonic_ms().saturating_sub(started);
+            s.running_time_us
+                .fetch_add(elapsed_ms * 1000, Ordering::Relaxed);
+        }
         s.request_started_mono_ms.store(0, Ordering::Relaxed);
         s.requests.fetch_add(1, Ordering::Relaxed);
         s.delta_requests.fetch_add(1, Ordering::Relaxed);

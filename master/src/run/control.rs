@@ -130,6 +130,7 @@ impl<A: App> Master<A> {
                     last_spawn: s.last_spawn_unix,
                     respawn_count: s.respawn_count,
                     tx: slot.tx.load(Ordering::Relaxed),
+                    running_time: slot.running_time_us.load(Ordering::Relaxed),
                     request,
                 }
             })
