@@ -181,6 +181,8 @@ impl<A: App> Master<A> {
             ],
             alive_read: self.alive_read.as_raw_fd(),
         };
+        // Buffered output would otherwise be written twice, by the master and by the child.
+        let _ = std::io::Write::flush(&mut std::io::stdout());
         let mask = signals::block_all();
         // SAFETY: the master is single-threaded, so the child may run arbitrary code.
         match unsafe { nix::unistd::fork() } {
