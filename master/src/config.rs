@@ -677,23 +677,33 @@ fn server_main_fallback(
         "*** WARNING: Can't find section \"{section}\" in INI configuration file {} ***",
         path.display()
     );
-    let mut inside = false;
+    // configparser-style: `key = value` or `key: value`, `%(name)s` from [DEFAULT] or the section
+    // itself. Kinto's own template says `port = %(http_port)s`, which `kinto start` filled with
+    // its --port (8888 by default).
+    let mut current = String::new();
     let mut found = false;
-    let (mut host, mut port) = ("127.0.0.1".to_string(), "8888".to_string());
+    let mut defaults: HashMap<String, String> =
+        HashMap::from([("http_port".to_string(), "8888".to_string())]);
+    let mut server: HashMap<String, String> = HashMap::new();
     for line in text.lines() {
         let line = line.trim();
         if line.starts_with('[') && line.ends_with(']') {
-            inside = &line[1..line.len() - 1] == "server:main";
-            found |= inside;
+            current = line[1..line.len() - 1].to_string();
+            found |= current == "server:main";
             continue;
         }
-        if !inside || line.starts_with('#') || line.starts_with(';') {
+        if line.starts_with('#') || line.starts_with(';') {
             continue;
         }
         if let Some((k, val)) = line.split_once(['=', ':']) {
-            match k.trim() {
-                "host" => host = val.trim().to_string(),
-                "port" => port = val.trim().to_string(),
+            let (k, val) = (k.trim().to_string(), val.trim().to_string());
+            match current.as_str() {
+                "DEFAULT" => {
+                    defaults.insert(k, val);
+                }
+                "server:main" => {
+                    server.insert(k, val);
+                }
                 _ => {}
             }
         }
@@ -701,6 +711,15 @@ fn server_main_fallback(
     if !found {
         return Err(missing);
     }
+    let interpolate = |value: &str| {
+        let mut out = value.to_string();
+        for (name, v) in defaults.iter().chain(server.iter()) {
+            out = out.replace(&format!("%({name})s"), v);
+        }
+        out
+    };
+    let host = interpolate(server.get("host").map_or("127.0.0.1", String::as_str));
+    let port = interpolate(server.get("port").map_or("8888", String::as_str));
     let address = if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
@@ -974,6 +993,16 @@ mod tests {
             std::thread::available_parallelism().unwrap().get()
         );
         assert!(c.notices[0].starts_with("*** WARNING: Can't find section"));
+    }
+
+    #[test]
+    fn server_main_of_the_kinto_template() {
+        let c =
+            parse("[server:main]\nuse = egg:waitress#main\nhost = 0.0.0.0\nport = %(http_port)s\n")
+                .unwrap();
+        assert_eq!(c.sockets[0].address, "0.0.0.0:8888");
+        let c = parse("[DEFAULT]\nhttp_port = 9999\n[server:main]\nport: %(http_port)s\n").unwrap();
+        assert_eq!(c.sockets[0].address, "127.0.0.1:9999");
     }
 
     #[test]
