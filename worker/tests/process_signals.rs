@@ -100,7 +100,14 @@ fn reload_with_an_invalid_config_keeps_the_workers() {
 
 #[test]
 fn reload_without_lazy_reexecutes_the_master() {
-    let mut s = start("[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\nsocket-timeout = 1\nworker-reload-mercy = 2\n");
+    let mut s = start("[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\nsocket-timeout = 1\nworker-reload-mercy = 2\npidfile = %dmaster.pid\n");
+    // The pidfile is not rewritten by the new image.
+    let pidfile = s.dir.path("master.pid");
+    assert_eq!(
+        std::fs::read_to_string(&pidfile).unwrap(),
+        format!("{}\n", s.pid())
+    );
+    std::fs::write(&pidfile, "marker\n").unwrap();
     let before = s.wait_workers(2, WAIT);
     let port = s.port;
     let in_flight = std::thread::spawn(move || http_get(port, "/sleep?ms=1000"));
@@ -123,6 +130,7 @@ fn reload_without_lazy_reexecutes_the_master() {
     assert!(after.iter().all(|p| !before.contains(p)));
     assert_eq!(s.get("/pid").unwrap().0, 200);
     assert_eq!(status_field(s.pid(), "Threads"), "1");
+    assert_eq!(std::fs::read_to_string(&pidfile).unwrap(), "marker\n");
     s.signal(libc::SIGINT);
     assert_eq!(s.wait_exit(WAIT).code(), Some(0));
 }
@@ -393,4 +401,17 @@ fn second_stop_signal_turns_a_graceful_shutdown_brutal() {
     );
     s.lines
         .wait_for("SIGINT/SIGTERM received...killing workers...", WAIT);
+}
+
+#[test]
+fn sigquit_is_a_brutal_stop_even_with_die_on_term() {
+    let mut s = start("[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\ndie-on-term = true\nsocket-timeout = 1\n");
+    let t = Instant::now();
+    s.signal(libc::SIGQUIT);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    s.lines
+        .wait_for("SIGINT/SIGTERM received...killing workers...", WAIT);
+    assert_eq!(s.lines.count(" buried after "), 2);
+    assert!(s.workers().is_empty());
 }
