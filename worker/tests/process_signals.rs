@@ -415,3 +415,12 @@ fn sigquit_is_a_brutal_stop_even_with_die_on_term() {
     assert_eq!(s.lines.count(" buried after "), 2);
     assert!(s.workers().is_empty());
 }
+
+#[test]
+fn exit_on_reload_exits_instead_of_reexecuting() {
+    let mut s = start("[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 1\nexit-on-reload = true\nsocket-timeout = 1\n");
+    s.signal(libc::SIGHUP);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+    s.lines.wait_for("goodbye to uWSGI.", WAIT);
+    assert_eq!(s.lines.count("binary reloading uWSGI"), 0);
+}
