@@ -69,6 +69,20 @@ pub struct ServerConfig {
     pub log_format: Option<String>,
     /// `log-micros`: response times in microseconds.
     pub log_micros: bool,
+    /// Read by the worker once it implements them (their registry entries still say "not
+    /// implemented yet" until then): `tcp-nodelay`, `reload-on-as` (MB), `thunder-lock`,
+    /// `memory-report`, `del-header`, `enable-proxy-protocol`, `log-slow` (ms), `log-big`
+    /// (bytes), `log-zero`, `log-ioerror`.
+    pub tcp_nodelay: bool,
+    pub reload_on_as: u64,
+    pub thunder_lock: bool,
+    pub memory_report: bool,
+    pub del_headers: Vec<String>,
+    pub enable_proxy_protocol: bool,
+    pub log_slow: u64,
+    pub log_big: u64,
+    pub log_zero: bool,
+    pub log_ioerror: bool,
 
     // Master-only options below.
     /// The absolute path of the ini file (re-read on reload).
@@ -296,13 +310,19 @@ impl ServerConfig {
                             "option \"{key}\" is not supported by this server: {why}"
                         ))
                     }
-                    Effect::Notice(why) => v.notice(key, why),
-                    Effect::Honoured => match spec.kind {
-                        Kind::List => v.lists.entry(spec.name).or_default().push(value.clone()),
-                        _ => {
-                            v.scalars.insert(spec.name, (key.clone(), value.clone()));
+                    // Values of noticed options are kept too: the worker may read some before
+                    // the registry calls them honoured.
+                    Effect::Notice(_) | Effect::Honoured => {
+                        if let Effect::Notice(why) = spec.effect {
+                            v.notice(key, why);
                         }
-                    },
+                        match spec.kind {
+                            Kind::List => v.lists.entry(spec.name).or_default().push(value.clone()),
+                            _ => {
+                                v.scalars.insert(spec.name, (key.clone(), value.clone()));
+                            }
+                        }
+                    }
                 },
             }
         }
@@ -492,6 +512,16 @@ impl ServerConfig {
             log_4xx: v.bool("log-4xx"),
             log_format: v.str("log-format").map(str::to_string),
             log_micros: v.bool("log-micros"),
+            tcp_nodelay: v.bool("tcp-nodelay"),
+            reload_on_as: v.int("reload-on-as")?,
+            thunder_lock: v.bool("thunder-lock"),
+            memory_report: v.bool("memory-report"),
+            del_headers: v.list("del-header").cloned().collect(),
+            enable_proxy_protocol: v.bool("enable-proxy-protocol"),
+            log_slow: v.int("log-slow")?,
+            log_big: v.int("log-big")?,
+            log_zero: v.bool("log-zero"),
+            log_ioerror: v.bool("log-ioerror"),
             ini,
             sockets,
             procname_prefix: v
@@ -963,6 +993,19 @@ mod tests {
         let c = parse("[uwsgi]\nhttp-socket = :8000\nhttp-keepalive = 5\n").unwrap();
         assert!(c.sockets[0].keep_alive);
         assert_eq!(c.keepalive_timeout, Some(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn worker_side_options_are_read_even_before_they_are_honoured() {
+        let c = parse(
+            "[uwsgi]\nhttp-socket = :8000\ntcp-nodelay = true\nreload-on-as = 512\ndel-header = Server\nlog-slow = 200\n",
+        )
+        .unwrap();
+        assert!(c.tcp_nodelay);
+        assert_eq!(c.reload_on_as, 512);
+        assert_eq!(c.del_headers, vec!["Server".to_string()]);
+        assert_eq!(c.log_slow, 200);
+        assert!(c.notices.iter().any(|n| n.contains("\"tcp-nodelay\"")));
     }
 
     #[test]
