@@ -424,3 +424,33 @@ fn exit_on_reload_exits_instead_of_reexecuting() {
     s.lines.wait_for("goodbye to uWSGI.", WAIT);
     assert_eq!(s.lines.count("binary reloading uWSGI"), 0);
 }
+
+#[test]
+fn a_storm_of_reloads_settles_with_every_slot_served() {
+    let mut s = start(
+        "[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\nlazy = true\nsocket-timeout = 1\nworker-reload-mercy = 2\n",
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = steady_traffic(s.port, stop.clone());
+    for _ in 0..5 {
+        s.signal(libc::SIGHUP);
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        s.collect_notes(Duration::from_millis(100));
+        let last_ready = s.notes.iter().rposition(|n| n.contains("READY=1"));
+        let last_reload = s.notes.iter().rposition(|n| n.contains("RELOADING=1"));
+        if last_ready > last_reload && s.workers().len() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{:?}", s.notes);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let outcomes = traffic.join().unwrap();
+    assert!(outcomes.iter().all(|o| *o == Ok(200)), "{outcomes:?}");
+    assert_eq!(s.get("/pid").unwrap().0, 200);
+    assert_eq!(status_field(s.pid(), "Threads"), "1");
+    s.signal(libc::SIGTERM);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+}
