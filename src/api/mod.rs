@@ -6,6 +6,7 @@
 //! finally the headers present on every response are added. Settings that never change per
 //! request live in [`Config`], built once in [`App::new`].
 
+pub mod accounts;
 pub mod batch;
 pub mod cors;
 pub mod default_bucket;
@@ -82,6 +83,7 @@ impl Config {
                 trailing_slash_redirect: settings.trailing_slash_redirect_enabled,
                 flush_enabled: settings.flush_endpoint_enabled
                     || settings.includes.iter().any(|i| i == "kinto.plugins.flush"),
+                accounts_enabled: accounts::enabled(&settings),
             },
             cors: Cors::new(&settings.cors_origins, settings.cors_max_age_seconds),
             eos: signals::EndOfService::new(
@@ -103,8 +105,9 @@ impl Config {
     }
 }
 
-/// A cache write (`key`, `value`, `ttl`) to run once the storage transaction is committed.
-pub type CacheWrite = (String, serde_json::Value, Option<f64>);
+/// A cache write (`key`, `value` or `None` to delete, `ttl`) to run once the storage
+/// transaction is committed.
+pub type CacheWrite = (String, Option<serde_json::Value>, Option<f64>);
 
 /// What one request hands to the next sub-request of a batch, and to the end of the batch.
 #[derive(Debug, Default)]
@@ -113,6 +116,9 @@ pub struct Carry {
     principals: Option<(Option<String>, BTreeSet<String>)>,
     /// Cache writes deferred until the commit (SQLite would block them during the transaction).
     cache_writes: Vec<CacheWrite>,
+    /// The last authentication: `(Authorization header, user)`, reused by the next
+    /// sub-request carrying the same header.
+    authenticated: Option<(String, Option<User>)>,
 }
 
 /// Per-request state shared by the handlers.
@@ -311,7 +317,7 @@ impl App {
             }
             Route::OpenApi => {
                 utility_methods(&["GET", "HEAD"])?;
-                Ok((utility::openapi(&self.new_ctx(request)?), None))
+                Ok((utility::openapi(&self.new_ctx(request, carry)?), None))
             }
             Route::Contribute => {
                 utility_methods(&["GET", "HEAD"])?;
@@ -337,7 +343,7 @@ impl App {
             }
             Route::Root => {
                 utility_methods(&["GET", "HEAD"])?;
-                let mut ctx = self.new_ctx(request)?;
+                let mut ctx = self.new_ctx(request, carry)?;
                 let response = match (ctx.user.is_some(), shared) {
                     (false, _) => utility::hello(&mut ctx, None)?,
                     (true, Some(tx)) => utility::hello(&mut ctx, Some(tx))?,
@@ -350,13 +356,11 @@ impl App {
                     if self.cfg.settings.readonly {
                         return Err(ApiError::MethodNotAllowed { allow: None });
                     }
-                    let user = self
-                        .cfg
-                        .auth
-                        .authenticate(request.header("Authorization"))
-                        .ok_or_else(|| ApiError::Unauthorized {
+                    let user = self.authenticate(request, carry)?.ok_or_else(|| {
+                        ApiError::Unauthorized {
                             challenges: self.cfg.auth.challenges(),
-                        })?;
+                        }
+                    })?;
                     let secret = &self.cfg.settings.default_bucket_hmac_secret;
                     let bucket = default_bucket::bucket_id(secret, &user.id);
                     let (rewritten, target) = default_bucket::rewrite(request, &target, &bucket);
@@ -377,7 +381,7 @@ impl App {
         personal: bool,
     ) -> ApiResult<(Response, Option<String>)> {
         let plural = target.id.is_none();
-        let mut ctx = self.new_ctx(request)?;
+        let mut ctx = self.new_ctx(request, carry)?;
         ctx.seed_principals(carry);
         let fresh = shared.is_none();
         let run = |ctx: &mut Ctx, tx: &mut dyn Transaction| {
@@ -422,17 +426,77 @@ impl App {
     /// Runs the cache writes of a committed request (or batch).
     fn write_cache(&self, carry: &mut Carry) -> ApiResult<()> {
         for (key, value, ttl) in carry.cache_writes.drain(..) {
-            self.cache.set(&key, &value, ttl)?;
+            match value {
+                Some(value) => self.cache.set(&key, &value, ttl)?,
+                None => {
+                    self.cache.delete(&key)?;
+                }
+            }
         }
         Ok(())
     }
 
-    fn new_ctx<'a>(&'a self, request: &'a Request) -> ApiResult<Ctx<'a>> {
+    /// Authenticates the request, reusing the previous sub-request's result for the same
+    /// `Authorization` header.
+    fn authenticate(&self, request: &Request, carry: &mut Carry) -> ApiResult<Option<User>> {
+        let header = request.header("Authorization");
+        if let (Some(header), Some((seen, user))) = (header, &carry.authenticated) {
+            if header == seen {
+                return Ok(user.clone());
+            }
+        }
+        let user = self.cfg.auth.authenticate(header, &mut |id, password| {
+            self.verify_account(id, password)
+        })?;
+        if let Some(header) = header {
+            carry.authenticated = Some((header.to_string(), user.clone()));
+        }
+        Ok(user)
+    }
+
+    /// The accounts policy check: a verification cached in the shared cache, else bcrypt
+    /// against the stored account (then cached for `account_cache_ttl_seconds`).
+    fn verify_account(&self, id: &str, password: &str) -> ApiResult<bool> {
+        if !crate::authz::Kind::Account.valid_id(id) {
+            return Ok(false);
+        }
+        let ttl = accounts::cache_ttl(&self.cfg.settings);
+        let key = accounts::cache_key(&self.cfg.settings.userid_hmac_secret, id);
+        let expected = accounts::cache_value(&key, password);
+        if let Some(serde_json::Value::String(cached)) = self.cache.get(&key)? {
+            if cached == expected {
+                self.cache.expire(&key, ttl)?;
+                return Ok(true);
+            }
+        }
+        let stored = {
+            let mut tx = self.backend.begin()?;
+            let list = crate::storage::ListRef {
+                resource_name: "account",
+                parent_id: id,
+            };
+            let stored = tx.get(list, id)?;
+            let _ = tx.rollback();
+            stored
+        };
+        let verified = stored
+            .as_ref()
+            .and_then(|account| account.get("password"))
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|hash| accounts::verify(password, hash));
+        if verified {
+            self.cache
+                .set(&key, &serde_json::Value::String(expected), Some(ttl))?;
+        }
+        Ok(verified)
+    }
+
+    fn new_ctx<'a>(&'a self, request: &'a Request, carry: &mut Carry) -> ApiResult<Ctx<'a>> {
         Ok(Ctx {
             cfg: &self.cfg,
             request,
             query: http::parse_query(request.query())?,
-            user: self.cfg.auth.authenticate(request.header("Authorization")),
+            user: self.authenticate(request, carry)?,
             cache: &*self.cache,
             principals: None,
             alert: None,

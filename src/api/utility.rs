@@ -67,6 +67,16 @@ fn capabilities(cfg: &Config) -> Value {
             }),
         );
     }
+    if cfg.routing.accounts_enabled {
+        caps.insert(
+            "accounts".into(),
+            json!({
+                "description": "Manage user accounts.",
+                "url": "https://kinto.readthedocs.io/en/latest/api/1.x/accounts.html",
+                "validation_enabled": false,
+            }),
+        );
+    }
     if cfg.default_bucket {
         caps.insert(
             "default_bucket".into(),
