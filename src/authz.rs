@@ -17,6 +17,8 @@ pub enum Kind {
     Record,
     /// Accounts of the accounts plugin (`/accounts/<id>`, each its own parent).
     Account,
+    /// History entries of the history plugin (`/buckets/<bid>/history`, plural only).
+    History,
 }
 
 impl Kind {
@@ -28,6 +30,7 @@ impl Kind {
             Kind::Group => "group",
             Kind::Record => "record",
             Kind::Account => "account",
+            Kind::History => "history",
         }
     }
 
@@ -50,6 +53,7 @@ impl Kind {
             Kind::Group => "groups",
             Kind::Record => "records",
             Kind::Account => "accounts",
+            Kind::History => "history",
         }
     }
 
@@ -59,7 +63,7 @@ impl Kind {
         match self {
             Kind::Bucket => &["read", "write", "collection:create", "group:create"],
             Kind::Collection => &["read", "write", "record:create"],
-            Kind::Group | Kind::Record | Kind::Account => &["read", "write"],
+            Kind::Group | Kind::Record | Kind::Account | Kind::History => &["read", "write"],
         }
     }
 
@@ -71,6 +75,7 @@ impl Kind {
             Kind::Group => "group:create",
             Kind::Record => "record:create",
             Kind::Account => "account:create",
+            Kind::History => "history:create",
         }
     }
 
@@ -78,7 +83,7 @@ impl Kind {
     pub fn parent(self) -> Option<Kind> {
         match self {
             Kind::Bucket | Kind::Account => None,
-            Kind::Collection | Kind::Group => Some(Kind::Bucket),
+            Kind::Collection | Kind::Group | Kind::History => Some(Kind::Bucket),
             Kind::Record => Some(Kind::Collection),
         }
     }
@@ -102,6 +107,7 @@ impl Chain {
             Kind::Group => self.group.as_deref(),
             Kind::Record => self.record.as_deref(),
             Kind::Account => self.account.as_deref(),
+            Kind::History => None,
         }
     }
 }
@@ -176,7 +182,7 @@ pub fn shared_permissions(kind: Kind, write: bool) -> &'static [&'static str] {
     match kind {
         Kind::Bucket => &["write", "read", "collection:create", "group:create"],
         Kind::Collection => &["write", "read", "record:create"],
-        Kind::Group | Kind::Record | Kind::Account => &["write", "read"],
+        Kind::Group | Kind::Record | Kind::Account | Kind::History => &["write", "read"],
     }
 }
 

@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod batch;
 pub mod cors;
 pub mod default_bucket;
+pub mod history;
 pub mod http;
 pub mod resource;
 pub mod route;
@@ -45,6 +46,8 @@ pub struct Config {
     pub hello_config: serde_json::Value,
     /// The personal bucket plugin (`kinto.plugins.default_bucket`).
     pub default_bucket: bool,
+    /// The history plugin.
+    pub history: history::HistorySettings,
     /// The `/__version__` file, read once.
     pub version_file: Option<serde_json::Value>,
 }
@@ -84,6 +87,7 @@ impl Config {
                 flush_enabled: settings.flush_endpoint_enabled
                     || settings.includes.iter().any(|i| i == "kinto.plugins.flush"),
                 accounts_enabled: accounts::enabled(&settings),
+                history_enabled: history::HistorySettings::new(&settings).enabled,
             },
             cors: Cors::new(&settings.cors_origins, settings.cors_max_age_seconds),
             eos: signals::EndOfService::new(
@@ -94,6 +98,7 @@ impl Config {
             ),
             disabled_methods,
             cache_expires,
+            history: history::HistorySettings::new(&settings),
             default_bucket: settings
                 .includes
                 .iter()

@@ -24,7 +24,7 @@ impl Target {
             Kind::Bucket => String::new(),
             // Each account is its own parent; a plural URL spans them all.
             Kind::Account => self.id.clone().unwrap_or_else(|| "*".into()),
-            Kind::Collection | Kind::Group => format!("/buckets/{}", self.bucket),
+            Kind::Collection | Kind::Group | Kind::History => format!("/buckets/{}", self.bucket),
             Kind::Record => format!("/buckets/{}/collections/{}", self.bucket, self.collection),
         }
     }
@@ -67,6 +67,7 @@ impl Target {
                 Kind::Group => chain.group = Some(uri),
                 Kind::Record => chain.record = Some(uri),
                 Kind::Account => chain.account = Some(uri),
+                Kind::History => {}
             }
         }
         chain
@@ -126,6 +127,8 @@ pub struct RoutingSettings {
     pub flush_enabled: bool,
     /// The accounts plugin (`/accounts`).
     pub accounts_enabled: bool,
+    /// The history plugin (`/buckets/<bid>/history`).
+    pub history_enabled: bool,
 }
 
 /// Routes a raw (undecoded) path; `query` is kept verbatim for redirects.
@@ -216,6 +219,9 @@ fn route_inner(inner: &str, settings: RoutingSettings) -> ApiResult<Route> {
         ["buckets", b, "collections"] => Route::Plural(target(Kind::Collection, b, "", None)),
         ["buckets", b, "collections", c] => Route::Object(target(Kind::Collection, b, "", Some(c))),
         ["buckets", b, "groups"] => Route::Plural(target(Kind::Group, b, "", None)),
+        ["buckets", b, "history"] if settings.history_enabled => {
+            Route::Plural(target(Kind::History, b, "", None))
+        }
         ["buckets", b, "groups", g] => Route::Object(target(Kind::Group, b, "", Some(g))),
         ["buckets", b, "collections", c, "records"] => {
             Route::Plural(target(Kind::Record, b, c, None))

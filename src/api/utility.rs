@@ -86,6 +86,15 @@ fn capabilities(cfg: &Config) -> Value {
             }),
         );
     }
+    if cfg.history.enabled {
+        caps.insert(
+            "history".into(),
+            json!({
+                "description": "Track changes on data.",
+                "url": "http://kinto.readthedocs.io/en/latest/api/1.x/history.html",
+            }),
+        );
+    }
     if cfg.routing.flush_enabled {
         caps.insert(
             "flush_endpoint".into(),

@@ -25,7 +25,9 @@ use worker::Response;
 /// The methods of a plural or object URL, minus those disabled by settings or readonly mode,
 /// in the order of Kinto's `Allow` header.
 pub fn allowed_methods(cfg: &Config, target: &Target, plural: bool) -> Vec<&'static str> {
-    let all: &[&'static str] = if plural {
+    let all: &[&'static str] = if target.kind == Kind::History {
+        &["HEAD", "GET", "DELETE", "OPTIONS"]
+    } else if plural {
         &["HEAD", "GET", "POST", "DELETE", "OPTIONS"]
     } else {
         &["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -209,7 +211,7 @@ pub fn read_list_access(
                 parent_exists: true,
             }
         }
-        Kind::Collection | Kind::Group => {
+        Kind::Collection | Kind::Group | Kind::History => {
             let list = ListRef {
                 resource_name: "bucket",
                 parent_id: "",
@@ -275,7 +277,7 @@ pub fn check(
 pub fn read_permission(kind: Kind) -> &'static str {
     match kind {
         Kind::Bucket | Kind::Collection => authz::READ_ATTRIBUTES,
-        Kind::Group | Kind::Record | Kind::Account => "read",
+        Kind::Group | Kind::Record | Kind::Account | Kind::History => "read",
     }
 }
 
@@ -426,7 +428,7 @@ pub fn precondition_failed(existing: Option<&Object>, timestamp: Option<i64>) ->
 /// Generates an id for a new object (`8-char name` or UUID4).
 pub fn generate_id(kind: Kind) -> String {
     match kind {
-        Kind::Record | Kind::Account => uuid::Uuid::new_v4().to_string(),
+        Kind::Record | Kind::Account | Kind::History => uuid::Uuid::new_v4().to_string(),
         Kind::Bucket | Kind::Collection | Kind::Group => {
             use rand::Rng;
             const FIRST: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
@@ -455,6 +457,7 @@ pub fn cascade_delete(tx: &mut dyn Transaction, kind: Kind, uri: &str) -> ApiRes
                 &everything,
                 false,
             )?;
+            tx.delete_all("history", uri, &everything, false)?;
             tx.delete_object_permissions(&[uri.to_string(), format!("{uri}/*")])?;
         }
         Kind::Collection => {
@@ -465,7 +468,7 @@ pub fn cascade_delete(tx: &mut dyn Transaction, kind: Kind, uri: &str) -> ApiRes
             tx.remove_principal(uri)?;
             tx.delete_object_permissions(&[uri.to_string()])?;
         }
-        Kind::Record | Kind::Account => {
+        Kind::Record | Kind::Account | Kind::History => {
             tx.delete_object_permissions(&[uri.to_string()])?;
         }
     }

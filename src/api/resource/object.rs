@@ -5,7 +5,7 @@
 use super::body::{self, Mode};
 use super::patch;
 use super::*;
-use crate::api::accounts;
+use crate::api::{accounts, history};
 use crate::error::{ApiError, ApiResult, Location};
 use crate::storage::{Object, Transaction};
 use serde_json::{Map, Value};
@@ -232,6 +232,12 @@ pub fn put(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResul
     if target.kind == Kind::Group {
         sync_members(tx, &loaded.uri, existing, &stored)?;
     }
+    let action = if existing.is_some() {
+        "update"
+    } else {
+        "create"
+    };
+    history::record(ctx, tx, target, &loaded.id, action, &stored, &permissions)?;
     let status = if existing.is_some() { 200 } else { 201 };
     let visible = visible_permissions(&permissions, &with_owner(&loaded.access.principals, &owner));
     Ok(object_response(
@@ -439,6 +445,7 @@ pub fn patch(
     if target.kind == Kind::Group {
         sync_members(tx, &loaded.uri, Some(existing), &stored)?;
     }
+    history::record(ctx, tx, target, &loaded.id, "update", &stored, &permissions)?;
     let response = match behavior {
         Behavior::Full => {
             let visible =
@@ -517,5 +524,15 @@ pub fn delete(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiRe
     if target.kind == Kind::Account {
         accounts::forget_verification(ctx, &loaded.id);
     }
+    let no_permissions = ObjectPermissions::new();
+    history::record(
+        ctx,
+        tx,
+        target,
+        &loaded.id,
+        "delete",
+        &tombstone,
+        &no_permissions,
+    )?;
     Ok(object_response(200, Value::Object(tombstone), None))
 }

@@ -6,7 +6,7 @@ use super::body;
 use super::pagination;
 use super::query::{self, PluralQuery};
 use super::*;
-use crate::api::accounts;
+use crate::api::{accounts, history};
 use crate::authz::shared_permissions;
 use crate::error::{ApiError, ApiResult, Location};
 use crate::storage::{Filter, FilterOp, ListQuery, Object, Transaction};
@@ -118,6 +118,16 @@ fn page_size(ctx: &Ctx, parsed: &PluralQuery) -> usize {
     )
 }
 
+/// The querystring; history entries have a fixed schema.
+fn parse_query(ctx: &Ctx, target: &Target) -> ApiResult<PluralQuery> {
+    let mut parsed = query::parse(&ctx.query)?;
+    if target.kind == Kind::History {
+        let sorts: Vec<String> = parsed.sorting.iter().map(|s| s.field.clone()).collect();
+        history::check_fields(&mut parsed.filters, &sorts)?;
+    }
+    Ok(parsed)
+}
+
 /// `GET`/`HEAD` of a list.
 pub fn get(
     ctx: &mut Ctx,
@@ -130,7 +140,7 @@ pub fn get(
         return Err(ApiError::AccountsUnreadable);
     }
     let (view, collection) = prepare(ctx, tx, target, false)?;
-    let parsed = query::parse(&ctx.query)?;
+    let parsed = parse_query(ctx, target)?;
     if parsed.deprecated_to {
         ctx.alert = Some(
             json!({
@@ -319,6 +329,7 @@ pub fn post(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResu
     if target.kind == Kind::Group {
         sync_members(tx, &uri, None, &stored)?;
     }
+    history::record(ctx, tx, target, &id, "create", &stored, &permissions)?;
     let visible = visible_permissions(&permissions, &with_owner(&principals, &owner));
     Ok(object_response(
         status,
@@ -333,7 +344,7 @@ pub fn delete(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiRe
         return Err(ctx.deny());
     }
     let (view, _) = prepare(ctx, tx, target, true)?;
-    let parsed = query::parse(&ctx.query)?;
+    let parsed = parse_query(ctx, target)?;
     let token = parsed
         .token
         .as_deref()
@@ -398,6 +409,8 @@ pub fn delete(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiRe
             if target.kind == Kind::Account {
                 accounts::forget_verification(ctx, id);
             }
+            let no_permissions = ObjectPermissions::new();
+            history::record(ctx, tx, target, id, "delete", tombstone, &no_permissions)?;
         }
     }
     let etag = tombstones
