@@ -12,6 +12,18 @@ use std::collections::BTreeSet;
 /// Kinto's bcrypt cost factor.
 const BCRYPT_COST: u32 = 12;
 
+/// The bcrypt cost of new hashes: Kinto's 12, unless the kinto-rs setting
+/// `account_bcrypt_cost` (4 to 31) says otherwise (tests use a low cost; hashes of any cost
+/// verify).
+pub fn bcrypt_cost(settings: &Settings) -> u32 {
+    settings
+        .raw
+        .get("account_bcrypt_cost")
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|c| (4..=31).contains(c))
+        .unwrap_or(BCRYPT_COST)
+}
+
 pub fn enabled(settings: &Settings) -> bool {
     settings
         .includes
@@ -90,7 +102,7 @@ pub fn prepare_write(
             "Required",
         )),
         Some(Value::String(password)) if password_sent => {
-            let hash = bcrypt::hash(password, BCRYPT_COST)
+            let hash = bcrypt::hash(password, bcrypt_cost(&ctx.cfg.settings))
                 .map_err(|e| ApiError::Internal(format!("bcrypt: {e}")))?;
             data.insert("password".into(), Value::String(hash));
             forget_verification(ctx, id);
