@@ -12,6 +12,7 @@ pub mod cors;
 pub mod default_bucket;
 pub mod history;
 pub mod http;
+pub mod permissions;
 pub mod resource;
 pub mod route;
 pub mod signals;
@@ -88,6 +89,7 @@ impl Config {
                     || settings.includes.iter().any(|i| i == "kinto.plugins.flush"),
                 accounts_enabled: accounts::enabled(&settings),
                 history_enabled: history::HistorySettings::new(&settings).enabled,
+                permissions_enabled: settings.experimental_permissions_endpoint,
             },
             cors: Cors::new(&settings.cors_origins, settings.cors_max_age_seconds),
             eos: signals::EndOfService::new(
@@ -344,6 +346,16 @@ impl App {
                 let response =
                     self.in_transaction(|tx| batch::run(self, request, tx, &mut batch_carry))?;
                 self.write_cache(&mut batch_carry)?;
+                Ok((response, None))
+            }
+            Route::Permissions => {
+                utility_methods(&["GET", "HEAD"])?;
+                let mut ctx = self.new_ctx(request, carry)?;
+                ctx.seed_principals(carry);
+                let response = match shared {
+                    Some(tx) => permissions::list(&mut ctx, tx)?,
+                    None => self.in_transaction(|tx| permissions::list(&mut ctx, tx))?,
+                };
                 Ok((response, None))
             }
             Route::Root => {

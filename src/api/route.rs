@@ -101,6 +101,8 @@ pub enum Route {
     Contribute,
     Flush,
     Batch,
+    /// `/permissions` (experimental endpoint).
+    Permissions,
     Plural(Target),
     Object(Target),
     /// 307 to another path of this server (path and query, absolute URL built later); `ttl` is the
@@ -129,6 +131,8 @@ pub struct RoutingSettings {
     pub accounts_enabled: bool,
     /// The history plugin (`/buckets/<bid>/history`).
     pub history_enabled: bool,
+    /// `experimental_permissions_endpoint` (`/permissions`).
+    pub permissions_enabled: bool,
 }
 
 /// Routes a raw (undecoded) path; `query` is kept verbatim for redirects.
@@ -183,6 +187,7 @@ fn route_inner(inner: &str, settings: RoutingSettings) -> ApiResult<Route> {
         "__api__" => Some(Route::OpenApi),
         "contribute.json" => Some(Route::Contribute),
         "batch" => Some(Route::Batch),
+        "permissions" if settings.permissions_enabled => Some(Route::Permissions),
         "__flush__" if settings.flush_enabled => Some(Route::Flush),
         _ => None,
     };

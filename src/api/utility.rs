@@ -95,6 +95,15 @@ fn capabilities(cfg: &Config) -> Value {
             }),
         );
     }
+    if cfg.routing.permissions_enabled {
+        caps.insert(
+            "permissions_endpoint".into(),
+            json!({
+                "description": "The permissions endpoint can be used to list all user objects permissions.",
+                "url": "https://kinto.readthedocs.io/en/latest/configuration/settings.html#activating-the-permissions-endpoint",
+            }),
+        );
+    }
     if cfg.routing.flush_enabled {
         caps.insert(
             "flush_endpoint".into(),
