@@ -1,10 +1,16 @@
-//! The Kinto HTTP API: routing, utility endpoints and the resource endpoints.
+//! The Kinto HTTP API: routing, utility endpoints, the resource endpoints and the plugins.
 //!
-//! Layout: a [`worker::Request`] is routed ([`route`]) to a [`route::Route`]; [`App::handle`]
-//! runs the steps common to every request (end of service, CORS, readonly, authentication), then
-//! the endpoint's handler, a function of a [`Ctx`] (and a storage transaction for resources);
-//! finally the headers present on every response are added. Settings that never change per
-//! request live in [`Config`], built once in [`App::new`].
+//! A [`worker::Request`] is routed ([`route`]) to a [`route::Route`]; the [`worker::Handler`]
+//! impl of [`App`] runs the steps common to every request (end of service, CORS preflight and
+//! origin, readonly mode), then the endpoint's handler, a function of a [`Ctx`] (plus a storage
+//! transaction for resources, one per request or per batch); finally the headers present on
+//! every response are added. Settings that never change per request live in [`Config`], built
+//! once in [`App::new`].
+//!
+//! Layout: [`resource`] (buckets, collections, groups, records and the plugin resources
+//! accounts and history), [`utility`] (root, heartbeats, version, OpenAPI), [`batch`],
+//! [`default_bucket`], [`accounts`], [`history`], [`permissions`], [`cors`], [`signals`]
+//! (Backoff, end of service), [`http`] (shared HTTP helpers).
 
 pub mod accounts;
 pub mod batch;
