@@ -9,8 +9,8 @@
 //!
 //! Layout: [`resource`] (buckets, collections, groups, records and the plugin resources
 //! accounts and history), [`utility`] (root, heartbeats, version, OpenAPI), [`batch`],
-//! [`default_bucket`], [`accounts`], [`history`], [`permissions`], [`cors`], [`signals`]
-//! (Backoff, end of service), [`http`] (shared HTTP helpers).
+//! [`default_bucket`], [`accounts`], [`history`], [`permissions`], [`user_data`], [`cors`],
+//! [`signals`] (Backoff, end of service), [`http`] (shared HTTP helpers).
 
 pub mod accounts;
 pub mod batch;
@@ -22,6 +22,7 @@ pub mod permissions;
 pub mod resource;
 pub mod route;
 pub mod signals;
+pub mod user_data;
 pub mod utility;
 
 use crate::auth::{Authenticator, User};
@@ -352,6 +353,18 @@ impl App {
                 let response =
                     self.in_transaction(|tx| batch::run(self, request, tx, &mut batch_carry))?;
                 self.write_cache(&mut batch_carry)?;
+                Ok((response, None))
+            }
+            Route::UserData(principal) => {
+                utility_methods(&["DELETE"])?;
+                let mut ctx = self.new_ctx(request, carry)?;
+                ctx.seed_principals(carry);
+                let response = match shared {
+                    Some(tx) => user_data::delete(&mut ctx, tx, &principal)?,
+                    None => {
+                        self.in_transaction(|tx| user_data::delete(&mut ctx, tx, &principal))?
+                    }
+                };
                 Ok((response, None))
             }
             Route::Permissions => {
