@@ -10,7 +10,8 @@
 //! Layout: [`resource`] (buckets, collections, groups, records and the plugin resources
 //! accounts and history), [`utility`] (root, heartbeats, version, OpenAPI), [`batch`],
 //! [`default_bucket`], [`accounts`], [`history`], [`permissions`], [`user_data`], [`cors`],
-//! [`signals`] (Backoff, end of service), [`http`] (shared HTTP helpers).
+//! [`schema`] (JSON-schema validation), [`signals`] (Backoff, end of service), [`http`]
+//! (shared HTTP helpers).
 
 pub mod accounts;
 pub mod batch;
@@ -21,6 +22,7 @@ pub mod http;
 pub mod permissions;
 pub mod resource;
 pub mod route;
+pub mod schema;
 pub mod signals;
 pub mod user_data;
 pub mod utility;

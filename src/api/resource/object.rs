@@ -201,6 +201,7 @@ pub fn put(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResul
     check_id_matches(&data, &loaded.id)?;
     keep_timestamp_hint(&mut data, existing);
     body::check_data(target.kind, &mut data)?;
+    validate_schemas(ctx, tx, target, &mut data)?;
     if target.kind == Kind::Account {
         let principals = loaded.access.principals.clone();
         accounts::prepare_write(ctx, &loaded.id, &principals, &mut data, password_sent)?;
@@ -428,6 +429,7 @@ pub fn patch(
     check_id_matches(&data, &loaded.id)?;
     keep_timestamp_hint(&mut data, Some(existing));
     body::check_data(target.kind, &mut data)?;
+    validate_schemas(ctx, tx, target, &mut data)?;
     if target.kind == Kind::Account {
         // Any new password value (also through JSON-Patch) is hashed.
         let password_sent = data.get("password") != existing.get("password");
