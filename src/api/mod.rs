@@ -637,9 +637,8 @@ impl App {
         } else if let Some(alert) = alert {
             headers.push(("Alert".into(), alert));
         }
-        if request.method.eq_ignore_ascii_case("HEAD") {
-            response.body.clear();
-        }
+        // HEAD keeps the would-be body: the worker sends its `Content-Length` (as Kinto does)
+        // and never the body itself.
     }
 }
 

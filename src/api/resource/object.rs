@@ -101,7 +101,8 @@ pub fn get(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResul
         return Err(invalid_id());
     }
     let conditions = conditions(ctx)?;
-    let fields = query::parse(&ctx.query)?.fields;
+    // Object URLs only know `_fields`; other parameters are ignored.
+    let fields = query::fields(&ctx.query);
     require_collection(target, &loaded)?;
     // Anonymous record reads need the collection for its `cache_expires`.
     let collection = if target.kind == Kind::Record && ctx.user.is_none() {
