@@ -369,6 +369,23 @@ impl App {
                 };
                 Ok((response, None))
             }
+            Route::Snapshot {
+                bucket,
+                collection,
+                timestamp,
+            } => {
+                utility_methods(&["GET", "HEAD"])?;
+                let mut ctx = self.new_ctx(request, carry)?;
+                ctx.seed_principals(carry);
+                let run = |ctx: &mut Ctx, tx: &mut dyn Transaction| {
+                    history::snapshot(ctx, tx, &bucket, &collection, &timestamp)
+                };
+                let response = match shared {
+                    Some(tx) => run(&mut ctx, tx)?,
+                    None => self.in_transaction(|tx| run(&mut ctx, tx))?,
+                };
+                Ok((response, None))
+            }
             Route::Permissions => {
                 utility_methods(&["GET", "HEAD"])?;
                 let mut ctx = self.new_ctx(request, carry)?;

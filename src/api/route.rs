@@ -105,6 +105,12 @@ pub enum Route {
     Permissions,
     /// `/__user_data__/{principal}` (decoded principal).
     UserData(String),
+    /// `/buckets/{bid}/snapshot/collections/{cid}@{timestamp}` (history plugin).
+    Snapshot {
+        bucket: String,
+        collection: String,
+        timestamp: String,
+    },
     Plural(Target),
     Object(Target),
     /// 307 to another path of this server (path and query, absolute URL built later); `ttl` is the
@@ -235,6 +241,16 @@ fn route_inner(inner: &str, settings: RoutingSettings) -> ApiResult<Route> {
         ["buckets", b, "collections"] => Route::Plural(target(Kind::Collection, b, "", None)),
         ["buckets", b, "collections", c] => Route::Object(target(Kind::Collection, b, "", Some(c))),
         ["buckets", b, "groups"] => Route::Plural(target(Kind::Group, b, "", None)),
+        ["buckets", b, "snapshot", "collections", c] if settings.history_enabled => {
+            match c.rsplit_once('@') {
+                Some((collection, timestamp)) => Route::Snapshot {
+                    bucket: b.to_string(),
+                    collection: collection.to_string(),
+                    timestamp: timestamp.to_string(),
+                },
+                None => Route::NotFound,
+            }
+        }
         ["buckets", b, "history"] if settings.history_enabled => {
             Route::Plural(target(Kind::History, b, "", None))
         }
