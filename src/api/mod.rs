@@ -229,6 +229,10 @@ pub struct App {
     pub(crate) cfg: Config,
     backend: Arc<dyn Backend>,
     cache: Arc<dyn Cache>,
+    /// When this worker last refreshed the TTL of each account verification entry: Kinto
+    /// refreshes it on every hit (a cache write per request); refreshing once per half TTL
+    /// keeps entries alive just as well.
+    refreshed: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl App {
@@ -237,6 +241,7 @@ impl App {
             cfg: Config::new(settings),
             backend: Arc::from(backend),
             cache: Arc::from(cache),
+            refreshed: Default::default(),
         }
     }
 
@@ -520,7 +525,7 @@ impl App {
         let expected = accounts::cache_value(&key, password);
         if let Some(serde_json::Value::String(cached)) = self.cache.get(&key)? {
             if cached == expected {
-                self.cache.expire(&key, ttl)?;
+                self.refresh_verification(&key, ttl)?;
                 return Ok(true);
             }
         }
@@ -542,8 +547,34 @@ impl App {
         if verified {
             self.cache
                 .set(&key, &serde_json::Value::String(expected), Some(ttl))?;
+            self.refreshed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, std::time::Instant::now());
         }
         Ok(verified)
+    }
+
+    /// Refreshes the TTL of a verification entry unless this worker did so less than half a
+    /// TTL ago.
+    fn refresh_verification(&self, key: &str, ttl: f64) -> ApiResult<()> {
+        let now = std::time::Instant::now();
+        let half = std::time::Duration::from_secs_f64(ttl / 2.0);
+        {
+            let mut refreshed = self.refreshed.lock().unwrap_or_else(|e| e.into_inner());
+            if refreshed
+                .get(key)
+                .is_some_and(|at| now.duration_since(*at) < half)
+            {
+                return Ok(());
+            }
+            if refreshed.len() > 10_000 {
+                refreshed.clear();
+            }
+            refreshed.insert(key.to_string(), now);
+        }
+        self.cache.expire(key, ttl)?;
+        Ok(())
     }
 
     fn new_ctx<'a>(&'a self, request: &'a Request, carry: &mut Carry) -> ApiResult<Ctx<'a>> {
