@@ -166,3 +166,35 @@ fn cliquet_is_kinto() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).to_uppercase().contains("CREATE TABLE"));
 }
+
+/// `migrate` creates the SQLite schema next to the ini; `flush-cache` empties the cache table.
+#[test]
+fn migrate_then_flush_cache_on_sqlite() {
+    let dir = TempDir::new();
+    std::fs::write(
+        dir.0.join("kinto.ini"),
+        "[app:main]\nkinto.storage_backend = sqlite\nkinto.storage_url = sqlite:///data.db\n\
+         kinto.permission_backend = sqlite\nkinto.cache_backend = sqlite\n",
+    )
+    .unwrap();
+    let out = run(Path::new(KINTO), &dir.0, &["--ini", "kinto.ini", "migrate"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let db = rusqlite::Connection::open(dir.0.join("data.db")).unwrap();
+    db.execute(
+        "INSERT INTO cache (key, value, ttl) VALUES ('some-key', '\"v\"', NULL)",
+        [],
+    )
+    .unwrap();
+    let count = |db: &rusqlite::Connection| -> i64 {
+        db.query_row("SELECT count(*) FROM cache", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(count(&db), 1);
+    let out = run(
+        Path::new(KINTO),
+        &dir.0,
+        &["--ini", "kinto.ini", "flush-cache"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(count(&db), 0);
+}
