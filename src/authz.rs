@@ -1,8 +1,7 @@
 //! Authorization: Kinto's permission inheritance tree (which ACEs grant which permission on
-//! which object), the settings-based principals (`<resource>_<perm>_principals`), and the
-//! decision on a set of access-control entries already fetched for the request.
+//! which object) and the settings-based principals (`<resource>_<perm>_principals`). The ACE
+//! check itself runs in the storage backend, folded into the query reading the object.
 
-use crate::permission::ObjectPermissions;
 use crate::settings::Settings;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,6 +15,10 @@ pub enum Kind {
     Collection,
     Group,
     Record,
+    /// Accounts of the accounts plugin (`/accounts/<id>`, each its own parent).
+    Account,
+    /// History entries of the history plugin (`/buckets/<bid>/history`, plural only).
+    History,
 }
 
 impl Kind {
@@ -26,7 +29,20 @@ impl Kind {
             Kind::Collection => "collection",
             Kind::Group => "group",
             Kind::Record => "record",
+            Kind::Account => "account",
+            Kind::History => "history",
         }
+    }
+
+    /// Whether `id` is acceptable as an id of this kind (accounts also allow `.`, `@`, `+`).
+    pub fn valid_id(self, id: &str) -> bool {
+        let extra: &[char] = match self {
+            Kind::Account => &['_', '-', '+', '.', '@'],
+            _ => &['_', '-'],
+        };
+        let mut chars = id.chars();
+        chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && chars.all(|c| c.is_ascii_alphanumeric() || extra.contains(&c))
     }
 
     /// The URL segment of the plural endpoint.
@@ -36,6 +52,8 @@ impl Kind {
             Kind::Collection => "collections",
             Kind::Group => "groups",
             Kind::Record => "records",
+            Kind::Account => "accounts",
+            Kind::History => "history",
         }
     }
 
@@ -45,7 +63,7 @@ impl Kind {
         match self {
             Kind::Bucket => &["read", "write", "collection:create", "group:create"],
             Kind::Collection => &["read", "write", "record:create"],
-            Kind::Group | Kind::Record => &["read", "write"],
+            Kind::Group | Kind::Record | Kind::Account | Kind::History => &["read", "write"],
         }
     }
 
@@ -56,14 +74,16 @@ impl Kind {
             Kind::Collection => "collection:create",
             Kind::Group => "group:create",
             Kind::Record => "record:create",
+            Kind::Account => "account:create",
+            Kind::History => "history:create",
         }
     }
 
     /// The kind of the parent object (`None` for buckets: the root).
     pub fn parent(self) -> Option<Kind> {
         match self {
-            Kind::Bucket => None,
-            Kind::Collection | Kind::Group => Some(Kind::Bucket),
+            Kind::Bucket | Kind::Account => None,
+            Kind::Collection | Kind::Group | Kind::History => Some(Kind::Bucket),
             Kind::Record => Some(Kind::Collection),
         }
     }
@@ -76,6 +96,7 @@ pub struct Chain {
     pub collection: Option<String>,
     pub group: Option<String>,
     pub record: Option<String>,
+    pub account: Option<String>,
 }
 
 impl Chain {
@@ -85,16 +106,9 @@ impl Chain {
             Kind::Collection => self.collection.as_deref(),
             Kind::Group => self.group.as_deref(),
             Kind::Record => self.record.as_deref(),
+            Kind::Account => self.account.as_deref(),
+            Kind::History => None,
         }
-    }
-
-    /// Every URI of the chain, root first.
-    pub fn uris(&self) -> Vec<String> {
-        [&self.bucket, &self.collection, &self.group, &self.record]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect()
     }
 }
 
@@ -140,6 +154,8 @@ fn inheritance(target: Kind, perm: &str) -> &'static [(Kind, &'static [&'static 
             (Collection, &["write", "read"]),
             (Record, &["write", "read"]),
         ],
+        (Account, "write") => &[(Account, &["write"])],
+        (Account, "read") => &[(Account, &["write", "read"])],
         _ => &[],
     }
 }
@@ -166,7 +182,7 @@ pub fn shared_permissions(kind: Kind, write: bool) -> &'static [&'static str] {
     match kind {
         Kind::Bucket => &["write", "read", "collection:create", "group:create"],
         Kind::Collection => &["write", "read", "record:create"],
-        Kind::Group | Kind::Record => &["write", "read"],
+        Kind::Group | Kind::Record | Kind::Account | Kind::History => &["write", "read"],
     }
 }
 
@@ -223,38 +239,4 @@ impl SettingsGrants {
                 .is_some_and(|allowed| !allowed.is_disjoint(principals))
         })
     }
-}
-
-/// The ACEs of the objects of a chain, fetched in one query, keyed by URI.
-#[derive(Debug, Clone, Default)]
-pub struct Aces {
-    pub by_uri: BTreeMap<String, ObjectPermissions>,
-}
-
-impl Aces {
-    /// True when one of the principals holds one of the bound permissions.
-    pub fn allows(&self, bound: &[(String, String)], principals: &BTreeSet<String>) -> bool {
-        bound.iter().any(|(uri, perm)| {
-            self.by_uri
-                .get(uri)
-                .and_then(|perms| perms.get(perm))
-                .is_some_and(|holders| !holders.is_disjoint(principals))
-        })
-    }
-
-    /// The object's own entries (empty when it has none).
-    pub fn of(&self, uri: &str) -> ObjectPermissions {
-        self.by_uri.get(uri).cloned().unwrap_or_default()
-    }
-}
-
-/// The full decision for one (target, permission): settings grants first, then ACEs.
-pub fn permits(
-    grants: &SettingsGrants,
-    aces: &Aces,
-    resource: &str,
-    bound: &[(String, String)],
-    principals: &BTreeSet<String>,
-) -> bool {
-    grants.allows(resource, bound, principals) || aces.allows(bound, principals)
 }

@@ -879,3 +879,90 @@ on_both_backends!(conditional_requests, |db| {
     )
     .expect(404);
 });
+
+#[test]
+fn client_cache_headers() {
+    let mut t = TestApp::with(Db::Sqlite, |s| {
+        s.raw
+            .insert("bucket_cache_expires_seconds".into(), "30".into());
+        s.raw
+            .insert("record_cache_expires_seconds".into(), "60".into());
+        s.raw
+            .insert("pub.record_cache_expires_seconds".into(), "120".into());
+    });
+    let public = json!({"permissions": {"read": ["system.Everyone"]}});
+    t.call("PUT", "/v1/buckets/pub", A, Some(public.clone()))
+        .expect(201);
+    t.call(
+        "PUT",
+        "/v1/buckets/pub/collections/c",
+        A,
+        Some(json!({"data": {"cache_expires": 300}})),
+    )
+    .expect(201);
+    t.call(
+        "PUT",
+        "/v1/buckets/pub/collections/d",
+        A,
+        Some(json!({"data": {"cache_expires": 30}})),
+    )
+    .expect(201);
+    t.call(
+        "PUT",
+        "/v1/buckets/pub/collections/z",
+        A,
+        Some(json!({"data": {"cache_expires": 0}})),
+    )
+    .expect(201);
+    let r = t.call("GET", "/v1/buckets/pub", None, None).expect(200);
+    assert_eq!(r.header("Cache-Control"), Some("max-age=30"));
+    assert!(r.header("Expires").is_some());
+    let r = t.call("GET", "/v1/buckets/pub", A, None).expect(200);
+    assert_eq!(r.header("Cache-Control"), Some("no-cache, no-store"));
+    let r = t
+        .call("GET", "/v1/buckets/pub/collections/c/records", None, None)
+        .expect(200);
+    assert_eq!(r.header("Cache-Control"), Some("max-age=300"));
+    let r = t
+        .call("GET", "/v1/buckets/pub/collections/d/records", None, None)
+        .expect(200);
+    assert_eq!(r.header("Cache-Control"), Some("max-age=120"));
+    let r = t
+        .call("GET", "/v1/buckets/pub/collections/z/records", None, None)
+        .expect(200);
+    assert_eq!(r.header("Cache-Control"), Some("max-age=120"));
+    t.call("PUT", "/v1/buckets/pub/collections/c/records/r1", A, None)
+        .expect(201);
+    let r = t
+        .call(
+            "GET",
+            "/v1/buckets/pub/collections/c/records/r1",
+            None,
+            None,
+        )
+        .expect(200);
+    assert_eq!(r.header("Cache-Control"), Some("max-age=300"));
+}
+
+#[test]
+fn collection_cache_expires_zero() {
+    let mut t = TestApp::new();
+    let public = json!({"permissions": {"read": ["system.Everyone"]}});
+    t.call("PUT", "/v1/buckets/pub", A, Some(public))
+        .expect(201);
+    t.call(
+        "PUT",
+        "/v1/buckets/pub/collections/z",
+        A,
+        Some(json!({"data": {"cache_expires": 0}})),
+    )
+    .expect(201);
+    let r = t
+        .call("GET", "/v1/buckets/pub/collections/z/records", None, None)
+        .expect(200);
+    assert_eq!(
+        r.header("Cache-Control"),
+        Some("max-age=0, must-revalidate, no-cache, no-store")
+    );
+    assert_eq!(r.header("Pragma"), Some("no-cache"));
+}

@@ -75,6 +75,21 @@ pub struct ServerConfig {
     pub ini: PathBuf,
     /// `http-socket`, `http11-socket`, `http`, `socket` (with `protocol = http`), in file order.
     pub sockets: Vec<SocketSpec>,
+    /// `shared-socket` addresses, referenced as `=N` by socket lines.
+    pub shared_sockets: Vec<String>,
+    /// `abstract-socket`: Unix socket names are abstract.
+    pub abstract_socket: bool,
+    /// `chdir2`: working directory of the workers.
+    pub chdir2: Option<PathBuf>,
+    /// `add-gid`: extra supplementary groups.
+    pub add_gids: Vec<u32>,
+    /// Process titles: `procname-prefix` (or `procname-prefix-spaced` plus a space),
+    /// `procname-append`, `procname` (workers), `procname-master`, `auto-procname`.
+    pub procname_prefix: Option<String>,
+    pub procname_append: Option<String>,
+    pub procname: Option<String>,
+    pub procname_master: Option<String>,
+    pub auto_procname: bool,
     /// `listen`: backlog of self-bound listeners.
     pub listen: u32,
     /// `chmod-socket`: mode of Unix socket files.
@@ -111,6 +126,9 @@ pub struct ServerConfig {
     pub need_app: bool,
     /// `harakiri-verbose`.
     pub harakiri_verbose: bool,
+    /// `harakiri-graceful-timeout` (0 = SIGKILL at once) and `harakiri-graceful-signal`.
+    pub harakiri_graceful_timeout: Duration,
+    pub harakiri_graceful_signal: i32,
     /// `max-requests-delta`.
     pub max_requests_delta: u64,
     /// `max-worker-lifetime` (0 = off) and its per-slot delta.
@@ -129,10 +147,31 @@ pub struct ServerConfig {
     pub pidfile2: Option<PathBuf>,
     pub safe_pidfile: Option<PathBuf>,
     pub safe_pidfile2: Option<PathBuf>,
+    /// `daemonize`/`daemonize2`: detach and log to this file.
+    pub daemonize: Option<PathBuf>,
+    /// `log-date`: prefix of the master's lifecycle lines: `Some("")` for the C `ctime()` form,
+    /// else a `strftime` format.
+    pub log_date: Option<String>,
+    /// `log-maxsize` (bytes, 0 = off) and `log-backupname`: rotation of `logto` by the master.
+    pub log_maxsize: u64,
+    pub log_backupname: Option<PathBuf>,
     /// `logto2`: log file opened after privileges are dropped.
     pub logto2: Option<PathBuf>,
     /// `max-fd`: `RLIMIT_NOFILE` (0 = unchanged).
     pub max_fd: u64,
+    /// `touch-workers-reload`, `touch-chain-reload`, `touch-logreopen` files.
+    pub touch_workers_reload: Vec<PathBuf>,
+    pub touch_chain_reload: Vec<PathBuf>,
+    pub touch_logreopen: Vec<PathBuf>,
+    /// `master-fifo`: the first one is used.
+    pub master_fifo: Vec<PathBuf>,
+    /// `log-reopen`: reopen `logto` on reload.
+    pub log_reopen: bool,
+    /// `stats`: address of the stats server; `stats-http`, `stats-minified`, `stats-no-cores`.
+    pub stats: Option<String>,
+    pub stats_http: bool,
+    pub stats_minified: bool,
+    pub stats_no_cores: bool,
     /// `touch-reload` files.
     pub touch_reload: Vec<PathBuf>,
     /// `logto` file.
@@ -205,6 +244,7 @@ impl ServerConfig {
                     entries
                 }
             };
+        let file_entries = crate::logic::expand(file_entries, section, 0)?;
         let mut entries: Vec<(String, String)> = Vec::new();
         let mut env: Vec<(String, String)> = std::env::vars()
             .filter(|(k, _)| k.starts_with("UWSGI_") && !NOT_OPTIONS.contains(&k.as_str()))
@@ -329,9 +369,18 @@ impl ServerConfig {
             buffer_size = 65535;
         }
         let socket_timeout = Duration::from_secs(v.int("socket-timeout")?);
+        // `http-timeout` belongs to uWSGI's router: it only matters with `http` lines, where it
+        // is the idle time of keep-alive connections when `http-keepalive` gives none.
+        let has_router_lines = v.list("http").next().is_some();
+        let http_timeout = Duration::from_secs(v.int("http-timeout")?);
+        if v.scalars.contains_key("http-timeout") && !has_router_lines {
+            v.notice("http-timeout", "it only applies to `http` listeners");
+        }
         let keepalive_timeout = http_keepalive.then(|| {
             if keep_alive_secs > 1 {
                 Duration::from_secs(keep_alive_secs)
+            } else if has_router_lines {
+                http_timeout
             } else {
                 socket_timeout
             }
@@ -405,7 +454,25 @@ impl ServerConfig {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
+        // `logger = file:PATH` is `logto`; `stdio` is the default; others are not provided.
+        let mut logto = v.str("logto").map(PathBuf::from);
+        for logger in v.list("logger").cloned().collect::<Vec<_>>() {
+            match logger.split_once(':') {
+                Some(("file", path)) if logto.is_none() => logto = Some(PathBuf::from(path)),
+                _ if logger == "stdio" => {}
+                _ => v.notice(
+                    "logger",
+                    "only `file:PATH` and `stdio` loggers are provided",
+                ),
+            }
+        }
         let processes = (v.int("processes")? as usize).max(1);
+        let harakiri_graceful_signal = v.int("harakiri-graceful-signal")? as i32;
+        if nix::sys::signal::Signal::try_from(harakiri_graceful_signal).is_err() {
+            return Err(format!(
+                "invalid value for option \"harakiri-graceful-signal\": {harakiri_graceful_signal}"
+            ));
+        }
         Ok(ServerConfig {
             buffer_size: buffer_size as usize,
             limit_post: v.int("limit-post")?,
@@ -427,6 +494,21 @@ impl ServerConfig {
             log_micros: v.bool("log-micros"),
             ini,
             sockets,
+            procname_prefix: v
+                .str("procname-prefix-spaced")
+                .map(|p| format!("{p} "))
+                .or_else(|| v.str("procname-prefix").map(str::to_string)),
+            procname_append: v.str("procname-append").map(str::to_string),
+            procname: v.str("procname").map(str::to_string),
+            procname_master: v.str("procname-master").map(str::to_string),
+            auto_procname: v.bool("auto-procname"),
+            shared_sockets: v.list("shared-socket").cloned().collect(),
+            abstract_socket: v.bool("abstract-socket"),
+            chdir2: v.str("chdir2").map(PathBuf::from),
+            add_gids: v
+                .list("add-gid")
+                .map(|g| resolve_group(g))
+                .collect::<Result<Vec<_>, _>>()?,
             listen: v.int("listen")?.min(u64::from(u32::MAX)) as u32,
             chmod_socket,
             chown_socket,
@@ -446,6 +528,8 @@ impl ServerConfig {
             need_app: v.bool("need-app"),
             harakiri_verbose: v.bool("harakiri-verbose"),
             max_requests_delta: v.int("max-requests-delta")?,
+            harakiri_graceful_timeout: Duration::from_secs(v.int("harakiri-graceful-timeout")?),
+            harakiri_graceful_signal,
             max_worker_lifetime: Duration::from_secs(v.int("max-worker-lifetime")?),
             max_worker_lifetime_delta: Duration::from_secs(v.int("max-worker-lifetime-delta")?),
             evil_reload_on_rss: v.int("evil-reload-on-rss")?,
@@ -458,14 +542,58 @@ impl ServerConfig {
             safe_pidfile: v.str("safe-pidfile").map(PathBuf::from),
             safe_pidfile2: v.str("safe-pidfile2").map(PathBuf::from),
             logto2: v.str("logto2").map(PathBuf::from),
+            daemonize: v
+                .str("daemonize")
+                .or_else(|| v.str("daemonize2"))
+                .map(PathBuf::from),
+            log_date: match v.scalars.get("log-date") {
+                None => None,
+                Some((_, value)) if value.is_empty() || value.eq_ignore_ascii_case("true") => {
+                    Some(String::new())
+                }
+                Some((_, value)) if !dialect::parse_bool(value) => None,
+                Some((_, value)) => Some(value.clone()),
+            },
             max_fd: v.int("max-fd")?,
+            touch_workers_reload: v.list("touch-workers-reload").map(PathBuf::from).collect(),
+            touch_chain_reload: v.list("touch-chain-reload").map(PathBuf::from).collect(),
+            touch_logreopen: v.list("touch-logreopen").map(PathBuf::from).collect(),
+            master_fifo: v.list("master-fifo").map(PathBuf::from).collect(),
+            log_reopen: v.bool("log-reopen"),
+            stats: v.str("stats").map(str::to_string),
+            stats_http: v.bool("stats-http"),
+            stats_minified: v.bool("stats-minified"),
+            stats_no_cores: v.bool("stats-no-cores"),
             touch_reload: v.list("touch-reload").map(PathBuf::from).collect(),
-            logto: v.str("logto").map(PathBuf::from),
+            logto,
+            log_maxsize: v.int("log-maxsize")?,
+            log_backupname: v.str("log-backupname").map(PathBuf::from),
             exit_on_reload: v.bool("exit-on-reload"),
             no_orphans: v.bool("no-orphans"),
             notices: v.notices,
             options: entries,
         })
+    }
+
+    /// The sockets with `=N` references replaced by the N-th `shared-socket` address.
+    pub fn effective_sockets(&self) -> Result<Vec<SocketSpec>, String> {
+        self.sockets
+            .iter()
+            .map(|spec| match spec.address.strip_prefix('=') {
+                Some(n) => {
+                    let shared = n
+                        .parse::<usize>()
+                        .ok()
+                        .and_then(|n| self.shared_sockets.get(n))
+                        .ok_or_else(|| format!("unable to find shared socket {}", spec.address))?;
+                    Ok(SocketSpec {
+                        address: shared.clone(),
+                        ..spec.clone()
+                    })
+                }
+                None => Ok(spec.clone()),
+            })
+            .collect()
     }
 
     /// The `[uwsgi]` block logged by SIGUSR1: the options as applied.
@@ -748,6 +876,19 @@ mod tests {
     }
 
     #[test]
+    fn environment_options_apply_before_the_file() {
+        // An option no other test of this process looks at (tests share the environment).
+        std::env::set_var("UWSGI_HARAKIRI_VERBOSE", "1");
+        std::env::set_var("UWSGI_NOT_AN_OPTION_XYZ", "1");
+        let from_env = parse("[uwsgi]\nhttp-socket = :8000\nstrict = true\n").unwrap();
+        let from_file = parse("[uwsgi]\nhttp-socket = :8000\nharakiri-verbose = false\n").unwrap();
+        std::env::remove_var("UWSGI_HARAKIRI_VERBOSE");
+        std::env::remove_var("UWSGI_NOT_AN_OPTION_XYZ");
+        assert!(from_env.harakiri_verbose);
+        assert!(!from_file.harakiri_verbose, "the file wins for scalars");
+    }
+
+    #[test]
     fn overrides_apply_after_the_file() {
         let c = parse_with(
             "[uwsgi]\nhttp-socket = :8000\nprocesses = 2\n",
@@ -765,7 +906,7 @@ mod tests {
         );
         assert!(parse("[uwsgi]\nhttp-socket = :8000\nif-env = X\n")
             .unwrap_err()
-            .starts_with("option \"if-env\" is not supported by this server: configuration logic"));
+            .contains("no matching endif"));
         assert_eq!(
             parse("[uwsgi]\nhttp-socket = :8000\nstrict = true\nfoo = 1\n").unwrap_err(),
             "[strict-mode] unknown config directive: foo"
@@ -858,5 +999,29 @@ mod tests {
             ]
         );
         assert_eq!(rest, vec!["start".to_string()]);
+    }
+}
+
+#[cfg(test)]
+mod socket_form_tests {
+    use super::*;
+
+    #[test]
+    fn shared_socket_references() {
+        let c = ServerConfig::from_text(
+            "[uwsgi]\nshared-socket = 127.0.0.1:0\nhttp-socket = =0\nhttp-socket = =1\n",
+            Path::new("/x.ini"),
+            &crate::Invocation::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.effective_sockets().unwrap_err(),
+            "unable to find shared socket =1"
+        );
+        let c = ServerConfig {
+            sockets: c.sockets[..1].to_vec(),
+            ..c
+        };
+        assert_eq!(c.effective_sockets().unwrap()[0].address, "127.0.0.1:0");
     }
 }

@@ -5,9 +5,9 @@
 //! reload, shutdown, systemd notifications). It knows nothing of Kinto: the application plugs in
 //! through [`App`], whose worker entry point runs in each forked child.
 //!
-//! Layout: `dialect` (uWSGI's ini reader and substitutions), `registry` (the option table, its
+//! Layout: `dialect` (uWSGI's ini reader and substitutions), `logic` (includes and `if-*`/`for` blocks), `registry` (the option table, its
 //! notices and docs), `config` (`ServerConfig`), `listener` (socket forms, bind, inherit),
-//! `privileges`, `scoreboard` (shared slots), `signals` (self-pipe), `notify` (sd_notify),
+//! `privileges`, `procname` (process titles), `scoreboard` (shared slots), `signals` (self-pipe), `notify` (sd_notify), `stats` (the stats server),
 //! `context` (what a worker receives), `spawn` (the child side of fork), `run` (the master loop),
 //! `log` (line writing).
 
@@ -16,13 +16,16 @@ pub mod context;
 pub mod dialect;
 pub mod listener;
 pub mod log;
+pub mod logic;
 pub mod notify;
 pub mod privileges;
+mod procname;
 pub mod registry;
 mod run;
 pub mod scoreboard;
 mod signals;
 mod spawn;
+mod stats;
 
 pub use config::{ServerConfig, SocketKind, SocketSpec};
 pub use context::WorkerContext;

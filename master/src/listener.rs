@@ -119,7 +119,12 @@ pub fn bind(
     spec: &SocketSpec,
     config: &ServerConfig,
 ) -> Result<(MasterListener, String), String> {
-    let address = parse_address(&spec.address)?;
+    let address = match parse_address(&spec.address)? {
+        Address::Unix(path) if config.abstract_socket => {
+            Address::Abstract(path.as_os_str().as_encoded_bytes().to_vec())
+        }
+        other => other,
+    };
     let backlog = config.listen as libc::c_int;
     match &address {
         Address::Tcp(addr) => {
@@ -477,6 +482,22 @@ mod tests {
         assert_eq!(int_option(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT), 1);
         assert_eq!(int_option(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE), 1);
         assert_eq!(int_option(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN), 1);
+    }
+
+    #[test]
+    fn abstract_socket_option() {
+        use std::os::linux::net::SocketAddrExt;
+        let config = ServerConfig {
+            abstract_socket: true,
+            ..ServerConfig::default()
+        };
+        let name = format!("kinto-abstract-test-{}", std::process::id());
+        let (bound, line) = bind(0, &spec(&name), &config).unwrap();
+        assert!(line.starts_with("uwsgi socket 0 bound to UNIX address"));
+        assert!(!std::path::Path::new(&name).exists());
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        assert!(std::os::unix::net::UnixStream::connect_addr(&addr).is_ok());
+        drop(bound);
     }
 
     #[test]

@@ -49,6 +49,14 @@ pub fn drop_privileges(config: &ServerConfig) -> Result<Vec<String>, String> {
         }
         _ => {}
     }
+    if !config.add_gids.is_empty() {
+        let mut groups = nix::unistd::getgroups().map_err(|e| format!("getgroups(): {e}"))?;
+        groups.extend(config.add_gids.iter().map(|g| Gid::from_raw(*g)));
+        nix::unistd::setgroups(&groups).map_err(|e| format!("setgroups(): {e}"))?;
+        for gid in &config.add_gids {
+            lines.push(format!("adding {gid} to supplementary groups"));
+        }
+    }
     if let Some((uid, _)) = &config.uid {
         nix::unistd::setuid(Uid::from_raw(*uid)).map_err(|e| format!("setuid(): {e}"))?;
         lines.push(format!("setuid() to {uid}"));

@@ -54,8 +54,6 @@ use Priority::{Must, Should, Wont};
 
 const PYTHON: &str = "the application is compiled in, there is no Python";
 const LATER: &str = "not implemented yet";
-const LOGIC: &str = "configuration logic is not implemented yet; ignoring it would apply the options it guards unconditionally";
-const INCLUDE: &str = "including other configuration files is not implemented yet";
 
 macro_rules! opt {
     ($name:expr, [$($alias:expr),*], $kind:expr, $default:expr, $prio:expr, $effect:expr, $doc:expr) => {
@@ -75,18 +73,18 @@ macro_rules! opt {
 #[rustfmt::skip]
 pub static OPTIONS: &[OptionSpec] = &[
     // Sockets (2.2).
-    opt!("http-socket", [], List, "", Must, Honoured, "HTTP listener (`host:port`, `:port`, `[v6]:port`, Unix path, `@abstract`); repeatable"),
+    opt!("http-socket", [], List, "", Must, Honoured, "HTTP listener (`host:port`, `:port`, `[v6]:port`, Unix path, `@abstract`, `fd://N`, `=N`); repeatable"),
     opt!("http11-socket", [], List, "", Should, Honoured, "HTTP listener with keep-alive connections"),
     opt!("http", [], List, "", Should, Honoured, "HTTP router address; served directly by the workers (no router process)"),
-    opt!("socket", ["uwsgi-socket", "s"], List, "", Should, Honoured, "listener of the uwsgi protocol; HTTP with `protocol = http`"),
+    opt!("socket", ["uwsgi-socket", "s"], List, "", Should, Honoured, "with `protocol = http`, an HTTP listener; the uwsgi protocol itself is refused at startup (use `http-socket`)"),
     opt!("protocol", ["socket-protocol"], Str, "uwsgi", Must, Honoured, "protocol of `socket` lines: only `http` is served"),
     opt!("listen", ["l"], Int, "100", Must, Honoured, "backlog of self-bound listeners; must not exceed net.core.somaxconn"),
     opt!("chmod-socket", ["chmod", "C"], Str, "", Must, Honoured, "mode of Unix socket files: `1`/empty = 666, or three octal digits"),
     opt!("chown-socket", [], Str, "", Must, Honoured, "`user[:group]` owning Unix socket files"),
     opt!("umask", [], Str, "", Should, Honoured, "process umask (octal), applied at startup"),
     opt!("vacuum", [], Bool, "false", Must, Honoured, "remove Unix sockets and the pidfile at exit"),
-    opt!("shared-socket", [], List, "", Should, Notice(LATER), "socket bound early, referenced as `=N`"),
-    opt!("abstract-socket", [], Bool, "false", Should, Notice(LATER), "force abstract Unix socket names"),
+    opt!("shared-socket", [], List, "", Should, Honoured, "socket bound early, referenced as `=N`"),
+    opt!("abstract-socket", [], Bool, "false", Should, Honoured, "force abstract Unix socket names"),
     opt!("reuse-port", [], Bool, "false", Should, Honoured, "SO_REUSEPORT on listeners"),
     opt!("so-keepalive", [], Bool, "false", Should, Honoured, "SO_KEEPALIVE on listeners"),
     opt!("freebind", [], Bool, "false", Should, Honoured, "IP_FREEBIND on listeners"),
@@ -109,8 +107,8 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt!("lazy-apps", [], Bool, "false", Must, Honoured, "accepted: the application is always built in the workers"),
     opt!("harakiri", ["t"], Int, "0", Must, Honoured, "seconds a request may run before its worker is killed (0 = off)"),
     opt!("harakiri-verbose", [], Bool, "false", Must, Honoured, "log /proc syscall and wchan of a worker before killing it"),
-    opt!("harakiri-graceful-timeout", [], Int, "0", Should, Notice(LATER), "send a graceful signal before the harakiri SIGKILL"),
-    opt!("harakiri-graceful-signal", [], Int, "15", Should, Notice(LATER), "signal of the graceful harakiri"),
+    opt!("harakiri-graceful-timeout", [], Int, "0", Should, Honoured, "send a graceful signal before the harakiri SIGKILL"),
+    opt!("harakiri-graceful-signal", [], Int, "15", Should, Honoured, "signal of the graceful harakiri"),
     opt!("harakiri-queue-threshold", [], Int, "0", Wont, Notice("backlog-gated harakiri is not supported"), "backlog-gated harakiri"),
     opt!("harakiri-no-arh", ["no-harakiri-arh", "no-harakiri-after-req-hook"], Bool, "false", Wont, Notice("there are no after-request hooks"), "harakiri of after-request hooks"),
     opt!("max-requests", ["R"], Int, "0", Must, Honoured, "recycle a worker after this many requests"),
@@ -131,10 +129,10 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt!("need-app", [], Bool, "false", Must, Honoured, "a worker failing to initialise stops the service (exit 22)"),
     opt!("thunder-lock", [], Bool, "false", Should, Notice(LATER), "serialise accept() between workers"),
     opt!("touch-reload", [], List, "", Must, Honoured, "files whose mtime change triggers a graceful reload"),
-    opt!("touch-workers-reload", [], List, "", Should, Notice(LATER), "files triggering a rolling worker reload"),
-    opt!("touch-chain-reload", [], List, "", Should, Notice(LATER), "files triggering a chain reload"),
-    opt!("touch-logreopen", [], List, "", Should, Notice(LATER), "files triggering a log reopen"),
-    opt!("master-fifo", [], List, "", Should, Notice(LATER), "FIFO of single-letter master commands"),
+    opt!("touch-workers-reload", [], List, "", Should, Honoured, "files triggering a rolling worker reload"),
+    opt!("touch-chain-reload", [], List, "", Should, Honoured, "files triggering a chain reload"),
+    opt!("touch-logreopen", [], List, "", Should, Honoured, "files triggering a log reopen"),
+    opt!("master-fifo", [], List, "", Should, Honoured, "FIFO of single-letter master commands"),
     opt!("pidfile", [], Str, "", Must, Honoured, "file receiving the master pid, written before privileges are dropped"),
     opt!("pidfile2", [], Str, "", Should, Honoured, "pidfile written after privileges are dropped"),
     opt!("safe-pidfile", [], Str, "", Should, Honoured, "pidfile written via rename"),
@@ -142,25 +140,25 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt!("shutdown-sockets", [], Bool, "false", Should, Honoured, "accepted: the graceful shutdown always shuts the listeners down"),
     opt!("uid", [], Str, "", Must, Honoured, "user (name or number) to run as after binding"),
     opt!("gid", [], Str, "", Must, Honoured, "group (name or number) to run as after binding"),
-    opt!("add-gid", [], List, "", Should, Notice(LATER), "extra supplementary groups"),
+    opt!("add-gid", [], List, "", Should, Honoured, "extra supplementary groups"),
     opt!("no-initgroups", [], Bool, "false", Should, Honoured, "do not set the supplementary groups of uid"),
-    opt!("daemonize", [], Str, "", Should, Notice(LATER), "detach and log to a file"),
-    opt!("daemonize2", [], Str, "", Should, Notice(LATER), "detach after loading and log to a file"),
+    opt!("daemonize", [], Str, "", Should, Honoured, "detach and log to a file"),
+    opt!("daemonize2", [], Str, "", Should, Honoured, "detach after loading and log to a file"),
     opt!("chdir", [], Str, "", Must, Honoured, "working directory, entered after the pidfile is written"),
-    opt!("chdir2", [], Str, "", Should, Notice(LATER), "working directory of the workers"),
+    opt!("chdir2", [], Str, "", Should, Honoured, "working directory of the workers"),
     opt!("env", [], List, "", Must, Honoured, "`KEY=VALUE` set in the environment before the settings are read"),
     opt!("unenv", [], List, "", Should, Honoured, "environment variable to remove"),
-    opt!("stats", ["stats-server"], Str, "", Should, Notice(LATER), "stats server address"),
-    opt!("stats-http", [], Bool, "false", Should, Notice(LATER), "HTTP head before the stats document"),
-    opt!("stats-minified", [], Bool, "false", Should, Notice(LATER), "compact stats document"),
-    opt!("stats-no-cores", [], Bool, "false", Should, Notice(LATER), "omit cores from the stats document"),
+    opt!("stats", ["stats-server"], Str, "", Should, Honoured, "stats server address"),
+    opt!("stats-http", [], Bool, "false", Should, Honoured, "HTTP head before the stats document"),
+    opt!("stats-minified", [], Bool, "false", Should, Honoured, "compact stats document"),
+    opt!("stats-no-cores", [], Bool, "false", Should, Honoured, "omit cores from the stats document"),
     opt!("memory-report", ["m"], Bool, "false", Should, Notice(LATER), "memory figures in request lines"),
-    opt!("procname-prefix", [], Str, "", Should, Notice(LATER), "process title prefix"),
-    opt!("procname-prefix-spaced", [], Str, "", Should, Notice(LATER), "process title prefix followed by a space"),
-    opt!("procname-append", [], Str, "", Should, Notice(LATER), "process title suffix"),
-    opt!("procname", [], Str, "", Should, Notice(LATER), "process title of the workers"),
-    opt!("procname-master", [], Str, "", Should, Notice(LATER), "process title of the master"),
-    opt!("auto-procname", [], Bool, "false", Should, Notice(LATER), "descriptive process titles"),
+    opt!("procname-prefix", [], Str, "", Should, Honoured, "process title prefix"),
+    opt!("procname-prefix-spaced", [], Str, "", Should, Honoured, "process title prefix followed by a space"),
+    opt!("procname-append", [], Str, "", Should, Honoured, "process title suffix"),
+    opt!("procname", [], Str, "", Should, Honoured, "process title of the workers"),
+    opt!("procname-master", [], Str, "", Should, Honoured, "process title of the master"),
+    opt!("auto-procname", [], Bool, "false", Should, Honoured, "descriptive process titles"),
     opt!("max-fd", [], Int, "0", Should, Honoured, "RLIMIT_NOFILE"),
     opt!("cheaper*", [], Str, "", Wont, Notice("all processes always run"), "adaptive worker count"),
     opt!("idle", [], Int, "0", Wont, Notice("all processes always run"), "sleep when idle"),
@@ -173,7 +171,7 @@ pub static OPTIONS: &[OptionSpec] = &[
     // HTTP (2.1, 2.4).
     opt!("buffer-size", ["b"], Int, "4096", Must, Honoured, "maximum request head size in bytes (clamped to 65535)"),
     opt!("post-buffering", [], Int, "0", Must, Honoured, "bodies above this size may be spooled to a file"),
-    opt!("post-buffering-bufsize", [], Int, "8192", Should, Honoured, "read-chunk size hint"),
+    opt!("post-buffering-bufsize", [], Int, "8192", Should, Notice("bodies are read whole before the handler runs"), "read-chunk size hint"),
     opt!("socket-timeout", ["z"], Int, "4", Must, Honoured, "per-read/write inactivity timeout in seconds"),
     opt!("limit-post", [], Int, "0", Must, Honoured, "maximum request body size in bytes (0 = unlimited)"),
     opt!("max-vars", ["v"], Int, "64", Should, Honoured, "more than 2 x max-vars - 9 header fields get 431"),
@@ -190,9 +188,9 @@ pub static OPTIONS: &[OptionSpec] = &[
     // Logging (2.5).
     opt!("logto", [], Str, "", Must, Honoured, "log file (append), opened before privileges are dropped"),
     opt!("logto2", [], Str, "", Should, Honoured, "log file opened after privileges are dropped"),
-    opt!("log-reopen", [], Bool, "false", Should, Notice(LATER), "reopen the log file on reload"),
-    opt!("log-maxsize", [], Int, "0", Should, Notice(LATER), "size-based log rotation"),
-    opt!("log-backupname", [], Str, "", Should, Notice(LATER), "name of the rotated log"),
+    opt!("log-reopen", [], Bool, "false", Should, Honoured, "reopen the log file on reload"),
+    opt!("log-maxsize", [], Int, "0", Should, Honoured, "size-based log rotation"),
+    opt!("log-backupname", [], Str, "", Should, Honoured, "name of the rotated log"),
     opt!("disable-logging", ["L"], Bool, "false", Must, Honoured, "no request log lines"),
     opt!("log-4xx", [], Bool, "false", Should, Honoured, "with disable-logging, still log 4xx requests"),
     opt!("log-5xx", [], Bool, "false", Must, Honoured, "with disable-logging, still log 5xx requests"),
@@ -202,11 +200,11 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt!("log-ioerror", [], Bool, "false", Should, Notice(LATER), "log requests with I/O errors"),
     opt!("log-format", ["logformat"], Str, "", Must, Honoured, "request line template of `%(var)` variables"),
     opt!("log-micros", [], Bool, "false", Should, Honoured, "response times in microseconds"),
-    opt!("log-date", ["logdate"], Str, "", Should, Notice(LATER), "date prefix on lifecycle lines"),
+    opt!("log-date", ["logdate"], Str, "", Should, Honoured, "date prefix on lifecycle lines"),
     opt!("log-master", [], Bool, "false", Wont, Notice("workers write their lines directly, one write(2) each"), "route logs through the master"),
     opt!("threaded-logger", [], Bool, "false", Wont, Notice("workers write their lines directly, one write(2) each"), "logger thread"),
     opt!("log-master-bufsize", [], Int, "0", Wont, Notice("workers write their lines directly, one write(2) each"), "logger buffer"),
-    opt!("logger", [], List, "", Should, Notice(LATER), "pluggable logger"),
+    opt!("logger", [], List, "", Should, Honoured, "`file:PATH` (as `logto`) and `stdio`; other loggers get a notice"),
     opt!("req-logger", [], List, "", Should, Notice(LATER), "pluggable request logger"),
     opt!("log-encoder", [], List, "", Should, Notice(LATER), "log line encoder"),
     opt!("log-route", [], List, "", Should, Notice(LATER), "log routing"),
@@ -214,23 +212,26 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt!("strict", [], Bool, "false", Must, Honoured, "unknown options end startup"),
     opt!("set", [], List, "", Must, Honoured, "`name=value` placeholder"),
     opt!("set-placeholder", [], List, "", Must, Honoured, "`name=value` placeholder"),
-    opt!("ini", [], Str, "", Should, Reject(INCLUDE), "read another file's section"),
-    opt!("include", [], Str, "", Should, Reject(INCLUDE), "read another file's section"),
-    opt!("inherit", [], Str, "", Should, Reject(INCLUDE), "read another file's section"),
-    opt!("if-env", [], Str, "", Should, Reject(LOGIC), "configuration logic"),
-    opt!("if-not-env", [], Str, "", Should, Reject(LOGIC), "configuration logic"),
-    opt!("if-exists", [], Str, "", Should, Reject(LOGIC), "configuration logic"),
-    opt!("if-not-exists", [], Str, "", Should, Reject(LOGIC), "configuration logic"),
-    opt!("if-file", [], Str, "", Should, Reject(LOGIC), "configuration logic"),
-    opt!("if-dir", [], Str, "", Should, Reject(LOGIC), "configuration logic"),
-    opt!("if-opt", [], Str, "", Should, Reject(LOGIC), "configuration logic"),
-    opt!("if-not-opt", [], Str, "", Should, Reject(LOGIC), "configuration logic"),
-    opt!("if-reload", [], Str, "", Should, Reject(LOGIC), "configuration logic"),
-    opt!("for", [], Str, "", Should, Reject(LOGIC), "configuration logic"),
-    opt!("for-glob", [], Str, "", Should, Reject(LOGIC), "configuration logic"),
-    opt!("for-times", [], Str, "", Should, Reject(LOGIC), "configuration logic"),
-    opt!("endif", ["end-if"], Str, "", Should, Reject(LOGIC), "configuration logic"),
-    opt!("endfor", ["end-for"], Str, "", Should, Reject(LOGIC), "configuration logic"),
+    opt!("ini", [], Str, "", Should, Honoured, "read the section of another file (`PATH[:SECTION]`) at this point"),
+    opt!("include", [], Str, "", Should, Honoured, "read the section of another file (`PATH[:SECTION]`) at this point"),
+    opt!("inherit", [], Str, "", Should, Honoured, "read the section of another file (`PATH[:SECTION]`) at this point"),
+    opt!("if-env", [], Str, "", Should, Honoured, "configuration logic: keeps the lines up to `endif` when the condition holds"),
+    opt!("if-not-env", [], Str, "", Should, Honoured, "configuration logic: keeps the lines up to `endif` when the condition holds"),
+    opt!("if-exists", [], Str, "", Should, Honoured, "configuration logic: keeps the lines up to `endif` when the condition holds"),
+    opt!("if-not-exists", [], Str, "", Should, Honoured, "configuration logic: keeps the lines up to `endif` when the condition holds"),
+    opt!("if-file", [], Str, "", Should, Honoured, "configuration logic: keeps the lines up to `endif` when the condition holds"),
+    opt!("if-dir", [], Str, "", Should, Honoured, "configuration logic: keeps the lines up to `endif` when the condition holds"),
+    opt!("if-not-file", [], Str, "", Should, Honoured, "configuration logic: keeps the lines up to `endif` when the condition holds"),
+    opt!("if-not-dir", [], Str, "", Should, Honoured, "configuration logic: keeps the lines up to `endif` when the condition holds"),
+    opt!("if-not-reload", [], Str, "", Should, Honoured, "configuration logic: keeps the lines up to `endif` when the condition holds"),
+    opt!("if-opt", [], Str, "", Should, Honoured, "configuration logic: keeps the lines up to `endif` when the condition holds"),
+    opt!("if-not-opt", [], Str, "", Should, Honoured, "configuration logic: keeps the lines up to `endif` when the condition holds"),
+    opt!("if-reload", [], Str, "", Should, Honoured, "configuration logic: keeps the lines up to `endif` when the condition holds"),
+    opt!("for", [], Str, "", Should, Honoured, "configuration logic: repeats the lines up to `endfor`, `%(_)` set to each item"),
+    opt!("for-glob", [], Str, "", Should, Honoured, "configuration logic: repeats the lines up to `endfor`, `%(_)` set to each item"),
+    opt!("for-times", [], Str, "", Should, Honoured, "configuration logic: repeats the lines up to `endfor`, `%(_)` set to each item"),
+    opt!("endif", ["end-if"], Str, "", Should, Honoured, "configuration logic: ends an `if-*` block"),
+    opt!("endfor", ["end-for"], Str, "", Should, Honoured, "configuration logic: ends a `for*` block"),
     // Python and uWSGI internals (2.1, 2.6): ignored.
     opt!("wsgi-file", [], Str, "", Wont, Notice(PYTHON), "Python WSGI file"),
     opt!("enable-threads", [], Bool, "false", Wont, Notice("workers serve one request at a time; internal threads need no switch"), "Python GIL threads"),
@@ -383,5 +384,27 @@ mod tests {
         let docs = docs_markdown();
         assert_eq!(docs.lines().count(), OPTIONS.len() + 2);
         assert!(docs.contains("| `harakiri` | `t` | integer | `0` | must | honoured |"));
+    }
+}
+
+#[cfg(test)]
+mod docs_file {
+    /// `master/OPTIONS.md` is generated from the registry; regenerate it with
+    /// `UPDATE_OPTIONS_DOC=1 cargo test -p master docs_file`.
+    #[test]
+    fn options_doc_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("OPTIONS.md");
+        let expected = format!(
+            "# `[uwsgi]` options\n\nGenerated from `master/src/registry.rs` (`master::docs_markdown()`); do not edit.\n\n{}",
+            super::docs_markdown()
+        );
+        if std::env::var_os("UPDATE_OPTIONS_DOC").is_some() {
+            std::fs::write(&path, &expected).unwrap();
+        }
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            current == expected,
+            "master/OPTIONS.md is stale: run UPDATE_OPTIONS_DOC=1 cargo test -p master docs_file"
+        );
     }
 }

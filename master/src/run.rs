@@ -56,9 +56,36 @@ struct SlotState {
     curse: Option<Curse>,
     respawn_at: Option<Instant>,
     harakiri_fired: bool,
+    /// When the graceful harakiri signal was sent: SIGKILL is due at this instant.
+    harakiri_kill_at: Option<Instant>,
+    harakiri_count: u64,
+    respawn_count: u64,
+    last_spawn_unix: u64,
     init_failures: usize,
     /// The worker was toggled into pause (SIGTSTP) and not back.
     paused: bool,
+}
+
+/// The reload flavours of 3.9 and their triggers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReloadKind {
+    /// SIGHUP, `touch-reload`, fifo `r`: rolling with `lazy`, else stop all and re-exec.
+    Graceful,
+    /// Fifo `R`: every worker SIGTERMed, then re-exec, in every mode.
+    Brutal,
+    /// Fifo `w`/`W`, `touch-workers-reload`: every worker replaced, the master stays.
+    Workers { brutal: bool },
+    /// Fifo `c`, `touch-chain-reload`: one slot at a time, the next once the new one accepts.
+    Chain,
+}
+
+/// What a touched file triggers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TouchAction {
+    Reload,
+    WorkersReload,
+    ChainReload,
+    LogReopen,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +128,14 @@ struct Master<A: App> {
     forkbomb_last: Option<Instant>,
     forkbomb_count: usize,
     forkbomb_until: Option<Instant>,
-    touch_mtimes: Vec<Option<SystemTime>>,
+    /// Watched files, their last mtime and what a change triggers.
+    touched: Vec<(PathBuf, Option<SystemTime>, TouchAction)>,
+    /// The stats server, when `stats` is set.
+    stats: Option<crate::stats::StatsServer>,
+    /// Chain reload in progress: index of the current victim.
+    chain: Option<usize>,
+    /// The master FIFO (read end, opened read-write so it never sees end-of-file).
+    fifo: Option<std::fs::File>,
     last_touch_check: Instant,
     pidfile: Option<PathBuf>,
     /// `pidfile2`, removed by vacuum.
@@ -115,6 +149,8 @@ struct Master<A: App> {
     last_memory_check: Instant,
     /// SIGTSTP pause in force.
     paused: bool,
+    /// The command line as started (the process title may overwrite it), for a re-exec.
+    argv: Vec<std::ffi::OsString>,
 }
 
 /// Runs the master until shutdown and returns the process exit code.
@@ -132,6 +168,7 @@ pub fn run<A: App>(invocation: Invocation) -> i32 {
 
 impl<A: App> Master<A> {
     fn start(mut invocation: Invocation) -> Result<Master<A>, Fatal> {
+        let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
         // 1. Signals first: a stop signal during startup is handled as soon as the loop runs.
         let pipe = signals::install().map_err(|e| format!("signal setup: {e}"))?;
         let reloads: u64 = std::env::var(ENV_RELOADS)
@@ -175,7 +212,17 @@ impl<A: App> Master<A> {
             // SAFETY: plain syscall.
             unsafe { libc::umask(mask as libc::mode_t) };
         }
-        // 5. logto, as the starting user.
+        log::set_date_format(config.log_date.clone());
+        // 5. daemonize or logto, as the starting user.
+        if let Some(path) = &config.daemonize {
+            if notifier.path().is_some() {
+                return Err(Fatal(
+                    1,
+                    "daemonize cannot be used under systemd Type=notify".to_string(),
+                ));
+            }
+            daemonize(path)?;
+        }
         if let Some(path) = &config.logto {
             redirect_log(path)?;
         }
@@ -200,6 +247,18 @@ impl<A: App> Master<A> {
         }
         // 8-9. Inherited sockets (systemd, re-exec), then bind the others.
         let listeners = setup_listeners(&config, inherited.as_deref())?;
+        let stats = match &config.stats {
+            Some(address) => {
+                let (server, line) = crate::stats::StatsServer::bind(address, &config)?;
+                log::line(&line);
+                Some(server)
+            }
+            None => None,
+        };
+        let fifo = match config.master_fifo.first() {
+            Some(path) => Some(open_fifo(path)?),
+            None => None,
+        };
         // 10. Privileges.
         for line in crate::privileges::drop_privileges(&config)? {
             log::line(&line);
@@ -240,7 +299,28 @@ impl<A: App> Master<A> {
             },
             std::process::id()
         ));
-        let touch_mtimes = config.touch_reload.iter().map(|p| mtime(p)).collect();
+        if let Some(title) = crate::procname::master_title(&config) {
+            crate::procname::set_title(&title);
+        }
+        let touched = watched_files(&config);
+        if let Some(server) = &stats {
+            poll.registry()
+                .register(
+                    &mut mio::unix::SourceFd(&server.raw_fd()),
+                    mio::Token(2),
+                    mio::Interest::READABLE,
+                )
+                .map_err(|e| format!("epoll: {e}"))?;
+        }
+        if let Some(file) = &fifo {
+            poll.registry()
+                .register(
+                    &mut mio::unix::SourceFd(&file.as_raw_fd()),
+                    mio::Token(1),
+                    mio::Interest::READABLE,
+                )
+                .map_err(|e| format!("epoll: {e}"))?;
+        }
         let target = config.processes;
         Ok(Master {
             app: Arc::new(app),
@@ -262,7 +342,10 @@ impl<A: App> Master<A> {
             forkbomb_last: None,
             forkbomb_count: 0,
             forkbomb_until: None,
-            touch_mtimes,
+            touched,
+            stats,
+            chain: None,
+            fifo,
             last_touch_check: Instant::now(),
             pidfile,
             pidfile2,
@@ -272,6 +355,7 @@ impl<A: App> Master<A> {
             watchdog_env,
             last_memory_check: Instant::now(),
             paused: false,
+            argv,
         })
     }
 
@@ -288,9 +372,17 @@ impl<A: App> Master<A> {
                 }
             }
             let pending = signals::drain(self.pipe.read.as_raw_fd());
+            let commands = self.read_fifo();
             self.reap();
             for sig in pending {
                 self.on_signal(sig);
+            }
+            for command in commands {
+                self.on_fifo(command);
+            }
+            if let Some(mut stats) = self.stats.take() {
+                stats.serve(|| self.snapshot());
+                self.stats = Some(stats);
             }
             self.check_harakiri();
             self.check_mercy();
@@ -298,6 +390,7 @@ impl<A: App> Master<A> {
             self.check_touch();
             self.ping_watchdog();
             self.spawn_missing();
+            self.advance_chain();
             if self.paused {
                 self.sync_pause();
             }
@@ -315,8 +408,11 @@ impl<A: App> Master<A> {
         if let Some((interval, last)) = self.watchdog {
             timeout = timeout.min((last + interval).saturating_duration_since(now));
         }
+        if self.stats.as_ref().is_some_and(|s| s.busy()) {
+            timeout = timeout.min(Duration::from_millis(50));
+        }
         for (i, s) in self.slots.iter().enumerate() {
-            if s.pid.is_some() && !s.harakiri_fired {
+            if s.pid.is_some() && !s.harakiri_fired && s.harakiri_kill_at.is_none() {
                 let d = self
                     .board
                     .slot(i + 1)
@@ -326,7 +422,17 @@ impl<A: App> Master<A> {
                     timeout = timeout.min(Duration::from_millis(d.saturating_sub(now_ms)));
                 }
             }
-            if let Some(at) = s.respawn_at {
+            // Only respawns that spawn_missing will act on, or the loop would spin.
+            if let Some(at) = s
+                .respawn_at
+                .filter(|_| self.phase == Phase::Running && i < self.target)
+            {
+                timeout = timeout.min(at.saturating_duration_since(now));
+            }
+            if let Some(at) = s
+                .harakiri_kill_at
+                .filter(|_| s.pid.is_some() && !s.harakiri_fired)
+            {
                 timeout = timeout.min(at.saturating_duration_since(now));
             }
             if let Some(c) = s.curse.filter(|c| !c.mercy_killed && s.pid.is_some()) {
@@ -341,7 +447,7 @@ impl<A: App> Master<A> {
 
     fn on_signal(&mut self, sig: Signal) {
         match sig {
-            Signal::SIGHUP => self.reload(),
+            Signal::SIGHUP => self.reload(ReloadKind::Graceful),
             Signal::SIGTERM => self.shutdown(true),
             Signal::SIGINT | Signal::SIGQUIT => self.shutdown(false),
             Signal::SIGUSR1 => self.log_stats(),
@@ -353,7 +459,7 @@ impl<A: App> Master<A> {
         }
     }
 
-    fn reload(&mut self) {
+    fn reload(&mut self, kind: ReloadKind) {
         if self.phase != Phase::Running {
             return;
         }
@@ -378,11 +484,25 @@ impl<A: App> Master<A> {
             "RELOADING=1\nMONOTONIC_USEC={ts}\nSTATUS=reloading\n"
         ));
         self.ready_pending = true;
-        if !config.lazy {
-            log::line("...gracefully killing workers...");
+        if config.log_reopen {
+            self.reopen_logs();
+        }
+        let reexec = match kind {
+            ReloadKind::Graceful => !config.lazy,
+            ReloadKind::Brutal => true,
+            ReloadKind::Workers { .. } | ReloadKind::Chain => false,
+        };
+        if reexec {
             self.phase = Phase::Reexec;
             self.config = Arc::new(config);
-            self.curse_all(Signal::SIGHUP, StopReason::Bury);
+            self.chain = None;
+            if kind == ReloadKind::Brutal {
+                log::line("...brutally killing workers...");
+                self.curse_all(Signal::SIGTERM, StopReason::Bury);
+            } else {
+                log::line("...gracefully killing workers...");
+                self.curse_all(Signal::SIGHUP, StopReason::Bury);
+            }
             return;
         }
         for option in restart_needed(&self.config, &config) {
@@ -395,22 +515,173 @@ impl<A: App> Master<A> {
         config.gid = self.config.gid;
         config.chdir = self.config.chdir.clone();
         config.pidfile = self.config.pidfile.clone();
+        config.master_fifo = self.config.master_fifo.clone();
         for line in &config.notices {
             log::line(line);
         }
+        log::set_date_format(config.log_date.clone());
         self.target = config.processes.min(self.slots.len());
         self.config = Arc::new(config);
         self.app = Arc::new(app);
         self.epoch += 1;
-        self.touch_mtimes = self.config.touch_reload.iter().map(|p| mtime(p)).collect();
+        self.touched = watched_files(&self.config);
+        let signal = match kind {
+            ReloadKind::Workers { brutal: true } => Signal::SIGINT,
+            _ => Signal::SIGHUP,
+        };
         for i in 0..self.slots.len() {
-            let reason = if i < self.target {
-                StopReason::Reload
-            } else {
-                StopReason::Remove
-            };
-            self.slots[i].respawn_at = self.slots[i].respawn_at.map(|_| Instant::now());
-            self.curse(i, Signal::SIGHUP, reason);
+            self.slots[i].respawn_at = self.slots[i]
+                .respawn_at
+                .filter(|_| i < self.target)
+                .map(|_| Instant::now());
+            if i >= self.target {
+                self.curse(i, Signal::SIGHUP, StopReason::Remove);
+            } else if kind != ReloadKind::Chain {
+                self.curse(i, signal, StopReason::Reload);
+            }
+        }
+        self.chain = None;
+        if kind == ReloadKind::Chain {
+            self.chain_next(0);
+        }
+    }
+
+    /// The stats document's inputs (6.6).
+    fn snapshot(&self) -> crate::stats::Snapshot {
+        let sockets = self
+            .listeners
+            .iter()
+            .map(|l| {
+                let (queue, max_queue) = match &l.address {
+                    Address::Tcp(_) => crate::stats::listen_queue(l.listener.raw_fd()),
+                    _ => (0, 0),
+                };
+                crate::stats::SocketStats {
+                    name: l.listener.name.clone(),
+                    queue,
+                    max_queue,
+                }
+            })
+            .collect();
+        let workers = (0..self.target)
+            .map(|i| {
+                let s = &self.slots[i];
+                let slot = self.board.slot(i + 1);
+                let state = slot.state.load(Ordering::Acquire);
+                let busy = slot.request_started_mono_ms.load(Ordering::Acquire) != 0;
+                let request = busy.then(|| {
+                    let info = slot.request_info();
+                    (info.method, info.uri, info.remote_addr, info.started_unix)
+                });
+                let (vsz, rss) = s.pid.and_then(statm).unwrap_or((0, 0));
+                crate::stats::WorkerStats {
+                    id: i + 1,
+                    pid: s.pid.map_or(0, |p| p.as_raw()),
+                    accepting: s.pid.is_some() && matches!(state, STATE_ACCEPTING | STATE_BUSY),
+                    status: if s.paused {
+                        "pause"
+                    } else if busy {
+                        "busy"
+                    } else {
+                        "idle"
+                    },
+                    requests: slot.requests.load(Ordering::Relaxed),
+                    delta_requests: slot.delta_requests.load(Ordering::Relaxed),
+                    exceptions: slot.exceptions.load(Ordering::Relaxed),
+                    harakiri_count: s.harakiri_count,
+                    rss,
+                    vsz,
+                    last_spawn: s.last_spawn_unix,
+                    respawn_count: s.respawn_count,
+                    tx: slot.tx.load(Ordering::Relaxed),
+                    request,
+                }
+            })
+            .collect();
+        crate::stats::Snapshot {
+            pid: std::process::id(),
+            sockets,
+            workers,
+        }
+    }
+
+    /// Chain reload: curses slot `i` (or completes the chain).
+    fn chain_next(&mut self, i: usize) {
+        if i >= self.target {
+            log::dated("chain reloading complete");
+            self.chain = None;
+            return;
+        }
+        log::dated(&format!("chain next victim is worker {}", i + 1));
+        self.chain = Some(i);
+        self.curse(i, Signal::SIGHUP, StopReason::Reload);
+    }
+
+    /// Moves the chain on once the current victim's slot runs a new, accepting worker.
+    fn advance_chain(&mut self) {
+        let Some(i) = self.chain else { return };
+        if self.phase != Phase::Running {
+            self.chain = None;
+            return;
+        }
+        let s = &self.slots[i];
+        let state = self.board.slot(i + 1).state.load(Ordering::Acquire);
+        let replaced = i >= self.target
+            || (s.pid.is_some()
+                && s.curse.is_none()
+                && s.epoch == self.epoch
+                && matches!(state, STATE_ACCEPTING | STATE_BUSY));
+        if replaced {
+            self.chain_next(i + 1);
+        }
+    }
+
+    /// `logto`/`logto2` reopened (fifo `l`, `touch-logreopen`, `log-reopen` on reload).
+    fn reopen_logs(&self) {
+        for path in [&self.config.logto, &self.config.logto2]
+            .into_iter()
+            .flatten()
+        {
+            if let Err(e) = redirect_log(path) {
+                log::line(&e);
+            }
+        }
+    }
+
+    /// Commands waiting in the master FIFO.
+    fn read_fifo(&mut self) -> Vec<u8> {
+        let Some(fifo) = &mut self.fifo else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut buf = [0u8; 64];
+        use std::io::Read;
+        while let Ok(n) = fifo.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        out
+    }
+
+    fn on_fifo(&mut self, command: u8) {
+        match command {
+            b'q' => self.shutdown(true),
+            b'Q' => self.shutdown(false),
+            b'r' => self.reload(ReloadKind::Graceful),
+            b'R' => self.reload(ReloadKind::Brutal),
+            b'w' => self.reload(ReloadKind::Workers { brutal: false }),
+            b'W' => self.reload(ReloadKind::Workers { brutal: true }),
+            b'c' => self.reload(ReloadKind::Chain),
+            b'l' => self.reopen_logs(),
+            b's' => self.log_stats(),
+            b'p' => self.toggle_pause(),
+            b'\n' | b'\r' | b' ' => {}
+            other => log::line(&format!(
+                "[uwsgi-fifo] unknown command \"{}\"",
+                char::from(other).escape_default()
+            )),
         }
     }
 
@@ -603,6 +874,7 @@ impl<A: App> Master<A> {
         let slot = &mut self.slots[i];
         slot.pid = None;
         slot.harakiri_fired = false;
+        slot.harakiri_kill_at = None;
         self.board.slot(n).pid.store(0, Ordering::Relaxed);
         if let Some(curse) = slot.curse.take() {
             match curse.reason {
@@ -714,6 +986,8 @@ impl<A: App> Master<A> {
                 Some(self.poll.as_raw_fd()),
                 Some(self.alive_write.as_raw_fd()),
                 self.notifier.raw_fd(),
+                self.fifo.as_ref().map(|f| f.as_raw_fd()),
+                self.stats.as_ref().map(|s| s.raw_fd()),
             ],
             alive_read: self.alive_read.as_raw_fd(),
         };
@@ -743,7 +1017,12 @@ impl<A: App> Master<A> {
                 s.epoch = self.epoch;
                 s.curse = None;
                 s.harakiri_fired = false;
+                s.harakiri_kill_at = None;
                 s.spawned_at = Some(Instant::now());
+                s.respawn_count += 1;
+                s.last_spawn_unix = SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
                 s.paused = false;
                 if s.spawned_once {
                     log::line(&format!("Respawned uWSGI worker {n} (new pid: {child})"));
@@ -767,6 +1046,7 @@ impl<A: App> Master<A> {
     /// Harakiri (3.6): SIGKILL a worker whose request outlived its deadline.
     fn check_harakiri(&mut self) {
         let now_ms = scoreboard::monotonic_ms();
+        let now = Instant::now();
         for i in 0..self.slots.len() {
             let Some(pid) = self.slots[i].pid else {
                 continue;
@@ -776,37 +1056,76 @@ impl<A: App> Master<A> {
             }
             let n = i + 1;
             let slot = self.board.slot(n);
+            let info = slot.request_info();
+            if let Some(due) = self.slots[i].harakiri_kill_at {
+                // Second harakiri after a graceful attempt: SIGKILL.
+                if now >= due {
+                    self.harakiri_dump(n, pid, 2, false, &info);
+                    let _ = kill(pid, Signal::SIGKILL);
+                    self.slots[i].harakiri_fired = true;
+                }
+                continue;
+            }
             let deadline = slot.harakiri_deadline_mono_ms.load(Ordering::Acquire);
             if deadline == 0 || now_ms < deadline {
                 continue;
             }
-            let info = slot.request_info();
             // The request may have finished between the two reads: then nothing is done.
             if slot.harakiri_deadline_mono_ms.load(Ordering::Acquire) != deadline
                 || slot.generation.load(Ordering::Acquire) != self.slots[i].generation
             {
                 continue;
             }
-            log::dated(&format!(
-                "*** HARAKIRI ON WORKER {n} (pid: {pid}, try: 1, graceful: no) ***"
-            ));
-            if self.config.harakiri_verbose {
-                for what in ["syscall", "wchan"] {
-                    let text =
-                        std::fs::read_to_string(format!("/proc/{pid}/{what}")).unwrap_or_default();
-                    log::line(&format!("HARAKIRI: -- {what}> {}", text.trim_end()));
-                }
+            self.slots[i].harakiri_count += 1;
+            let grace = self.config.harakiri_graceful_timeout;
+            if grace.is_zero() {
+                self.harakiri_dump(n, pid, 1, false, &info);
+                let _ = kill(pid, Signal::SIGKILL);
+                self.slots[i].harakiri_fired = true;
+                continue;
             }
-            log::dated(&format!("HARAKIRI !!! worker {n} status !!!"));
+            self.harakiri_dump(n, pid, 1, true, &info);
+            let sig = self.config.harakiri_graceful_signal;
+            let next = SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| (d + grace).as_secs());
             log::dated(&format!(
-                "HARAKIRI [core 0] {} - {} {} since {}",
-                info.remote_addr, info.method, info.uri, info.started_unix
+                "HARAKIRI: graceful termination attempt on worker {n} with signal {sig}. Next harakiri: {next}"
             ));
-            log::dated(&format!("HARAKIRI !!! end of worker {n} status !!!"));
-            log::dated(&format!("HARAKIRI triggered by worker {n} core 0 !!!"));
-            let _ = kill(pid, Signal::SIGKILL);
-            self.slots[i].harakiri_fired = true;
+            if let Ok(signal) = Signal::try_from(sig) {
+                let _ = kill(pid, signal);
+            }
+            self.slots[i].harakiri_kill_at = Some(now + grace);
         }
+    }
+
+    /// The harakiri lines of 6.3, in order.
+    fn harakiri_dump(
+        &self,
+        n: usize,
+        pid: Pid,
+        attempt: u32,
+        graceful: bool,
+        info: &scoreboard::RequestInfo,
+    ) {
+        let graceful = if graceful { "yes" } else { "no" };
+        log::dated(&format!(
+            "*** HARAKIRI ON WORKER {n} (pid: {pid}, try: {attempt}, graceful: {graceful}) ***"
+        ));
+        if self.config.harakiri_verbose {
+            for what in ["syscall", "wchan"] {
+                let text =
+                    std::fs::read_to_string(format!("/proc/{pid}/{what}")).unwrap_or_default();
+                log::line(&format!("HARAKIRI: -- {what}> {}", text.trim_end()));
+            }
+        }
+        log::dated(&format!("HARAKIRI !!! worker {n} status !!!"));
+        log::dated(&format!(
+            "HARAKIRI [core 0] {} - {} {} since {}",
+            info.remote_addr, info.method, info.uri, info.started_unix
+        ));
+        log::dated(&format!("HARAKIRI !!! end of worker {n} status !!!"));
+        log::dated(&format!("HARAKIRI triggered by worker {n} core 0 !!!"));
     }
 
     /// Mercy (3.9): a worker asked to stop that is still alive after `worker-reload-mercy`.
@@ -831,14 +1150,15 @@ impl<A: App> Master<A> {
         }
     }
 
-    /// `max-worker-lifetime` (graceful recycle) and `evil-reload-on-rss`/`-as` (SIGKILL), checked
-    /// at most once per second; memory is read from `/proc/<pid>/statm` by the master itself.
+    /// Once per second: `max-worker-lifetime` (graceful recycle), `evil-reload-on-rss`/`-as`
+    /// (SIGKILL; memory read from `/proc/<pid>/statm` by the master itself), `log-maxsize`.
     fn check_lifetime_and_memory(&mut self) {
         if self.phase != Phase::Running || self.last_memory_check.elapsed() < Duration::from_secs(1)
         {
             return;
         }
         self.last_memory_check = Instant::now();
+        self.rotate_log();
         let lifetime = self.config.max_worker_lifetime;
         let (evil_rss, evil_as) = (
             self.config.evil_reload_on_rss,
@@ -852,6 +1172,11 @@ impl<A: App> Master<A> {
             let age = self.slots[i]
                 .spawned_at
                 .map_or(Duration::ZERO, |t| t.elapsed());
+            // The init back-off of a slot resets once one of its workers has served for 10 s.
+            let state = self.board.slot(n).state.load(Ordering::Acquire);
+            if age >= Duration::from_secs(10) && matches!(state, STATE_ACCEPTING | STATE_BUSY) {
+                self.slots[i].init_failures = 0;
+            }
             if !lifetime.is_zero()
                 && age >= lifetime + self.config.max_worker_lifetime_delta * i as u32
             {
@@ -885,6 +1210,33 @@ impl<A: App> Master<A> {
         }
     }
 
+    /// `log-maxsize`: the master renames a `logto` file grown past the limit (to
+    /// `log-backupname`, else `<logto>.<unix time>`) and reopens it. Workers write to the new
+    /// file once respawned.
+    fn rotate_log(&self) {
+        let (Some(path), max) = (&self.config.logto, self.config.log_maxsize) else {
+            return;
+        };
+        if max == 0 || std::fs::metadata(path).map_or(0, |m| m.len()) < max {
+            return;
+        }
+        let backup = self.config.log_backupname.clone().unwrap_or_else(|| {
+            let now = SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            PathBuf::from(format!("{}.{now}", path.display()))
+        });
+        match std::fs::rename(path, &backup) {
+            Ok(()) => {
+                if let Err(e) = redirect_log(path) {
+                    log::line(&e);
+                }
+                log::line(&format!("logfile rotated to {}", backup.display()));
+            }
+            Err(e) => log::line(&format!("unable to rotate log {}: {e}", path.display())),
+        }
+    }
+
     /// `WATCHDOG=1` every `WATCHDOG_USEC / 2`, from the loop itself (5.1).
     fn ping_watchdog(&mut self) {
         if let Some((interval, last)) = self.watchdog {
@@ -895,28 +1247,38 @@ impl<A: App> Master<A> {
         }
     }
 
-    /// `touch-reload`: at most once per second, a changed mtime triggers a graceful reload.
+    /// Touch files: at most once per second, a changed mtime triggers its action.
     fn check_touch(&mut self) {
-        if self.config.touch_reload.is_empty()
-            || self.last_touch_check.elapsed() < Duration::from_secs(1)
-        {
+        if self.touched.is_empty() || self.last_touch_check.elapsed() < Duration::from_secs(1) {
             return;
         }
         self.last_touch_check = Instant::now();
-        let mut touched = None;
-        for (i, path) in self.config.touch_reload.iter().enumerate() {
+        let mut actions = Vec::new();
+        for (path, seen, action) in &mut self.touched {
             let now = mtime(path);
-            if now != self.touch_mtimes[i] {
-                self.touch_mtimes[i] = now;
-                touched = Some(path.clone());
+            if now != *seen {
+                *seen = now;
+                actions.push((path.clone(), *action));
             }
         }
-        if let Some(path) = touched {
+        for (path, action) in actions {
+            let (what, kind) = match action {
+                TouchAction::Reload => ("grace them all", Some(ReloadKind::Graceful)),
+                TouchAction::WorkersReload => (
+                    "workers reload",
+                    Some(ReloadKind::Workers { brutal: false }),
+                ),
+                TouchAction::ChainReload => ("chain reload", Some(ReloadKind::Chain)),
+                TouchAction::LogReopen => ("reopening logs", None),
+            };
             log::dated(&format!(
-                "*** {} has been touched... grace them all !!! ***",
+                "*** {} has been touched... {what} !!! ***",
                 path.display()
             ));
-            self.reload();
+            match kind {
+                Some(kind) => self.reload(kind),
+                None => self.reopen_logs(),
+            }
         }
     }
 
@@ -986,9 +1348,26 @@ impl<A: App> Master<A> {
             Err(e) => return format!("current_exe(): {e}"),
         };
         log::line(&format!("running {}", binary.display()));
-        use std::os::unix::process::CommandExt;
-        let args: Vec<_> = std::env::args_os().skip(1).collect();
-        let error = std::process::Command::new(&binary).args(args).exec();
+        use std::os::unix::ffi::OsStrExt;
+        let to_c = |s: &std::ffi::OsStr| std::ffi::CString::new(s.as_bytes());
+        let (Ok(path), Ok(args)) = (
+            to_c(binary.as_os_str()),
+            self.argv
+                .iter()
+                .map(|a| to_c(a))
+                .collect::<Result<Vec<_>, _>>(),
+        ) else {
+            return "NUL byte in the command line".to_string();
+        };
+        // Signals stay blocked across execve until the new image has its handlers (a SIGHUP or
+        // SIGTERM in between would otherwise take the default action and kill the service).
+        // Plain execv: std's exec would unblock every signal first.
+        let mask = signals::block_all();
+        let error = match nix::unistd::execv(&path, &args) {
+            Err(e) => e.to_string(),
+            Ok(never) => match never {},
+        };
+        signals::restore(&mask);
         // exec failed: restore what the running image needs.
         std::env::remove_var(ENV_INHERITED);
         std::env::set_var(ENV_RELOADS, reloads.to_string());
@@ -1002,7 +1381,7 @@ impl<A: App> Master<A> {
                 nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
             );
         }
-        error.to_string()
+        error
     }
 
     fn vacuum(&self) {
@@ -1019,6 +1398,13 @@ impl<A: App> Master<A> {
             match std::fs::remove_file(path) {
                 Ok(()) => log::line(line),
                 Err(e) => log::line(&format!("unlink(): {e} [{}]", path.display())),
+            }
+        }
+        if let Some(Ok(Address::Unix(path))) =
+            self.config.stats.as_deref().map(listener::parse_address)
+        {
+            if std::fs::remove_file(&path).is_ok() {
+                log::line(&format!("VACUUM: unix socket {} removed.", path.display()));
             }
         }
         for l in &self.listeners {
@@ -1087,8 +1473,23 @@ impl<A: App> Master<A> {
 
 /// Descriptors a worker closes right after fork, and the liveness pipe it keeps.
 pub(crate) struct ChildFds {
-    pub close: [Option<std::os::fd::RawFd>; 5],
+    pub close: [Option<std::os::fd::RawFd>; 7],
     pub alive_read: std::os::fd::RawFd,
+}
+
+/// Detaches: fork (the parent exits 0), `setsid`, standard input from `/dev/null`, output to
+/// `path`. The master is still single-threaded here (no worker, no thread).
+fn daemonize(path: &std::path::Path) -> Result<(), String> {
+    // SAFETY: single-threaded process; the parent only calls _exit.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { .. }) => unsafe { libc::_exit(0) },
+        Ok(nix::unistd::ForkResult::Child) => {}
+        Err(e) => return Err(format!("fork(): {e}")),
+    }
+    nix::unistd::setsid().map_err(|e| format!("setsid(): {e}"))?;
+    let null = std::fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
+    nix::unistd::dup2(null.as_raw_fd(), 0).map_err(|e| format!("dup2(): {e}"))?;
+    redirect_log(path)
 }
 
 /// Appends standard error (and output) to `path`; workers inherit it.
@@ -1142,6 +1543,35 @@ fn adjust_to_nproc(config: &mut ServerConfig) {
             ));
         }
     }
+}
+
+/// Every touch file of the configuration with its current mtime.
+fn watched_files(config: &ServerConfig) -> Vec<(PathBuf, Option<SystemTime>, TouchAction)> {
+    let groups = [
+        (&config.touch_reload, TouchAction::Reload),
+        (&config.touch_workers_reload, TouchAction::WorkersReload),
+        (&config.touch_chain_reload, TouchAction::ChainReload),
+        (&config.touch_logreopen, TouchAction::LogReopen),
+    ];
+    groups
+        .into_iter()
+        .flat_map(|(paths, action)| paths.iter().map(move |p| (p.clone(), mtime(p), action)))
+        .collect()
+}
+
+/// Creates the master FIFO (replacing whatever is at the path, as uWSGI does) and opens it
+/// read-write and non-blocking, so that writers coming and going never give end-of-file.
+fn open_fifo(path: &std::path::Path) -> Result<std::fs::File, String> {
+    let _ = std::fs::remove_file(path);
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .map_err(|e| format!("mkfifo() {}: {e}", path.display()))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("open() master fifo {}: {e}", path.display()))
 }
 
 fn mtime(path: &std::path::Path) -> Option<SystemTime> {
@@ -1213,7 +1643,41 @@ fn setup_listeners(
     }
     let mut out: Vec<MasterListener> = Vec::new();
     let mut needs_bind = Vec::new();
-    for spec in &config.sockets {
+    let specs = config.effective_sockets()?;
+    for spec in &specs {
+        if let Some(fd) = spec.address.strip_prefix("fd://") {
+            let by_name = adopted
+                .iter()
+                .position(|(_, _, _, name)| name.as_deref() == Some(spec.address.as_str()));
+            let (socket, address) = match by_name {
+                Some(pos) => {
+                    let (socket, address, _, _) = adopted.remove(pos);
+                    (socket, address)
+                }
+                None => listener::adopt(
+                    fd.parse()
+                        .map_err(|_| format!("invalid socket address: {}", spec.address))?,
+                )?,
+            };
+            let (family, shown) = listener::describe(&address);
+            let ml = MasterListener {
+                listener: crate::Listener {
+                    socket,
+                    name: spec.address.clone(),
+                    keep_alive: spec.keep_alive,
+                },
+                unix_file: None,
+                address,
+                self_bound: false,
+            };
+            log::line(&format!(
+                "uwsgi socket {} inherited {family} address {shown} fd {}",
+                out.len(),
+                ml.listener.raw_fd()
+            ));
+            out.push(ml);
+            continue;
+        }
         let wanted = listener::parse_address(&spec.address)?;
         let by_name = adopted
             .iter()

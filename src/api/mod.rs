@@ -1,14 +1,24 @@
-//! The Kinto HTTP API: routing, utility endpoints and the resource endpoints.
+//! The Kinto HTTP API: routing, utility endpoints, the resource endpoints and the plugins.
 //!
-//! Layout: a [`worker::Request`] is routed ([`route`]) to a [`route::Route`]; [`App::handle`]
-//! runs the steps common to every request (end of service, CORS, readonly, authentication), then
-//! the endpoint's handler, a function of a [`Ctx`] (and a storage transaction for resources);
-//! finally the headers present on every response are added. Settings that never change per
-//! request live in [`Config`], built once in [`App::new`].
+//! A [`worker::Request`] is routed ([`route`]) to a [`route::Route`]; the [`worker::Handler`]
+//! impl of [`App`] runs the steps common to every request (end of service, CORS preflight and
+//! origin, readonly mode), then the endpoint's handler, a function of a [`Ctx`] (plus a storage
+//! transaction for resources, one per request or per batch); finally the headers present on
+//! every response are added. Settings that never change per request live in [`Config`], built
+//! once in [`App::new`].
+//!
+//! Layout: [`resource`] (buckets, collections, groups, records and the plugin resources
+//! accounts and history), [`utility`] (root, heartbeats, version, OpenAPI), [`batch`],
+//! [`default_bucket`], [`accounts`], [`history`], [`permissions`], [`cors`], [`signals`]
+//! (Backoff, end of service), [`http`] (shared HTTP helpers).
 
+pub mod accounts;
 pub mod batch;
 pub mod cors;
+pub mod default_bucket;
+pub mod history;
 pub mod http;
+pub mod permissions;
 pub mod resource;
 pub mod route;
 pub mod signals;
@@ -41,6 +51,10 @@ pub struct Config {
     pub cache_expires: BTreeMap<String, i64>,
     /// The `config` object of the root view (hash of the ini file), computed once.
     pub hello_config: serde_json::Value,
+    /// The personal bucket plugin (`kinto.plugins.default_bucket`).
+    pub default_bucket: bool,
+    /// The history plugin.
+    pub history: history::HistorySettings,
     /// The `/__version__` file, read once.
     pub version_file: Option<serde_json::Value>,
 }
@@ -79,6 +93,9 @@ impl Config {
                 trailing_slash_redirect: settings.trailing_slash_redirect_enabled,
                 flush_enabled: settings.flush_endpoint_enabled
                     || settings.includes.iter().any(|i| i == "kinto.plugins.flush"),
+                accounts_enabled: accounts::enabled(&settings),
+                history_enabled: history::HistorySettings::new(&settings).enabled,
+                permissions_enabled: settings.experimental_permissions_endpoint,
             },
             cors: Cors::new(&settings.cors_origins, settings.cors_max_age_seconds),
             eos: signals::EndOfService::new(
@@ -89,6 +106,11 @@ impl Config {
             ),
             disabled_methods,
             cache_expires,
+            history: history::HistorySettings::new(&settings),
+            default_bucket: settings
+                .includes
+                .iter()
+                .any(|i| i == "kinto.plugins.default_bucket"),
             hello_config: utility::config_summary(&settings),
             version_file: utility::read_version_file(&settings.version_json_path),
             settings,
@@ -96,8 +118,9 @@ impl Config {
     }
 }
 
-/// A cache write (`key`, `value`, `ttl`) to run once the storage transaction is committed.
-pub type CacheWrite = (String, serde_json::Value, Option<f64>);
+/// A cache write (`key`, `value` or `None` to delete, `ttl`) to run once the storage
+/// transaction is committed.
+pub type CacheWrite = (String, Option<serde_json::Value>, Option<f64>);
 
 /// What one request hands to the next sub-request of a batch, and to the end of the batch.
 #[derive(Debug, Default)]
@@ -106,6 +129,9 @@ pub struct Carry {
     principals: Option<(Option<String>, BTreeSet<String>)>,
     /// Cache writes deferred until the commit (SQLite would block them during the transaction).
     cache_writes: Vec<CacheWrite>,
+    /// The last authentication: `(Authorization header, user)`, reused by the next
+    /// sub-request carrying the same header.
+    authenticated: Option<(String, Option<User>)>,
 }
 
 /// Per-request state shared by the handlers.
@@ -304,7 +330,7 @@ impl App {
             }
             Route::OpenApi => {
                 utility_methods(&["GET", "HEAD"])?;
-                Ok((utility::openapi(&self.new_ctx(request)?), None))
+                Ok((utility::openapi(&self.new_ctx(request, carry)?), None))
             }
             Route::Contribute => {
                 utility_methods(&["GET", "HEAD"])?;
@@ -328,9 +354,19 @@ impl App {
                 self.write_cache(&mut batch_carry)?;
                 Ok((response, None))
             }
+            Route::Permissions => {
+                utility_methods(&["GET", "HEAD"])?;
+                let mut ctx = self.new_ctx(request, carry)?;
+                ctx.seed_principals(carry);
+                let response = match shared {
+                    Some(tx) => permissions::list(&mut ctx, tx)?,
+                    None => self.in_transaction(|tx| permissions::list(&mut ctx, tx))?,
+                };
+                Ok((response, None))
+            }
             Route::Root => {
                 utility_methods(&["GET", "HEAD"])?;
-                let mut ctx = self.new_ctx(request)?;
+                let mut ctx = self.new_ctx(request, carry)?;
                 let response = match (ctx.user.is_some(), shared) {
                     (false, _) => utility::hello(&mut ctx, None)?,
                     (true, Some(tx)) => utility::hello(&mut ctx, Some(tx))?,
@@ -339,23 +375,53 @@ impl App {
                 Ok((response, None))
             }
             Route::Plural(target) | Route::Object(target) => {
-                let plural = target.id.is_none();
-                let mut ctx = self.new_ctx(request)?;
-                ctx.seed_principals(carry);
-                let fresh = shared.is_none();
-                let response = match shared {
-                    Some(tx) => resource::handle(&mut ctx, tx, &target, plural),
-                    None => {
-                        self.in_transaction(|tx| resource::handle(&mut ctx, tx, &target, plural))
+                if self.cfg.default_bucket && default_bucket::addresses_default(&target) {
+                    if self.cfg.settings.readonly {
+                        return Err(ApiError::MethodNotAllowed { allow: None });
                     }
-                };
-                ctx.carry_over(carry);
-                if fresh && response.is_ok() {
-                    self.write_cache(carry)?;
+                    let user = self.authenticate(request, carry)?.ok_or_else(|| {
+                        ApiError::Unauthorized {
+                            challenges: self.cfg.auth.challenges(),
+                        }
+                    })?;
+                    let secret = &self.cfg.settings.default_bucket_hmac_secret;
+                    let bucket = default_bucket::bucket_id(secret, &user.id);
+                    let (rewritten, target) = default_bucket::rewrite(request, &target, &bucket);
+                    return self.serve_resource(&rewritten, &target, shared, carry, true);
                 }
-                Ok((response?, ctx.alert))
+                self.serve_resource(request, &target, shared, carry, false)
             }
         }
+    }
+
+    /// A resource endpoint; `personal` first creates the personal bucket and collection.
+    fn serve_resource(
+        &self,
+        request: &Request,
+        target: &route::Target,
+        shared: Option<&mut dyn Transaction>,
+        carry: &mut Carry,
+        personal: bool,
+    ) -> ApiResult<(Response, Option<String>)> {
+        let plural = target.id.is_none();
+        let mut ctx = self.new_ctx(request, carry)?;
+        ctx.seed_principals(carry);
+        let fresh = shared.is_none();
+        let run = |ctx: &mut Ctx, tx: &mut dyn Transaction| {
+            if personal {
+                default_bucket::ensure(ctx, tx, target)?;
+            }
+            resource::handle(ctx, tx, target, plural)
+        };
+        let response = match shared {
+            Some(tx) => run(&mut ctx, tx),
+            None => self.in_transaction(|tx| run(&mut ctx, tx)),
+        };
+        ctx.carry_over(carry);
+        if fresh && response.is_ok() {
+            self.write_cache(carry)?;
+        }
+        Ok((response?, ctx.alert))
     }
 
     /// One sub-request of a batch, inside the batch's transaction: errors become their
@@ -383,17 +449,77 @@ impl App {
     /// Runs the cache writes of a committed request (or batch).
     fn write_cache(&self, carry: &mut Carry) -> ApiResult<()> {
         for (key, value, ttl) in carry.cache_writes.drain(..) {
-            self.cache.set(&key, &value, ttl)?;
+            match value {
+                Some(value) => self.cache.set(&key, &value, ttl)?,
+                None => {
+                    self.cache.delete(&key)?;
+                }
+            }
         }
         Ok(())
     }
 
-    fn new_ctx<'a>(&'a self, request: &'a Request) -> ApiResult<Ctx<'a>> {
+    /// Authenticates the request, reusing the previous sub-request's result for the same
+    /// `Authorization` header.
+    fn authenticate(&self, request: &Request, carry: &mut Carry) -> ApiResult<Option<User>> {
+        let header = request.header("Authorization");
+        if let (Some(header), Some((seen, user))) = (header, &carry.authenticated) {
+            if header == seen {
+                return Ok(user.clone());
+            }
+        }
+        let user = self.cfg.auth.authenticate(header, &mut |id, password| {
+            self.verify_account(id, password)
+        })?;
+        if let Some(header) = header {
+            carry.authenticated = Some((header.to_string(), user.clone()));
+        }
+        Ok(user)
+    }
+
+    /// The accounts policy check: a verification cached in the shared cache, else bcrypt
+    /// against the stored account (then cached for `account_cache_ttl_seconds`).
+    fn verify_account(&self, id: &str, password: &str) -> ApiResult<bool> {
+        if !crate::authz::Kind::Account.valid_id(id) {
+            return Ok(false);
+        }
+        let ttl = accounts::cache_ttl(&self.cfg.settings);
+        let key = accounts::cache_key(&self.cfg.settings.userid_hmac_secret, id);
+        let expected = accounts::cache_value(&key, password);
+        if let Some(serde_json::Value::String(cached)) = self.cache.get(&key)? {
+            if cached == expected {
+                self.cache.expire(&key, ttl)?;
+                return Ok(true);
+            }
+        }
+        let stored = {
+            let mut tx = self.backend.begin()?;
+            let list = crate::storage::ListRef {
+                resource_name: "account",
+                parent_id: id,
+            };
+            let stored = tx.get(list, id)?;
+            let _ = tx.rollback();
+            stored
+        };
+        let verified = stored
+            .as_ref()
+            .and_then(|account| account.get("password"))
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|hash| accounts::verify(password, hash));
+        if verified {
+            self.cache
+                .set(&key, &serde_json::Value::String(expected), Some(ttl))?;
+        }
+        Ok(verified)
+    }
+
+    fn new_ctx<'a>(&'a self, request: &'a Request, carry: &mut Carry) -> ApiResult<Ctx<'a>> {
         Ok(Ctx {
             cfg: &self.cfg,
             request,
             query: http::parse_query(request.query())?,
-            user: self.cfg.auth.authenticate(request.header("Authorization")),
+            user: self.authenticate(request, carry)?,
             cache: &*self.cache,
             principals: None,
             alert: None,

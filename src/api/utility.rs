@@ -38,10 +38,14 @@ pub fn hello(ctx: &mut Ctx, tx: Option<&mut dyn Transaction>) -> ApiResult<Respo
     body.insert("capabilities".into(), capabilities(cfg));
     if let (Some(user), Some(tx)) = (ctx.user.clone(), tx) {
         let principals: Vec<String> = ctx.principals(tx)?.into_iter().collect();
-        body.insert(
-            "user".into(),
-            json!({"id": user.id, "principals": principals}),
-        );
+        let mut user_info = json!({"id": user.id, "principals": principals});
+        if cfg.default_bucket {
+            user_info["bucket"] = json!(super::default_bucket::bucket_id(
+                &settings.default_bucket_hmac_secret,
+                &user.id
+            ));
+        }
+        body.insert("user".into(), user_info);
     }
     let mut response = json(200, &Value::Object(body));
     if settings.readonly {
@@ -60,6 +64,43 @@ fn capabilities(cfg: &Config) -> Value {
             json!({
                 "description": "Very basic authentication sessions. Not for production use.",
                 "url": "http://kinto.readthedocs.io/en/stable/api/1.x/authentication.html",
+            }),
+        );
+    }
+    if cfg.routing.accounts_enabled {
+        caps.insert(
+            "accounts".into(),
+            json!({
+                "description": "Manage user accounts.",
+                "url": "https://kinto.readthedocs.io/en/latest/api/1.x/accounts.html",
+                "validation_enabled": false,
+            }),
+        );
+    }
+    if cfg.default_bucket {
+        caps.insert(
+            "default_bucket".into(),
+            json!({
+                "description": "The default bucket is an alias for a personal bucket where collections are created implicitly.",
+                "url": "https://kinto.readthedocs.io/en/latest/api/1.x/buckets.html#personal-bucket-default",
+            }),
+        );
+    }
+    if cfg.history.enabled {
+        caps.insert(
+            "history".into(),
+            json!({
+                "description": "Track changes on data.",
+                "url": "http://kinto.readthedocs.io/en/latest/api/1.x/history.html",
+            }),
+        );
+    }
+    if cfg.routing.permissions_enabled {
+        caps.insert(
+            "permissions_endpoint".into(),
+            json!({
+                "description": "The permissions endpoint can be used to list all user objects permissions.",
+                "url": "https://kinto.readthedocs.io/en/latest/configuration/settings.html#activating-the-permissions-endpoint",
             }),
         );
     }

@@ -24,6 +24,9 @@ pub struct HttpConfig {
     pub max_headers: usize,
     /// Seconds a request may run (`harakiri`, 0 = off), passed to the scoreboard.
     pub harakiri: u64,
+    /// The signal the master sends first on harakiri when `harakiri-graceful-timeout` is set: the
+    /// worker answers 504 to the client it is serving, then exits (3.6).
+    pub harakiri_graceful_signal: Option<i32>,
     /// Stop gracefully after this many requests (0 = never).
     pub max_requests: u64,
     /// Stop gracefully when RSS reaches this many megabytes (0 = never).
@@ -32,8 +35,14 @@ pub struct HttpConfig {
     pub min_worker_lifetime: Duration,
     /// No request log lines (`disable-logging`)...
     pub disable_logging: bool,
-    /// ...except for 5xx ones (`log-5xx`).
+    /// ...except for 4xx ones (`log-4xx`)...
+    pub log_4xx: bool,
+    /// ...and 5xx ones (`log-5xx`).
     pub log_5xx: bool,
+    /// Request line template (`log-format`, 6.5) instead of uWSGI's default line.
+    pub log_format: Option<String>,
+    /// Response times in microseconds in the default line (`log-micros`).
+    pub log_micros: bool,
     /// The request log shows `X-Forwarded-For` instead of the peer (`log-x-forwarded-for`).
     pub log_x_forwarded_for: bool,
 }
@@ -53,11 +62,15 @@ impl Default for HttpConfig {
             add_headers: Vec::new(),
             max_headers: 119,
             harakiri: 0,
+            harakiri_graceful_signal: None,
             max_requests: 0,
             reload_on_rss: 0,
             min_worker_lifetime: Duration::from_secs(10),
             disable_logging: false,
+            log_4xx: false,
             log_5xx: false,
+            log_format: None,
+            log_micros: false,
             log_x_forwarded_for: false,
         }
     }
@@ -75,11 +88,17 @@ impl HttpConfig {
             add_headers: config.add_headers.clone(),
             max_headers: config.max_headers,
             harakiri: config.harakiri,
+            harakiri_graceful_signal: (config.harakiri > 0
+                && !config.harakiri_graceful_timeout.is_zero())
+            .then_some(config.harakiri_graceful_signal),
             max_requests: config.max_requests,
             reload_on_rss: config.reload_on_rss,
             min_worker_lifetime: config.min_worker_lifetime,
             disable_logging: config.disable_logging,
+            log_4xx: config.log_4xx,
             log_5xx: config.log_5xx,
+            log_format: config.log_format.clone(),
+            log_micros: config.log_micros,
             log_x_forwarded_for: config.log_x_forwarded_for,
         }
     }

@@ -8,17 +8,23 @@ use crate::request::Version;
 use crate::respond::{asks_close, bodiless, encode_head, Persistence};
 use crate::response::Response;
 use crate::server::{Conn, Served, Worker};
+use crate::signals::{set_handler_client, set_timeout_response};
 use crate::slot::Slot;
 use crate::Handler;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant, SystemTime};
 
-/// How long a refused connection is drained before closing (see `Stream::linger_close`).
-const LINGER: Duration = Duration::from_secs(2);
+/// How long a refused connection is drained before closing, at most and without data (see
+/// `Stream::linger_close`): short, since the worker serves nobody else meanwhile.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_QUIET: Duration = Duration::from_millis(100);
 
 /// Largest piece of a body read at once straight into the request.
 const BODY_READ: usize = 64 * 1024;
+
+/// Body buffer capacity kept for the next request; larger ones are freed.
+const KEPT_BODY_CAPACITY: usize = 1024 * 1024;
 
 /// How reading a head ended.
 enum HeadRead {
@@ -86,7 +92,7 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
             if !keep {
                 if self.filled > 0 {
                     // Pipelined bytes left unread: drain them so the close is not a reset.
-                    conn.stream.linger_close(LINGER);
+                    conn.stream.linger_close(LINGER, LINGER_QUIET);
                 }
                 return Served::Closed;
             }
@@ -278,9 +284,16 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
             &self.req.remote_addr,
             self.config.harakiri,
         );
+        if self.graceful_harakiri {
+            set_handler_client(Some(conn.stream.raw_fd()));
+        }
         let handler = &mut self.handler;
         let req = &self.req;
-        let (response, panicked) = match catch_unwind(AssertUnwindSafe(|| handler.handle(req))) {
+        let outcome = catch_unwind(AssertUnwindSafe(|| handler.handle(req)));
+        if self.graceful_harakiri {
+            set_handler_client(None);
+        }
+        let (response, panicked) = match outcome {
             Ok(response) => (response, false),
             Err(payload) => {
                 self.exceptions += 1;
@@ -318,7 +331,27 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
         self.slot
             .request_finished(written.status, written.total as u64);
         self.log_request(conn.listener, true, &written, start, wall);
+        // The body buffer is reused from request to request, but a large upload must not pin
+        // its memory in the worker for good.
+        if self.req.body.capacity() > KEPT_BODY_CAPACITY {
+            self.req.body = Vec::new();
+        }
         keep && !written.failed
+    }
+
+    /// Builds the 504 the graceful-harakiri signal handler writes (3.6 item 4).
+    pub(crate) fn prepare_timeout_response(&mut self) {
+        let response = self.error_response(504);
+        let mut bytes = Vec::new();
+        encode_head(
+            &mut bytes,
+            Version::Http11,
+            &response,
+            &self.config.add_headers,
+            Persistence::Close,
+        );
+        bytes.extend_from_slice(&response.body);
+        set_timeout_response(bytes);
     }
 
     fn error_response(&mut self, status: u16) -> Response {
@@ -386,7 +419,9 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
         wall: SystemTime,
     ) {
         let status = written.status;
-        if self.config.disable_logging && !(self.config.log_5xx && status >= 500) {
+        let forced = (self.config.log_4xx && (400..500).contains(&status))
+            || (self.config.log_5xx && status >= 500);
+        if self.config.disable_logging && !forced {
             return;
         }
         let addr = if self.config.log_x_forwarded_for {
@@ -398,6 +433,7 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
         };
         let record = RequestRecord {
             pid: self.pid,
+            worker_id: self.id,
             app,
             worker_requests: if app { self.requests as i64 } else { -1 },
             total_requests: self.slot.total_requests().unwrap_or(self.requests),
@@ -412,6 +448,7 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
             header_count: written.fields,
             head_bytes: written.head,
             switches: written.switches,
+            write_failed: written.failed,
         };
         self.log.request(&record);
     }
@@ -420,7 +457,7 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
     fn refuse(&mut self, conn: Conn, status: u16, version: Version) -> Written {
         let response = self.error_response(status);
         let written = self.write_response(&conn, version, &response, Persistence::Close, true);
-        conn.stream.linger_close(LINGER);
+        conn.stream.linger_close(LINGER, LINGER_QUIET);
         written
     }
 
@@ -439,6 +476,9 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
         let version = if parsed {
             self.req.version
         } else {
+            // Not this request's: what the previous one left must not show in a write-error line.
+            self.req.method.clear();
+            self.req.target.clear();
             Version::Http11
         };
         let listener = conn.listener;

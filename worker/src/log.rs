@@ -1,6 +1,7 @@
 //! Worker log output (6.1, 6.3, 6.4): lifecycle lines and the uWSGI request line, each written with
 //! one `write(2)` so that lines of different processes never interleave.
 
+use crate::logformat::LogFormat;
 use crate::request::{Request, Version};
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -14,6 +15,10 @@ pub struct Log {
     line: Vec<u8>,
     /// The last second formatted by [`Log::ctime`], and its text.
     cached: (i64, [u8; 24]),
+    /// `log-format`, replacing the default request line.
+    format: Option<LogFormat>,
+    /// `log-micros`: the default line gives microseconds.
+    micros: bool,
 }
 
 /// Longest request line written as is; longer ones use uWSGI's short form (6.4).
@@ -33,7 +38,15 @@ impl Log {
             fd,
             line: Vec::with_capacity(512),
             cached: (i64::MIN, [b' '; 24]),
+            format: None,
+            micros: false,
         }
+    }
+
+    /// Sets the request line's shape: a `log-format` template, `log-micros`.
+    pub fn configure(&mut self, format: Option<LogFormat>, micros: bool) {
+        self.format = format;
+        self.micros = micros;
     }
 
     fn raw_fd(&self) -> RawFd {
@@ -84,8 +97,14 @@ impl Log {
         self.cached.1
     }
 
-    /// The request line of 6.4.
+    /// The request line of 6.4, or of the `log-format` template.
     pub fn request(&mut self, record: &RequestRecord) {
+        if let Some(format) = &self.format {
+            self.line.clear();
+            format.render(&mut self.line, record);
+            self.emit();
+            return;
+        }
         let stamp = self.ctime(unix_seconds(record.start));
         let req = record.request;
         let (nvars, vbytes) = cgi_vars(req, record.server_name, record.server_port);
@@ -94,11 +113,15 @@ impl Log {
             Version::Http11 => "HTTP/1.1",
         };
         let stamp = std::str::from_utf8(&stamp).unwrap_or("");
-        let ms = record.elapsed.as_millis();
+        let (time, unit) = if self.micros {
+            (record.elapsed.as_micros(), "micros")
+        } else {
+            (record.elapsed.as_millis(), "msecs")
+        };
         self.line.clear();
         let _ = write!(
             self.line,
-            "[pid: {}|app: {}|req: {}/{}] {} () {{{} vars in {} bytes}} [{}] {} {} => generated {} bytes in {} msecs ({} {}) {} headers in {} bytes ({} switches on core 0)",
+            "[pid: {}|app: {}|req: {}/{}] {} () {{{} vars in {} bytes}} [{}] {} {} => generated {} bytes in {} {} ({} {}) {} headers in {} bytes ({} switches on core 0)",
             record.pid,
             if record.app { 0 } else { -1 },
             record.worker_requests,
@@ -110,7 +133,8 @@ impl Log {
             req.method,
             req.target,
             record.body_bytes,
-            ms,
+            time,
+            unit,
             proto,
             record.status,
             record.header_count,
@@ -121,7 +145,7 @@ impl Log {
             self.line.clear();
             let _ = write!(
                 self.line,
-                "[pid: {}|app: {}|req: {}/{}] 0.0.0.0 () {{{} vars in {} bytes}} [{}] - - => generated {} bytes in {} msecs (- {}) {} headers in {} bytes ({} switches on core 0)",
+                "[pid: {}|app: {}|req: {}/{}] 0.0.0.0 () {{{} vars in {} bytes}} [{}] - - => generated {} bytes in {} {} (- {}) {} headers in {} bytes ({} switches on core 0)",
                 record.pid,
                 if record.app { 0 } else { -1 },
                 record.worker_requests,
@@ -130,7 +154,8 @@ impl Log {
                 vbytes,
                 stamp,
                 record.body_bytes,
-                ms,
+                time,
+                unit,
                 record.status,
                 record.header_count,
                 record.head_bytes,
@@ -145,6 +170,8 @@ impl Log {
 #[derive(Debug)]
 pub struct RequestRecord<'a> {
     pub pid: u32,
+    /// Slot number (`%(wid)`).
+    pub worker_id: usize,
     /// The request reached the handler (`app: 0`); otherwise `app: -1` and `req: -1/...`.
     pub app: bool,
     pub worker_requests: i64,
@@ -161,12 +188,50 @@ pub struct RequestRecord<'a> {
     pub header_count: usize,
     pub head_bytes: usize,
     pub switches: usize,
+    /// Writing the response failed (`%(werr)`).
+    pub write_failed: bool,
 }
 
 pub fn unix_seconds(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+fn local_tm(secs: i64) -> libc::tm {
+    // SAFETY: localtime_r fills the zeroed tm from a valid time_t.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let t = secs as libc::time_t;
+    unsafe { libc::localtime_r(&t, &mut tm) };
+    tm
+}
+
+/// `strftime("%d/%b/%Y:%H:%M:%S %z")` in local time: `28/Nov/2026:16:39:42 +0000`.
+pub fn local_time(secs: i64) -> String {
+    let tm = local_tm(secs);
+    let mut buf = [0u8; 64];
+    // SAFETY: the format is NUL-terminated and strftime writes at most buf.len() bytes.
+    let n = unsafe {
+        libc::strftime(
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            c"%d/%b/%Y:%H:%M:%S %z".as_ptr(),
+            &tm,
+        )
+    };
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// Address space and resident set sizes in bytes, from `/proc/self/statm`.
+pub fn memory() -> (u64, u64) {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let mut fields = statm
+        .split_whitespace()
+        .map(|v| v.parse::<u64>().unwrap_or(0));
+    let (vsz, rss) = (fields.next().unwrap_or(0), fields.next().unwrap_or(0));
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(0) as u64;
+    (vsz * page, rss * page)
 }
 
 /// C `ctime()` without its newline: `Sat Nov 28 16:22:27 2026`, local time.
@@ -176,10 +241,7 @@ pub fn ctime(secs: i64) -> [u8; 24] {
         b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
         b"Dec",
     ];
-    // SAFETY: localtime_r fills the zeroed tm from a valid time_t.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let t = secs as libc::time_t;
-    unsafe { libc::localtime_r(&t, &mut tm) };
+    let tm = local_tm(secs);
     let mut out = [b' '; 24];
     out[0..3].copy_from_slice(DAYS[tm.tm_wday.rem_euclid(7) as usize]);
     out[4..7].copy_from_slice(MONTHS[tm.tm_mon.rem_euclid(12) as usize]);

@@ -3,7 +3,8 @@
 
 use crate::config::{HttpConfig, HttpListener, MAX_PARKED};
 use crate::head::{HeadLimits, HeadParser};
-use crate::log::{hostname, Log};
+use crate::log::{hostname, memory, Log};
+use crate::logformat::LogFormat;
 use crate::request::Request;
 use crate::signals::{WorkerSignal, WorkerSignals};
 use crate::slot::Slot;
@@ -89,6 +90,8 @@ pub(crate) struct Worker<'s, H, S: ?Sized> {
     pub req: Request,
     pub head_out: Vec<u8>,
     pub hup: Arc<AtomicBool>,
+    /// The graceful-harakiri handler needs the client descriptor while the handler runs.
+    pub graceful_harakiri: bool,
     /// Exit code once a stop was decided.
     pub stopping: Option<i32>,
     pub requests: u64,
@@ -145,8 +148,12 @@ impl<'s, H: Handler, S: Slot + ?Sized> Worker<'s, H, S> {
             listeners,
             config,
             master_alive,
-            log,
+            mut log,
         } = setup;
+        log.configure(
+            config.log_format.as_deref().map(LogFormat::parse),
+            config.log_micros,
+        );
         let prepare = || -> io::Result<(Poll, Vec<Option<Acceptor>>, Vec<bool>)> {
             let poll = Poll::new()?;
             let mut acceptors = Vec::new();
@@ -191,12 +198,13 @@ impl<'s, H: Handler, S: Slot + ?Sized> Worker<'s, H, S> {
         let hup = signals
             .as_ref()
             .map_or_else(|| Arc::new(AtomicBool::new(false)), |s| s.hup_flag());
+        let graceful_harakiri = signals.as_ref().is_some_and(|s| s.graceful_harakiri());
         let limits = HeadLimits {
             buffer_size: config.buffer_size,
             max_headers: config.max_headers,
             limit_post: config.limit_post,
         };
-        Ok(Worker {
+        let mut worker = Worker {
             id,
             pid: std::process::id(),
             buf: vec![0; config.buffer_size],
@@ -211,6 +219,7 @@ impl<'s, H: Handler, S: Slot + ?Sized> Worker<'s, H, S> {
             req: Request::empty(),
             head_out: Vec::with_capacity(1024),
             hup,
+            graceful_harakiri,
             stopping: None,
             requests: 0,
             exceptions: 0,
@@ -227,7 +236,11 @@ impl<'s, H: Handler, S: Slot + ?Sized> Worker<'s, H, S> {
             master_alive,
             signals,
             paused: false,
-        })
+        };
+        if graceful_harakiri {
+            worker.prepare_timeout_response();
+        }
+        Ok(worker)
     }
 
     pub fn port_of(&self, listener: usize) -> u16 {
@@ -236,6 +249,7 @@ impl<'s, H: Handler, S: Slot + ?Sized> Worker<'s, H, S> {
 
     fn run(&mut self) -> i32 {
         let mut events = Events::with_capacity(256);
+        self.slot.accepting();
         loop {
             if let Some(code) = self.stopping {
                 return code;
@@ -407,12 +421,13 @@ impl<'s, H: Handler, S: Slot + ?Sized> Worker<'s, H, S> {
         if self.config.max_requests > 0 && self.requests >= self.config.max_requests {
             return true;
         }
-        self.config.reload_on_rss > 0 && rss_bytes() >= self.config.reload_on_rss * 1024 * 1024
+        self.config.reload_on_rss > 0 && memory().1 >= self.config.reload_on_rss * 1024 * 1024
     }
 
     /// Stops serving: closes the listeners and every parked connection.
     fn stop(&mut self, code: i32) {
         self.stopping.get_or_insert(code);
+        self.slot.stopping();
         for acceptor in self.acceptors.iter_mut() {
             if let Some(a) = acceptor.take() {
                 let _ = self.poll.registry().deregister(&mut SourceFd(&a.fd()));
@@ -500,17 +515,4 @@ impl<'s, H: Handler, S: Slot + ?Sized> Worker<'s, H, S> {
             }
         }
     }
-}
-
-/// Resident set size from `/proc/self/statm`.
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(0) as u64;
-    pages * page
 }

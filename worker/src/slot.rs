@@ -14,6 +14,10 @@ pub trait Slot {
     fn total_requests(&self) -> Option<u64> {
         None
     }
+    /// The loop is set up and about to accept (the master's `READY=1` waits for every slot).
+    fn accepting(&self) {}
+    /// A graceful stop is under way (SIGHUP, recycling, master gone).
+    fn stopping(&self) {}
 }
 
 impl Slot for SlotHandle {
@@ -27,5 +31,13 @@ impl Slot for SlotHandle {
 
     fn total_requests(&self) -> Option<u64> {
         Some(SlotHandle::total_requests(self))
+    }
+
+    fn accepting(&self) {
+        SlotHandle::set_accepting(self)
+    }
+
+    fn stopping(&self) {
+        SlotHandle::set_stopping(self)
     }
 }

@@ -180,10 +180,10 @@ impl Stream {
         (written, body_writes, None)
     }
 
-    /// Closes after reading and discarding what the client still sends (up to `limit` time), so
-    /// that unread request bytes do not turn the close into a reset that destroys the response
-    /// before the client reads it (what nginx calls a lingering close).
-    pub fn linger_close(self, limit: Duration) {
+    /// Closes after reading and discarding what the client still sends, so that unread request
+    /// bytes do not turn the close into a reset that destroys the response before the client reads
+    /// it (nginx's lingering close). Stops at EOF, after `quiet` without data, or after `limit`.
+    pub fn linger_close(self, limit: Duration, quiet: Duration) {
         // SAFETY: plain shutdown of an owned socket.
         unsafe { libc::shutdown(self.raw_fd(), libc::SHUT_WR) };
         let deadline = Instant::now() + limit;
@@ -193,7 +193,7 @@ impl Stream {
             if left.is_zero() {
                 break;
             }
-            match self.read(&mut scratch, left.min(Duration::from_millis(500))) {
+            match self.read(&mut scratch, left.min(quiet)) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }

@@ -55,11 +55,7 @@ fn pipelined_requests_on_http_socket_get_one_response() {
     let data = server.exchange(b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n");
     let reply = only_reply(&data);
     assert_eq!(reply.status, 200);
-    assert_eq!(
-        server.slot.events.lock().unwrap().len(),
-        2,
-        "one request handled"
-    );
+    assert_eq!(server.request_events().len(), 2, "one request handled");
 }
 
 #[test]
@@ -402,6 +398,7 @@ fn slot_hears_start_and_end_of_each_handled_request() {
     assert_eq!(
         events,
         vec![
+            SlotEvent::Accepting,
             SlotEvent::Started("GET".into(), "/x?y=1".into(), "127.0.0.1".into(), 7),
             SlotEvent::Finished(200, data.len() as u64),
         ]
@@ -509,4 +506,79 @@ fn write_to_a_vanished_client_is_logged() {
         only_reply(&server.exchange(b"GET / HTTP/1.1\r\n\r\n")).status,
         200
     );
+}
+
+#[test]
+fn log_format_replaces_the_request_line() {
+    let config = HttpConfig {
+        log_format: Some("%(addr) %(user) [%(ltime)] %(status) %(method) %(uri) %(rsize)".into()),
+        ..HttpConfig::default()
+    };
+    let server = TestServer::start(config, false);
+    only_reply(&server.exchange(b"GET /status?code=201 HTTP/1.1\r\n\r\n"));
+    let line = server.log.wait_for("GET /status");
+    // `127.0.0.1 - [28/Nov/2026:16:39:42 +0000] 201 GET /status?code=201 7`
+    assert!(line.starts_with("127.0.0.1 - ["), "{line}");
+    assert!(line.ends_with("] 201 GET /status?code=201 7"), "{line}");
+    assert_eq!(
+        line.len(),
+        "127.0.0.1 - [28/Nov/2026:16:39:42 +0000] 201 GET /status?code=201 7".len()
+    );
+}
+
+#[test]
+fn log_4xx_and_log_micros() {
+    let config = HttpConfig {
+        disable_logging: true,
+        log_4xx: true,
+        log_micros: true,
+        ..HttpConfig::default()
+    };
+    let server = TestServer::start(config, false);
+    only_reply(&server.exchange(b"GET /status?code=200 HTTP/1.1\r\n\r\n"));
+    only_reply(&server.exchange(b"GET /status?code=404 HTTP/1.1\r\n\r\n"));
+    only_reply(&server.exchange(b"GET /status?code=500 HTTP/1.1\r\n\r\n"));
+    let line = server.log.wait_for("=> generated");
+    assert!(line.contains(" micros (HTTP/1.1 404)"), "{line}");
+    // Give a 5xx line time to appear if it (wrongly) were to.
+    only_reply(&server.exchange(b"GET /status?code=400 HTTP/1.1\r\n\r\n"));
+    let deadline = Instant::now() + http_harness::WAIT;
+    while server.log.count("=> generated") < 2 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(server.log.count("=> generated"), 2);
+    assert_eq!(server.log.count("(HTTP/1.1 500)"), 0);
+}
+
+#[test]
+fn a_head_dripping_past_the_total_head_time_gets_408() {
+    let config = HttpConfig {
+        socket_timeout: Duration::from_secs(2),
+        head_timeout: Duration::from_millis(1500),
+        ..HttpConfig::default()
+    };
+    let server = TestServer::start(config, false);
+    let mut stream = server.connect();
+    let sent = Instant::now();
+    // One byte every 200 ms never trips the per-read timeout, only the total.
+    let drip = std::thread::spawn({
+        let mut stream = stream.try_clone().unwrap();
+        move || {
+            for byte in b"GET / HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaa" {
+                if stream.write_all(&[*byte]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    });
+    let data = read_to_close(&mut stream);
+    let waited = sent.elapsed();
+    assert_eq!(only_reply(&data).status, 408);
+    assert!(
+        waited >= Duration::from_millis(1400) && waited < Duration::from_millis(3500),
+        "{waited:?}"
+    );
+    drip.join().unwrap();
 }

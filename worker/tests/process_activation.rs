@@ -103,3 +103,41 @@ fn unmatched_inherited_socket_is_attached_as_http() {
     s.signal(libc::SIGINT);
     assert_eq!(s.wait_exit(WAIT).code(), Some(0));
 }
+
+#[test]
+fn fd_and_shared_socket_forms_and_chdir2() {
+    let passed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let passed_port = passed.local_addr().unwrap().port();
+    let fd = passed.as_raw_fd();
+    let mut s = spawn_with(
+        "[uwsgi]\nhttp-socket = fd://7\nshared-socket = 127.0.0.1:0\nhttp-socket = =0\nchdir2 = /\nprocesses = 1\nsocket-timeout = 1\n",
+        |cmd| {
+            // SAFETY: dup2/fcntl are async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if fd == 7 {
+                        if libc::fcntl(7, libc::F_SETFD, 0) < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    } else if libc::dup2(fd, 7) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        },
+    );
+    s.wait_ready();
+    drop(passed);
+    s.lines.wait_for(
+        &format!("uwsgi socket 0 inherited INET address 127.0.0.1:{passed_port} fd 7"),
+        WAIT,
+    );
+    assert_eq!(http_get(passed_port, "/pid").unwrap().0, 200);
+    // The shared socket is bound with an auto-assigned port; the harness read it.
+    assert_ne!(s.port, 0);
+    let (status, cwd) = s.get("/cwd").unwrap();
+    assert_eq!((status, cwd.as_str()), (200, "/"));
+    s.signal(libc::SIGINT);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+}

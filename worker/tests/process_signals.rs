@@ -306,3 +306,70 @@ fn stop_and_reload_through_the_pidfile() {
     assert_eq!(s.wait_exit(WAIT).code(), Some(0));
     assert!(master::signal_pidfile(&s.dir.path("nope.pid"), false).is_err());
 }
+
+fn fifo_command(s: &Server, command: &str) {
+    use std::io::Write;
+    let mut fifo = std::fs::OpenOptions::new()
+        .write(true)
+        .open(s.dir.path("master.fifo"))
+        .unwrap();
+    fifo.write_all(command.as_bytes()).unwrap();
+}
+
+#[test]
+fn master_fifo_chain_workers_and_brutal_reloads() {
+    let mut s = start(
+        "[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\nlazy = true\nmaster-fifo = %dmaster.fifo\nsocket-timeout = 1\nworker-reload-mercy = 2\n",
+    );
+    let before = s.wait_workers(2, WAIT);
+    fifo_command(&s, "c");
+    s.lines.wait_for("chain next victim is worker 1", WAIT);
+    s.lines.wait_for("chain next victim is worker 2", WAIT);
+    s.lines.wait_for("chain reloading complete", WAIT);
+    s.wait_notify_nth("READY=1", 2, WAIT);
+    let all = s.lines.all();
+    let pos = |needle: &str| all.iter().position(|l| l.contains(needle)).unwrap();
+    // Slot 2 is only touched once slot 1 runs its new worker.
+    assert!(pos("Respawned uWSGI worker 1") < pos("chain next victim is worker 2"));
+    let chained = s.wait_workers(2, WAIT);
+    assert!(chained.iter().all(|p| !before.contains(p)));
+
+    fifo_command(&s, "w");
+    s.wait_notify_nth("READY=1", 3, WAIT);
+    s.lines
+        .wait_for_nth("worker 2 killed successfully", 2, WAIT);
+    let reloaded = s.wait_workers(2, WAIT);
+    assert!(reloaded.iter().all(|p| !chained.contains(p)));
+
+    fifo_command(&s, "R");
+    s.lines.wait_for("...brutally killing workers...", WAIT);
+    s.lines.wait_for(
+        &format!(
+            "gracefully (RE)spawned uWSGI master process (pid: {})",
+            s.pid()
+        ),
+        WAIT,
+    );
+    s.wait_notify_nth("READY=1", 4, WAIT);
+    assert_eq!(s.get("/pid").unwrap().0, 200);
+
+    fifo_command(&s, "q");
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+    s.lines.wait_for("graceful shutdown triggered...", WAIT);
+}
+
+#[test]
+fn sigterm_during_a_reexec_is_not_lost() {
+    let mut s = start("[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 1\nsocket-timeout = 1\nworker-reload-mercy = 2\n");
+    s.signal(libc::SIGHUP);
+    s.lines.wait_for("binary reloading uWSGI...", WAIT);
+    s.signal(libc::SIGTERM);
+    let status = s.wait_exit(WAIT);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{status:?}\n{}",
+        s.lines.all().join("\n")
+    );
+    assert!(s.workers().is_empty());
+}

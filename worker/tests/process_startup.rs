@@ -259,3 +259,129 @@ fn http_get_at(host: &str, port: u16) -> std::io::Result<(u16, String)> {
     stream.read_to_end(&mut raw)?;
     parse_response(&raw)
 }
+
+#[test]
+fn daemonize_refused_under_notify_and_detaches_otherwise() {
+    let (code, err) = failing(
+        "[uwsgi]\nhttp-socket = 127.0.0.1:0\ndaemonize = /tmp/never.log\n",
+        &[("NOTIFY_SOCKET", "/tmp/probe-notify-unused.sock")],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("daemonize cannot be used under systemd Type=notify"),
+        "{err}"
+    );
+
+    let dir = TempDir::new();
+    let log = dir.path("daemon.log");
+    let ini = write_ini(
+        &dir,
+        &format!(
+            "[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 1\ndaemonize = {}\npidfile = %ddaemon.pid\nsocket-timeout = 1\nlog-date = true\n",
+            log.display()
+        ),
+    );
+    let status = Command::new(PROBE)
+        .arg("--ini")
+        .arg(&ini)
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the foreground process exits at once"
+    );
+    let deadline = std::time::Instant::now() + WAIT;
+    let port: u16 = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("spawned uWSGI worker 1") {
+            let line = text
+                .lines()
+                .find(|l| l.contains("(port auto-assigned)"))
+                .unwrap();
+            break line
+                .split(" address 127.0.0.1:")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let pid: i32 = std::fs::read_to_string(dir.path("daemon.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(http_get(port, "/pid").unwrap().0, 200);
+    // log-date prefixes the master's lifecycle lines with the ctime form.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let spawned = text
+        .lines()
+        .find(|l| l.contains("spawned uWSGI master process"))
+        .unwrap();
+    assert!(spawned.len() > 27 && &spawned[24..27] == " - ", "{spawned}");
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("goodbye to uWSGI."));
+}
+
+#[test]
+fn non_root_cannot_switch_user() {
+    use std::os::unix::process::CommandExt;
+    let dir = TempDir::new();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ini = write_ini(&dir, "[uwsgi]\nhttp-socket = 127.0.0.1:0\nuid = root\n");
+    let out = Command::new(PROBE)
+        .arg("--ini")
+        .arg(&ini)
+        .uid(65534)
+        .gid(65534)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot setuid() as non-root user"), "{err}");
+}
+
+fn cmdline(pid: i32) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&raw)
+        .trim_end_matches('\0')
+        .replace('\0', " ")
+}
+
+#[test]
+fn process_titles_survive_a_reexec() {
+    let mut s = start(
+        "[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 1\nprocname-prefix-spaced = kinto\nauto-procname = true\nsocket-timeout = 1\nworker-reload-mercy = 2\n",
+    );
+    assert_eq!(cmdline(s.pid()), "kinto uWSGI master");
+    let worker = s.wait_workers(1, WAIT)[0];
+    assert_eq!(cmdline(worker), "kinto uWSGI worker 1");
+    let comm = std::fs::read_to_string(format!("/proc/{worker}/comm")).unwrap();
+    assert_eq!(comm.trim_end(), "kinto uWSGI wor");
+    // The re-exec uses the original arguments, not the title.
+    s.signal(libc::SIGHUP);
+    s.lines
+        .wait_for("gracefully (RE)spawned uWSGI master process", WAIT);
+    s.wait_notify_nth("READY=1", 2, WAIT);
+    assert_eq!(cmdline(s.pid()), "kinto uWSGI master");
+    assert_eq!(s.get("/pid").unwrap().0, 200);
+    s.signal(libc::SIGINT);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+}

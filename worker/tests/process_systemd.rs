@@ -72,3 +72,62 @@ fn max_worker_lifetime_recycles_gracefully() {
     s.signal(libc::SIGINT);
     assert_eq!(s.wait_exit(WAIT).code(), Some(0));
 }
+
+fn stats_document(port: u16) -> String {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text
+}
+
+#[test]
+fn stats_server_document() {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let stats_port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let mut s = start(&format!(
+        "[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\nstats = 127.0.0.1:{stats_port}\nstats-minified = true\nsocket-timeout = 1\n"
+    ));
+    s.lines.wait_for(
+        &format!("*** Stats server enabled on 127.0.0.1:{stats_port} fd: "),
+        WAIT,
+    );
+    let doc = stats_document(stats_port);
+    for key in [
+        "\"version\":",
+        "\"listen_queue\":",
+        "\"load\":",
+        "\"sockets\":[{\"name\":\"127.0.0.1:0\",\"proto\":\"http\"",
+        "\"workers\":[{\"id\":1,",
+        "\"respawn_count\":1,",
+        "\"status\":\"idle\"",
+        "\"cores\":[{\"id\":0,",
+    ] {
+        assert!(doc.contains(key), "{key} missing in {doc}");
+    }
+    assert!(doc.contains(&format!("\"pid\":{},", s.pid())));
+    let port = s.port;
+    let busy = std::thread::spawn(move || http_get(port, "/sleep?ms=1500"));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let doc = stats_document(stats_port);
+        if doc.contains("\"status\":\"busy\"") {
+            assert!(doc.contains("\"in_request\":1"), "{doc}");
+            assert!(doc.contains("\"REQUEST_URI=/sleep?ms=1500\""), "{doc}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never busy: {doc}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(busy.join().unwrap().unwrap().0, 200);
+    let victim = s.workers()[0];
+    unsafe { libc::kill(victim, libc::SIGKILL) };
+    s.lines.wait_for("Respawned uWSGI worker", WAIT);
+    assert!(stats_document(stats_port).contains("\"respawn_count\":2,"));
+    s.signal(libc::SIGINT);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+}

@@ -13,10 +13,11 @@ pub mod query;
 use super::http::{self, cache_headers};
 use super::route::Target;
 use super::{Config, Ctx};
-use crate::authz::{self, Aces, Chain, Kind};
+use crate::api::route::valid_id;
+use crate::authz::{self, Kind, AUTHENTICATED, EVERYONE};
 use crate::error::{ApiError, ApiResult, Location};
 use crate::permission::ObjectPermissions;
-use crate::storage::{ListQuery, ListRef, Object, Transaction};
+use crate::storage::{ListQuery, ListRef, Object, ReadRequest, Transaction};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use worker::Response;
@@ -24,7 +25,9 @@ use worker::Response;
 /// The methods of a plural or object URL, minus those disabled by settings or readonly mode,
 /// in the order of Kinto's `Allow` header.
 pub fn allowed_methods(cfg: &Config, target: &Target, plural: bool) -> Vec<&'static str> {
-    let all: &[&'static str] = if plural {
+    let all: &[&'static str] = if target.kind == Kind::History {
+        &["HEAD", "GET", "DELETE", "OPTIONS"]
+    } else if plural {
         &["HEAD", "GET", "POST", "DELETE", "OPTIONS"]
     } else {
         &["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -89,23 +92,192 @@ pub fn list_ref<'a>(target: &Target, parent_id: &'a str) -> ListRef<'a> {
     }
 }
 
-/// The ACEs of every object of a chain, in one query.
-pub fn load_aces(tx: &mut dyn Transaction, chain: &Chain) -> ApiResult<Aces> {
-    let uris = chain.uris();
-    if uris.is_empty() {
-        return Ok(Aces::default());
-    }
-    let perms = tx.get_objects_permissions(&uris)?;
-    Ok(Aces {
-        by_uri: uris.into_iter().zip(perms).collect(),
+/// What one [`read_access`] round trip tells about an object and its caller.
+pub struct Access {
+    pub principals: BTreeSet<String>,
+    /// The live object, if any.
+    pub object: Option<Object>,
+    /// The object's own ACEs.
+    pub own: ObjectPermissions,
+    /// Whether the bound permissions are granted (settings or ACEs).
+    pub allowed: bool,
+    /// Whether the parent collection exists (records; `true` otherwise).
+    pub parent_exists: bool,
+}
+
+/// Reads the object `id` of `target`'s list, its ACEs, the caller's principals, the check of
+/// `bound` and, for records, the parent collection's existence, in one round trip where the
+/// backend can.
+pub fn read_access(
+    ctx: &mut Ctx,
+    tx: &mut dyn Transaction,
+    target: &Target,
+    id: &str,
+    bound: &[(String, String)],
+) -> ApiResult<Access> {
+    let parent_id = target.list_parent(id);
+    let uri = target.object_uri(id);
+    let bucket_uri = format!("/buckets/{}", target.bucket);
+    let collection_list = ListRef {
+        resource_name: "collection",
+        parent_id: &bucket_uri,
+    };
+    let parents: Vec<(ListRef, &str)> = if target.kind == Kind::Record {
+        vec![(collection_list, target.collection.as_str())]
+    } else {
+        Vec::new()
+    };
+    let mut access = read_with(
+        ctx,
+        tx,
+        list_ref(target, &parent_id),
+        id,
+        target.kind.valid_id(id),
+        &uri,
+        bound,
+        &parents,
+    )?;
+    access.allowed = access.allowed
+        || ctx
+            .cfg
+            .grants
+            .allows(target.kind.name(), bound, &access.principals);
+    Ok(access)
+}
+
+/// One `read_object` round trip; `allowed` reflects ACEs only.
+#[allow(clippy::too_many_arguments)]
+fn read_with(
+    ctx: &mut Ctx,
+    tx: &mut dyn Transaction,
+    list: ListRef,
+    id: &str,
+    id_valid: bool,
+    uri: &str,
+    bound: &[(String, String)],
+    parents: &[(ListRef, &str)],
+) -> ApiResult<Access> {
+    let (user_ids, known) = match (&ctx.principals, &ctx.user) {
+        (Some(known), _) => (Vec::new(), known.clone()),
+        (None, Some(user)) => (
+            vec![user.id.clone(), AUTHENTICATED.to_string()],
+            BTreeSet::from([
+                EVERYONE.to_string(),
+                AUTHENTICATED.to_string(),
+                user.id.clone(),
+            ]),
+        ),
+        (None, None) => (Vec::new(), BTreeSet::from([EVERYONE.to_string()])),
+    };
+    let parents_valid = parents.iter().all(|(_, p)| valid_id(p));
+    let valid = id_valid && parents_valid;
+    let request = ReadRequest {
+        list,
+        id,
+        object_uri: uri,
+        user_ids: &user_ids,
+        principals: &known,
+        bound_permissions: bound,
+        parents,
+    };
+    let result = tx.read_object(&request)?;
+    ctx.principals = Some(result.principals.clone());
+    Ok(Access {
+        principals: result.principals,
+        object: if valid { result.object } else { None },
+        own: result.permissions,
+        allowed: result.allowed,
+        parent_exists: parents_valid && result.parents_exist.iter().all(|e| *e),
     })
+}
+
+/// For plural endpoints: reads the parent object of the list (collection of records, bucket of
+/// collections and groups) with the check of `bound`; at the root only settings apply.
+pub fn read_list_access(
+    ctx: &mut Ctx,
+    tx: &mut dyn Transaction,
+    target: &Target,
+    bound: &[(String, String)],
+) -> ApiResult<Access> {
+    let bucket_uri = format!("/buckets/{}", target.bucket);
+    let mut access = match target.kind {
+        Kind::Bucket | Kind::Account => {
+            let principals = ctx.principals(tx)?;
+            Access {
+                principals,
+                object: None,
+                own: ObjectPermissions::new(),
+                allowed: false,
+                parent_exists: true,
+            }
+        }
+        Kind::Collection | Kind::Group | Kind::History => {
+            let list = ListRef {
+                resource_name: "bucket",
+                parent_id: "",
+            };
+            let mut access = read_with(
+                ctx,
+                tx,
+                list,
+                &target.bucket,
+                valid_id(&target.bucket),
+                &bucket_uri,
+                bound,
+                &[],
+            )?;
+            // Collections and groups do not require their bucket to exist.
+            access.parent_exists = true;
+            access
+        }
+        Kind::Record => {
+            let list = ListRef {
+                resource_name: "collection",
+                parent_id: &bucket_uri,
+            };
+            let uri = target.parent_id();
+            let mut access = read_with(
+                ctx,
+                tx,
+                list,
+                &target.collection,
+                valid_id(&target.collection),
+                &uri,
+                bound,
+                &[],
+            )?;
+            access.parent_exists = access.object.is_some() && valid_id(&target.bucket);
+            access
+        }
+    };
+    // Grants are those of the listed resource type (`record_read_principals`, ...).
+    access.allowed = access.allowed
+        || ctx
+            .cfg
+            .grants
+            .allows(target.kind.name(), bound, &access.principals);
+    Ok(access)
+}
+
+/// A further permission check (settings grants, then ACEs in the database).
+pub fn check(
+    ctx: &Ctx,
+    tx: &mut dyn Transaction,
+    target: &Target,
+    bound: &[(String, String)],
+    principals: &BTreeSet<String>,
+) -> ApiResult<bool> {
+    if ctx.cfg.grants.allows(target.kind.name(), bound, principals) {
+        return Ok(true);
+    }
+    Ok(tx.check_permission(principals, bound)?)
 }
 
 /// The permission checked to read an object of `kind` itself.
 pub fn read_permission(kind: Kind) -> &'static str {
     match kind {
         Kind::Bucket | Kind::Collection => authz::READ_ATTRIBUTES,
-        Kind::Group | Kind::Record => "read",
+        Kind::Group | Kind::Record | Kind::Account | Kind::History => "read",
     }
 }
 
@@ -121,17 +293,6 @@ pub fn list_bound(target: &Target, perm: &str) -> Vec<(String, String)> {
         None => vec![(String::new(), perm.to_string())],
         Some(parent) => authz::bound_permissions(&target.chain(None), parent, perm),
     }
-}
-
-/// Settings grants then ACEs, for the resource type of the target.
-pub fn permits(
-    ctx: &Ctx,
-    target: &Target,
-    aces: &Aces,
-    bound: &[(String, String)],
-    principals: &BTreeSet<String>,
-) -> bool {
-    authz::permits(&ctx.cfg.grants, aces, target.kind.name(), bound, principals)
 }
 
 /// 404 errno 111 when a parent id in the path is not a valid id (after authorization).
@@ -267,8 +428,8 @@ pub fn precondition_failed(existing: Option<&Object>, timestamp: Option<i64>) ->
 /// Generates an id for a new object (`8-char name` or UUID4).
 pub fn generate_id(kind: Kind) -> String {
     match kind {
-        Kind::Record => uuid::Uuid::new_v4().to_string(),
-        _ => {
+        Kind::Record | Kind::Account | Kind::History => uuid::Uuid::new_v4().to_string(),
+        Kind::Bucket | Kind::Collection | Kind::Group => {
             use rand::Rng;
             const FIRST: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
             const REST: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-";
@@ -296,6 +457,7 @@ pub fn cascade_delete(tx: &mut dyn Transaction, kind: Kind, uri: &str) -> ApiRes
                 &everything,
                 false,
             )?;
+            tx.delete_all("history", uri, &everything, false)?;
             tx.delete_object_permissions(&[uri.to_string(), format!("{uri}/*")])?;
         }
         Kind::Collection => {
@@ -306,7 +468,7 @@ pub fn cascade_delete(tx: &mut dyn Transaction, kind: Kind, uri: &str) -> ApiRes
             tx.remove_principal(uri)?;
             tx.delete_object_permissions(&[uri.to_string()])?;
         }
-        Kind::Record => {
+        Kind::Record | Kind::Account | Kind::History => {
             tx.delete_object_permissions(&[uri.to_string()])?;
         }
     }
@@ -345,12 +507,30 @@ pub fn sync_members(
     Ok(())
 }
 
+/// The principal a write adds to the object's `write` entry (6.4; accounts: 5.3).
+pub fn owner(ctx: &Ctx, target: &Target, id: &str, principals: &BTreeSet<String>) -> String {
+    match target.kind {
+        Kind::Account => super::accounts::owner(ctx, id, principals),
+        _ => ctx.writer(),
+    }
+}
+
+/// The caller's principals plus the owner principal of a write: an account written by an
+/// administrator or anonymously shows its permissions in the response, as in Kinto, where
+/// the account becomes the writer.
+pub fn with_owner(principals: &BTreeSet<String>, owner: &str) -> BTreeSet<String> {
+    let mut all = principals.clone();
+    all.insert(owner.to_string());
+    all
+}
+
 /// Writes the ACEs of an object: `set` replaces the named permissions (an empty set removes
-/// one); the writer is added to `write` when `explicit_permissions` is on.
+/// one); `owner` is added to `write` when `explicit_permissions` is on.
 pub fn write_permissions(
     ctx: &Ctx,
     tx: &mut dyn Transaction,
     uri: &str,
+    owner: &str,
     current: &ObjectPermissions,
     mut set: ObjectPermissions,
 ) -> ApiResult<ObjectPermissions> {
@@ -358,10 +538,30 @@ pub fn write_permissions(
         let write = set
             .entry("write".into())
             .or_insert_with(|| current.get("write").cloned().unwrap_or_default());
-        write.insert(ctx.writer());
+        write.insert(owner.to_string());
     }
-    if !set.is_empty() {
-        tx.replace_object_permissions(uri, &set)?;
+    // Only what changes is written (usually nothing on updates by the owner). Permissions the
+    // object did not have yet are set in one statement; existing ones are edited principal by
+    // principal, so that rows kept are never deleted and re-inserted.
+    let mut fresh = ObjectPermissions::new();
+    for (perm, holders) in &set {
+        let before = current.get(perm).cloned().unwrap_or_default();
+        if before == *holders {
+            continue;
+        }
+        if before.is_empty() {
+            fresh.insert(perm.clone(), holders.clone());
+            continue;
+        }
+        for removed in before.difference(holders) {
+            tx.remove_principal_from_ace(uri, perm, removed)?;
+        }
+        for added in holders.difference(&before) {
+            tx.add_principal_to_ace(uri, perm, added)?;
+        }
+    }
+    if !fresh.is_empty() {
+        tx.replace_object_permissions(uri, &fresh)?;
     }
     let mut result = current.clone();
     for (perm, holders) in set {

@@ -5,37 +5,48 @@
 use super::body::{self, Mode};
 use super::patch;
 use super::*;
-use crate::api::route::valid_id;
+use crate::api::{accounts, history};
 use crate::error::{ApiError, ApiResult, Location};
 use crate::storage::{Object, Transaction};
 use serde_json::{Map, Value};
 
-/// What object handlers need before deciding: principals, ACEs of the chain, the object.
+/// The object of the URL, read with its ACEs, the caller's principals and one check.
 struct Loaded {
     id: String,
     uri: String,
-    principals: BTreeSet<String>,
-    aces: Aces,
-    existing: Option<Object>,
+    access: Access,
 }
 
-fn load(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResult<Loaded> {
+impl Loaded {
+    fn existing(&self) -> Option<&Object> {
+        self.access.object.as_ref()
+    }
+}
+
+fn load(
+    ctx: &mut Ctx,
+    tx: &mut dyn Transaction,
+    target: &Target,
+    bound: &[(String, String)],
+) -> ApiResult<Loaded> {
     let id = target.id.clone().unwrap_or_default();
-    let principals = ctx.principals(tx)?;
-    let aces = load_aces(tx, &target.chain(Some(&id)))?;
-    let parent_id = target.parent_id();
-    let existing = if valid_id(&id) && target.invalid_parent().is_none() {
-        tx.get(list_ref(target, &parent_id), &id)?
-    } else {
-        None
-    };
+    let access = read_access(ctx, tx, target, &id, bound)?;
     Ok(Loaded {
         uri: target.object_uri(&id),
         id,
-        principals,
-        aces,
-        existing,
+        access,
     })
+}
+
+/// Records need their collection: 404 errno 111 otherwise.
+fn require_collection(target: &Target, loaded: &Loaded) -> ApiResult<()> {
+    if target.kind == Kind::Record && !loaded.access.parent_exists {
+        return Err(ApiError::ParentNotFound {
+            id: target.collection.clone(),
+            resource_name: "collection".into(),
+        });
+    }
+    Ok(())
 }
 
 fn last_modified(object: &Object) -> i64 {
@@ -52,44 +63,55 @@ fn not_found(target: &Target, id: &str) -> ApiError {
     }
 }
 
-/// PATCH/DELETE authorization: `write` on the object; on a missing object, reading the parent
-/// list is enough to learn that it is missing (404 instead of 403).
-fn authorize_write(ctx: &Ctx, target: &Target, loaded: &Loaded) -> ApiResult<()> {
-    let bound = object_bound(target, &loaded.id, "write");
-    if permits(ctx, target, &loaded.aces, &bound, &loaded.principals) {
+/// PATCH/DELETE authorization: `write` on the object (checked by [`load`]); on a missing
+/// object, reading the parent list is enough to learn that it is missing (404, not 403).
+fn authorize_write(
+    ctx: &Ctx,
+    tx: &mut dyn Transaction,
+    target: &Target,
+    loaded: &Loaded,
+) -> ApiResult<()> {
+    if loaded.access.allowed {
         return Ok(());
     }
-    if loaded.existing.is_none() {
-        let list = list_bound(target, "read");
-        if permits(ctx, target, &loaded.aces, &list, &loaded.principals) {
-            return Ok(());
-        }
+    if loaded.existing().is_none()
+        && check(
+            ctx,
+            tx,
+            target,
+            &list_bound(target, "read"),
+            &loaded.access.principals,
+        )?
+    {
+        return Ok(());
     }
     Err(ctx.deny())
 }
 
 /// `GET`/`HEAD` of an object.
 pub fn get(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResult<Response> {
-    let loaded = load(ctx, tx, target)?;
-    let bound = object_bound(target, &loaded.id, read_permission(target.kind));
-    if !permits(ctx, target, &loaded.aces, &bound, &loaded.principals) {
+    let id = target.id.clone().unwrap_or_default();
+    let bound = object_bound(target, &id, read_permission(target.kind));
+    let loaded = load(ctx, tx, target, &bound)?;
+    if !loaded.access.allowed {
         return Err(ctx.deny());
     }
     check_parents(target)?;
-    if !valid_id(&loaded.id) {
+    if !target.kind.valid_id(&loaded.id) {
         return Err(invalid_id());
     }
     let conditions = conditions(ctx)?;
     let fields = query::parse(&ctx.query)?.fields;
-    // Anonymous record reads need the collection for its `cache_expires`; a missing record
-    // needs it to tell a missing collection (111) from a missing record (110).
-    let collection =
-        if target.kind == Kind::Record && (loaded.existing.is_none() || ctx.user.is_none()) {
-            Some(parent_collection(tx, target)?)
-        } else {
-            None
-        };
-    let Some(existing) = loaded.existing else {
+    require_collection(target, &loaded)?;
+    // Anonymous record reads need the collection for its `cache_expires`.
+    let collection = if target.kind == Kind::Record && ctx.user.is_none() {
+        Some(parent_collection(tx, target)?)
+    } else {
+        None
+    };
+    let principals = loaded.access.principals;
+    let own = loaded.access.own;
+    let Some(existing) = loaded.access.object else {
         return Err(not_found(target, &loaded.id));
     };
     let current = last_modified(&existing);
@@ -109,7 +131,7 @@ pub fn get(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResul
     let mut response = match fields {
         Some(fields) => object_response(200, query::project(&existing, &fields), None),
         None => {
-            let permissions = visible_permissions(&loaded.aces.of(&loaded.uri), &loaded.principals);
+            let permissions = visible_permissions(&own, &principals);
             object_response(200, Value::Object(existing), Some(permissions))
         }
     };
@@ -146,26 +168,31 @@ fn check_write_conditions(
 
 /// `PUT`: create (201) or replace (200) the object.
 pub fn put(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResult<Response> {
-    if target.kind == Kind::Record {
-        parent_collection(tx, target)?;
-    }
-    let loaded = load(ctx, tx, target)?;
     let conditions = conditions(ctx)?;
-    let bound = if loaded.existing.is_some() && conditions.if_none_match != Some(Condition::Any) {
-        object_bound(target, &loaded.id, "write")
+    let id = target.id.clone().unwrap_or_default();
+    let loaded = load(ctx, tx, target, &object_bound(target, &id, "write"))?;
+    require_collection(target, &loaded)?;
+    let allowed = if loaded.existing().is_some() && conditions.if_none_match != Some(Condition::Any)
+    {
+        loaded.access.allowed
     } else {
-        list_bound(target, target.kind.create_permission())
+        let create = list_bound(target, target.kind.create_permission());
+        check(ctx, tx, target, &create, &loaded.access.principals)?
     };
-    if !permits(ctx, target, &loaded.aces, &bound, &loaded.principals) {
+    if !allowed {
         return Err(ctx.deny());
     }
     check_parents(target)?;
-    if !valid_id(&loaded.id) {
+    if !target.kind.valid_id(&loaded.id) {
         return Err(invalid_id());
     }
     let envelope = body::envelope(target.kind, body::parse_json(&ctx.request.body)?)?;
-    check_write_conditions(&conditions, loaded.existing.as_ref(), None)?;
-    let existing = loaded.existing.as_ref();
+    check_write_conditions(&conditions, loaded.existing(), None)?;
+    let existing = loaded.existing();
+    let password_sent = envelope
+        .data
+        .as_ref()
+        .is_some_and(|d| d.contains_key("password"));
     let mut data = match (envelope.data, existing) {
         (Some(data), _) => data,
         (None, Some(existing)) => user_fields(existing),
@@ -174,13 +201,17 @@ pub fn put(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResul
     check_id_matches(&data, &loaded.id)?;
     keep_timestamp_hint(&mut data, existing);
     body::check_data(target.kind, &mut data)?;
-    let parent_id = target.parent_id();
+    if target.kind == Kind::Account {
+        let principals = loaded.access.principals.clone();
+        accounts::prepare_write(ctx, &loaded.id, &principals, &mut data, password_sent)?;
+    }
+    let parent_id = target.list_parent(&loaded.id);
     let stored = tx.update(
         list_ref(target, &parent_id),
         &loaded.id,
         with_id(data, &loaded.id),
     )?;
-    let current = loaded.aces.of(&loaded.uri);
+    let current = loaded.access.own.clone();
     let set: ObjectPermissions = match &envelope.permissions {
         Some(given) => {
             let listed = listed_permissions(given);
@@ -196,12 +227,19 @@ pub fn put(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResul
         }
         None => ObjectPermissions::new(),
     };
-    let permissions = write_permissions(ctx, tx, &loaded.uri, &current, set)?;
+    let owner = owner(ctx, target, &loaded.id, &loaded.access.principals);
+    let permissions = write_permissions(ctx, tx, &loaded.uri, &owner, &current, set)?;
     if target.kind == Kind::Group {
         sync_members(tx, &loaded.uri, existing, &stored)?;
     }
+    let action = if existing.is_some() {
+        "update"
+    } else {
+        "create"
+    };
+    history::record(ctx, tx, target, &loaded.id, action, &stored, &permissions)?;
     let status = if existing.is_some() { 200 } else { 201 };
-    let visible = visible_permissions(&permissions, &loaded.principals);
+    let visible = visible_permissions(&permissions, &with_owner(&loaded.access.principals, &owner));
     Ok(object_response(
         status,
         Value::Object(stored),
@@ -268,13 +306,12 @@ pub fn patch(
     target: &Target,
     mode: Mode,
 ) -> ApiResult<Response> {
-    if target.kind == Kind::Record {
-        parent_collection(tx, target)?;
-    }
-    let loaded = load(ctx, tx, target)?;
-    authorize_write(ctx, target, &loaded)?;
+    let id = target.id.clone().unwrap_or_default();
+    let loaded = load(ctx, tx, target, &object_bound(target, &id, "write"))?;
+    require_collection(target, &loaded)?;
+    authorize_write(ctx, tx, target, &loaded)?;
     check_parents(target)?;
-    if !valid_id(&loaded.id) {
+    if !target.kind.valid_id(&loaded.id) {
         return Err(invalid_id());
     }
     let conditions = conditions(ctx)?;
@@ -299,15 +336,11 @@ pub fn patch(
             Change::Envelope(envelope)
         }
     };
-    check_write_conditions(
-        &conditions,
-        loaded.existing.as_ref(),
-        Some((target, &loaded.id)),
-    )?;
-    let Some(existing) = loaded.existing.as_ref() else {
+    check_write_conditions(&conditions, loaded.existing(), Some((target, &loaded.id)))?;
+    let Some(existing) = loaded.existing() else {
         return Err(not_found(target, &loaded.id));
     };
-    let current_perms = loaded.aces.of(&loaded.uri);
+    let current_perms = loaded.access.own.clone();
     let mut requested: Map<String, Value> = Map::new();
     let (mut data, set) = match change {
         Change::Envelope(envelope) => {
@@ -332,7 +365,7 @@ pub fn patch(
                 if mode == Mode::MergePatch {
                     // Merge into the entries as visible to the caller, then reset the others.
                     let mut merged: ObjectPermissions =
-                        match visible_permissions(&current_perms, &loaded.principals) {
+                        match visible_permissions(&current_perms, &loaded.access.principals) {
                             Value::Object(map) => map
                                 .iter()
                                 .map(|(k, v)| (k.clone(), to_principal_sets(Some(v))))
@@ -395,19 +428,28 @@ pub fn patch(
     check_id_matches(&data, &loaded.id)?;
     keep_timestamp_hint(&mut data, Some(existing));
     body::check_data(target.kind, &mut data)?;
-    let parent_id = target.parent_id();
+    if target.kind == Kind::Account {
+        // Any new password value (also through JSON-Patch) is hashed.
+        let password_sent = data.get("password") != existing.get("password");
+        let principals = loaded.access.principals.clone();
+        accounts::prepare_write(ctx, &loaded.id, &principals, &mut data, password_sent)?;
+    }
+    let parent_id = target.list_parent(&loaded.id);
     let stored = tx.update(
         list_ref(target, &parent_id),
         &loaded.id,
         with_id(data, &loaded.id),
     )?;
-    let permissions = write_permissions(ctx, tx, &loaded.uri, &current_perms, set)?;
+    let owner = owner(ctx, target, &loaded.id, &loaded.access.principals);
+    let permissions = write_permissions(ctx, tx, &loaded.uri, &owner, &current_perms, set)?;
     if target.kind == Kind::Group {
         sync_members(tx, &loaded.uri, Some(existing), &stored)?;
     }
+    history::record(ctx, tx, target, &loaded.id, "update", &stored, &permissions)?;
     let response = match behavior {
         Behavior::Full => {
-            let visible = visible_permissions(&permissions, &loaded.principals);
+            let visible =
+                visible_permissions(&permissions, &with_owner(&loaded.access.principals, &owner));
             object_response(200, Value::Object(stored), Some(visible))
         }
         Behavior::Light | Behavior::Diff => {
@@ -438,13 +480,12 @@ pub fn patch(
 
 /// `DELETE` of one object: a tombstone, its children and ACEs removed.
 pub fn delete(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResult<Response> {
-    if target.kind == Kind::Record {
-        parent_collection(tx, target)?;
-    }
-    let loaded = load(ctx, tx, target)?;
-    authorize_write(ctx, target, &loaded)?;
+    let id = target.id.clone().unwrap_or_default();
+    let loaded = load(ctx, tx, target, &object_bound(target, &id, "write"))?;
+    require_collection(target, &loaded)?;
+    authorize_write(ctx, tx, target, &loaded)?;
     check_parents(target)?;
-    if !valid_id(&loaded.id) {
+    if !target.kind.valid_id(&loaded.id) {
         return Err(invalid_id());
     }
     let conditions = conditions(ctx)?;
@@ -470,19 +511,28 @@ pub fn delete(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiRe
             }
         }
     }
-    check_write_conditions(
-        &conditions,
-        loaded.existing.as_ref(),
-        Some((target, &loaded.id)),
-    )?;
-    let Some(existing) = loaded.existing.as_ref() else {
+    check_write_conditions(&conditions, loaded.existing(), Some((target, &loaded.id)))?;
+    let Some(existing) = loaded.existing() else {
         return Err(not_found(target, &loaded.id));
     };
     let hint = hint.filter(|h| *h > last_modified(existing));
-    let parent_id = target.parent_id();
+    let parent_id = target.list_parent(&loaded.id);
     let tombstone = tx
         .delete(list_ref(target, &parent_id), &loaded.id, true, hint)?
         .ok_or_else(|| not_found(target, &loaded.id))?;
     cascade_delete(tx, target.kind, &loaded.uri)?;
+    if target.kind == Kind::Account {
+        accounts::forget_verification(ctx, &loaded.id);
+    }
+    let no_permissions = ObjectPermissions::new();
+    history::record(
+        ctx,
+        tx,
+        target,
+        &loaded.id,
+        "delete",
+        &tombstone,
+        &no_permissions,
+    )?;
     Ok(object_response(200, Value::Object(tombstone), None))
 }

@@ -6,7 +6,7 @@ use super::body;
 use super::pagination;
 use super::query::{self, PluralQuery};
 use super::*;
-use crate::api::route::valid_id;
+use crate::api::{accounts, history};
 use crate::authz::shared_permissions;
 use crate::error::{ApiError, ApiResult, Location};
 use crate::storage::{Filter, FilterOp, ListQuery, Object, Transaction};
@@ -20,19 +20,40 @@ enum View {
     Only(Vec<String>),
 }
 
-/// Decides the view of a plural GET/HEAD (`write == false`) or DELETE (`write == true`).
-fn list_view(
+/// Decides the view of a plural GET/HEAD (`write == false`) or DELETE (`write == true`), and
+/// returns the parent collection of records (for its existence and `cache_expires`).
+fn prepare(
+    ctx: &mut Ctx,
+    tx: &mut dyn Transaction,
+    target: &Target,
+    write: bool,
+) -> ApiResult<(View, Option<Object>)> {
+    let perm = if write { "write" } else { "read" };
+    let access = read_list_access(ctx, tx, target, &list_bound(target, perm))?;
+    let view = if access.allowed {
+        View::Full
+    } else {
+        restricted_view(ctx, tx, target, &access.principals, write)?
+    };
+    check_parents(target)?;
+    if !access.parent_exists {
+        return Err(ApiError::ParentNotFound {
+            id: target.collection.clone(),
+            resource_name: "collection".into(),
+        });
+    }
+    Ok((view, access.object.filter(|_| target.kind == Kind::Record)))
+}
+
+/// Section 6.5 step 4: the objects shared with the caller, or an empty view for callers who
+/// may create in the list, or a denial.
+fn restricted_view(
     ctx: &Ctx,
     tx: &mut dyn Transaction,
     target: &Target,
-    aces: &Aces,
     principals: &BTreeSet<String>,
     write: bool,
 ) -> ApiResult<View> {
-    let perm = if write { "write" } else { "read" };
-    if permits(ctx, target, aces, &list_bound(target, perm), principals) {
-        return Ok(View::Full);
-    }
     let plural_uri = target.plural_uri();
     let pattern = format!("{plural_uri}/*");
     let bound: Vec<(String, String)> = shared_permissions(target.kind, write)
@@ -51,29 +72,10 @@ fn list_view(
         return Ok(View::Only(ids));
     }
     let create = list_bound(target, target.kind.create_permission());
-    if permits(ctx, target, aces, &create, principals) {
+    if check(ctx, tx, target, &create, principals)? {
         return Ok(View::Only(Vec::new()));
     }
     Err(ctx.deny())
-}
-
-/// Authorization and existence checks shared by GET/HEAD and DELETE.
-fn prepare(
-    ctx: &mut Ctx,
-    tx: &mut dyn Transaction,
-    target: &Target,
-    write: bool,
-) -> ApiResult<(View, Option<Object>)> {
-    let principals = ctx.principals(tx)?;
-    let aces = load_aces(tx, &target.chain(None))?;
-    let view = list_view(ctx, tx, target, &aces, &principals, write)?;
-    check_parents(target)?;
-    let collection = if target.kind == Kind::Record {
-        Some(parent_collection(tx, target)?)
-    } else {
-        None
-    };
-    Ok((view, collection))
 }
 
 /// The storage query of a page: URL filters, the view restriction, the token's rules.
@@ -116,6 +118,16 @@ fn page_size(ctx: &Ctx, parsed: &PluralQuery) -> usize {
     )
 }
 
+/// The querystring; history entries have a fixed schema.
+fn parse_query(ctx: &Ctx, target: &Target) -> ApiResult<PluralQuery> {
+    let mut parsed = query::parse(&ctx.query)?;
+    if target.kind == Kind::History {
+        let sorts: Vec<String> = parsed.sorting.iter().map(|s| s.field.clone()).collect();
+        history::check_fields(&mut parsed.filters, &sorts)?;
+    }
+    Ok(parsed)
+}
+
 /// `GET`/`HEAD` of a list.
 pub fn get(
     ctx: &mut Ctx,
@@ -123,8 +135,12 @@ pub fn get(
     target: &Target,
     head: bool,
 ) -> ApiResult<Response> {
+    if target.kind == Kind::Account && ctx.user.is_none() {
+        // Kinto quirk (replicated): 401 with errno 999 and no message nor challenge.
+        return Err(ApiError::AccountsUnreadable);
+    }
     let (view, collection) = prepare(ctx, tx, target, false)?;
-    let parsed = query::parse(&ctx.query)?;
+    let parsed = parse_query(ctx, target)?;
     if parsed.deprecated_to {
         ctx.alert = Some(
             json!({
@@ -210,10 +226,6 @@ pub fn get(
 
 /// `POST` on a list: create, or answer 200 with the object an existing `data.id` names.
 pub fn post(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResult<Response> {
-    if target.kind == Kind::Record {
-        parent_collection(tx, target)?;
-    }
-    let principals = ctx.principals(tx)?;
     let raw = body::parse_json(&ctx.request.body);
     let given_id: Option<Value> = raw
         .as_ref()
@@ -224,23 +236,32 @@ pub fn post(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResu
     let lookup_id = given_id
         .as_ref()
         .and_then(Value::as_str)
-        .filter(|id| valid_id(id))
+        .filter(|id| target.kind.valid_id(id))
         .map(str::to_string);
-    let aces = load_aces(tx, &target.chain(lookup_id.as_deref()))?;
-    let parent_id = target.parent_id();
-    let existing = match &lookup_id {
-        Some(id) if target.invalid_parent().is_none() => {
-            tx.get(list_ref(target, &parent_id), id)?
+    let create = list_bound(target, target.kind.create_permission());
+    // One round trip: the named object (read permission) or the parent (create permission).
+    let (access, existing) = match &lookup_id {
+        Some(id) => {
+            let bound = object_bound(target, id, read_permission(target.kind));
+            let mut access = read_access(ctx, tx, target, id, &bound)?;
+            let existing = access.object.take();
+            if existing.is_none() {
+                access.allowed = check(ctx, tx, target, &create, &access.principals)?;
+            }
+            (access, existing)
         }
-        _ => None,
+        None => (read_list_access(ctx, tx, target, &create)?, None),
     };
-    let bound = match (&existing, &lookup_id) {
-        (Some(_), Some(id)) => object_bound(target, id, read_permission(target.kind)),
-        _ => list_bound(target, target.kind.create_permission()),
-    };
-    if !permits(ctx, target, &aces, &bound, &principals) {
+    if target.kind == Kind::Record && !access.parent_exists {
+        return Err(ApiError::ParentNotFound {
+            id: target.collection.clone(),
+            resource_name: "collection".into(),
+        });
+    }
+    if !access.allowed {
         return Err(ctx.deny());
     }
+    let principals = access.principals;
     check_parents(target)?;
     let envelope = body::envelope(target.kind, raw?)?;
     let conditions = conditions(ctx)?;
@@ -256,8 +277,7 @@ pub fn post(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResu
         if conditions.if_none_match == Some(Condition::Any) || stale {
             return Err(precondition_failed(Some(existing), Some(current)));
         }
-        let uri = target.object_uri(lookup_id.as_deref().unwrap_or_default());
-        let visible = visible_permissions(&aces.of(&uri), &principals);
+        let visible = visible_permissions(&access.own, &principals);
         return Ok(object_response(
             200,
             Value::Object(existing.clone()),
@@ -269,20 +289,33 @@ pub fn post(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResu
         return Err(precondition_failed(None, None));
     }
     let id = match given_id {
-        Some(Value::String(id)) if valid_id(&id) => id,
+        Some(Value::String(id)) if target.kind.valid_id(&id) => id,
         Some(_) => return Err(invalid_id()),
+        // Accounts have no id generator: the id is the user name.
+        None if target.kind == Kind::Account => {
+            return Err(ApiError::invalid(
+                Location::Body,
+                Some("data.id"),
+                "data.id in body: Required",
+            ))
+        }
         None => generate_id(target.kind),
     };
     let mut data = envelope.data.unwrap_or_default();
     keep_timestamp_hint(&mut data, None);
     body::check_data(target.kind, &mut data)?;
+    if target.kind == Kind::Account {
+        let sent = data.contains_key("password");
+        accounts::prepare_write(ctx, &id, &principals, &mut data, sent)?;
+    }
     let uri = target.object_uri(&id);
-    let created = tx.create(list_ref(target, &parent_id), with_id(data, &id))?;
+    let list_parent = target.list_parent(&id);
+    let created = tx.create(list_ref(target, &list_parent), with_id(data, &id))?;
     let (status, stored) = match created {
         Ok(stored) => (201, stored),
         // Created meanwhile by someone else: answer as for an existing id.
         Err(existing) => {
-            let visible = visible_permissions(&aces.of(&uri), &principals);
+            let visible = visible_permissions(&access.own, &principals);
             return Ok(object_response(200, Value::Object(existing), Some(visible)));
         }
     };
@@ -291,11 +324,13 @@ pub fn post(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResu
         .as_ref()
         .map(listed_permissions)
         .unwrap_or_default();
-    let permissions = write_permissions(ctx, tx, &uri, &ObjectPermissions::new(), set)?;
+    let owner = owner(ctx, target, &id, &principals);
+    let permissions = write_permissions(ctx, tx, &uri, &owner, &ObjectPermissions::new(), set)?;
     if target.kind == Kind::Group {
         sync_members(tx, &uri, None, &stored)?;
     }
-    let visible = visible_permissions(&permissions, &principals);
+    history::record(ctx, tx, target, &id, "create", &stored, &permissions)?;
+    let visible = visible_permissions(&permissions, &with_owner(&principals, &owner));
     Ok(object_response(
         status,
         Value::Object(stored),
@@ -305,8 +340,11 @@ pub fn post(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResu
 
 /// `DELETE` on a list: deletes one page of matching objects the caller may write.
 pub fn delete(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResult<Response> {
+    if target.kind == Kind::Account && ctx.user.is_none() {
+        return Err(ctx.deny());
+    }
     let (view, _) = prepare(ctx, tx, target, true)?;
-    let parsed = query::parse(&ctx.query)?;
+    let parsed = parse_query(ctx, target)?;
     let token = parsed
         .token
         .as_deref()
@@ -368,6 +406,11 @@ pub fn delete(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiRe
     for tombstone in &tombstones {
         if let Some(id) = tombstone.get("id").and_then(Value::as_str) {
             cascade_delete(tx, target.kind, &target.object_uri(id))?;
+            if target.kind == Kind::Account {
+                accounts::forget_verification(ctx, id);
+            }
+            let no_permissions = ObjectPermissions::new();
+            history::record(ctx, tx, target, id, "delete", tombstone, &no_permissions)?;
         }
     }
     let etag = tombstones
@@ -387,7 +430,7 @@ pub fn delete(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiRe
         // Stored once the deletion is committed (before any storage write on SQLite).
         ctx.cache_writes.push((
             nonce.clone(),
-            Value::String(String::new()),
+            Some(Value::String(String::new())),
             Some(ctx.cfg.settings.pagination_token_validity_seconds as f64),
         ));
         let last = matching.last().expect("a non-empty page");

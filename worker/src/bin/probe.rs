@@ -1,5 +1,5 @@
 //! A test binary built from `master` and `worker` with a probe handler (`/pid`, `/sleep?ms=N`,
-//! `/exit?code=N`, `/abort`, `/panic`, `/echo`, `/headers`, `/greeting`, `/env`), so that process and HTTP
+//! `/exit?code=N`, `/abort`, `/panic`, `/echo`, `/headers`, `/greeting`, `/env`, `/cwd`), so that process and HTTP
 //! behaviour are tested without Kinto or a database.
 //!
 //! `probe --ini PATH[:SECTION] [--option value ...]`. `PROBE_INIT_FAIL=1` in the environment makes
@@ -99,6 +99,12 @@ impl Handler for ProbeHandler {
                     .collect(),
             ),
             "/greeting" => text(200, self.greeting.clone()),
+            "/cwd" => text(
+                200,
+                std::env::current_dir()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default(),
+            ),
             // The worker's environment as the process sees it (/proc/<pid>/environ keeps the
             // strings of the original exec, even after unsetenv).
             "/env" => text(

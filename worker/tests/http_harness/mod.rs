@@ -81,8 +81,10 @@ impl Handler for Probe {
 /// What the worker reported to its slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SlotEvent {
+    Accepting,
     Started(String, String, String, u64),
     Finished(u16, u64),
+    Stopping,
 }
 
 #[derive(Debug, Default)]
@@ -105,6 +107,14 @@ impl Slot for RecordingSlot {
             .lock()
             .unwrap()
             .push(SlotEvent::Finished(status, bytes_sent));
+    }
+
+    fn accepting(&self) {
+        self.events.lock().unwrap().push(SlotEvent::Accepting);
+    }
+
+    fn stopping(&self) {
+        self.events.lock().unwrap().push(SlotEvent::Stopping);
     }
 }
 
@@ -220,6 +230,18 @@ impl TestServer {
     }
 
     /// Waits for the loop to end by itself (stop decided by the worker) and returns its exit code.
+    /// The requests the slot heard of (start and end), without the state changes.
+    pub fn request_events(&self) -> Vec<SlotEvent> {
+        self.slot
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e, SlotEvent::Started(..) | SlotEvent::Finished(..)))
+            .cloned()
+            .collect()
+    }
+
     pub fn wait_exit(mut self) -> i32 {
         let thread = self.thread.take().unwrap();
         let deadline = Instant::now() + WAIT;
