@@ -167,19 +167,21 @@ fn cliquet_is_kinto() {
     assert!(text(&out.stdout).to_uppercase().contains("CREATE TABLE"));
 }
 
-/// `migrate` creates the SQLite schema next to the ini; `flush-cache` empties the cache table.
+/// `migrate` creates the SQLite schemas next to the ini; `flush-cache` empties the cache table.
 #[test]
 fn migrate_then_flush_cache_on_sqlite() {
     let dir = TempDir::new();
     std::fs::write(
         dir.0.join("kinto.ini"),
         "[app:main]\nkinto.storage_backend = sqlite\nkinto.storage_url = sqlite:///data.db\n\
-         kinto.permission_backend = sqlite\nkinto.cache_backend = sqlite\n",
+         kinto.permission_backend = sqlite\n\
+         kinto.cache_backend = sqlite\nkinto.cache_url = sqlite:///cache.db\n",
     )
     .unwrap();
     let out = run(Path::new(KINTO), &dir.0, &["--ini", "kinto.ini", "migrate"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let db = rusqlite::Connection::open(dir.0.join("data.db")).unwrap();
+    assert!(dir.0.join("data.db").exists());
+    let db = rusqlite::Connection::open(dir.0.join("cache.db")).unwrap();
     db.execute(
         "INSERT INTO cache (key, value, ttl) VALUES ('some-key', '\"v\"', NULL)",
         [],
