@@ -200,3 +200,25 @@ fn migrate_then_flush_cache_on_sqlite() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(count(&db), 0);
 }
+
+/// `--stop PIDFILE` sends SIGINT to the pid in the file (uWSGI's convenience command).
+#[test]
+fn stop_signals_the_pid_in_the_pidfile() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = TempDir::new();
+    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    let pidfile = dir.0.join("kinto.pid");
+    std::fs::write(&pidfile, format!("{}\n", sleeper.id())).unwrap();
+    let out = run(Path::new(KINTO), &dir.0, &["--stop", "kinto.pid"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let status = sleeper.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGINT));
+
+    let out = run(Path::new(KINTO), &dir.0, &["--reload", "missing.pid"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("missing.pid"),
+        "{}",
+        text(&out.stderr)
+    );
+}
