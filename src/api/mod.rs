@@ -9,8 +9,9 @@
 //!
 //! Layout: [`resource`] (buckets, collections, groups, records and the plugin resources
 //! accounts and history), [`utility`] (root, heartbeats, version, OpenAPI), [`batch`],
-//! [`default_bucket`], [`accounts`], [`history`], [`permissions`], [`cors`], [`signals`]
-//! (Backoff, end of service), [`http`] (shared HTTP helpers).
+//! [`default_bucket`], [`accounts`], [`history`], [`permissions`], [`user_data`], [`cors`],
+//! [`schema`] (JSON-schema validation), [`signals`] (Backoff, end of service), [`http`]
+//! (shared HTTP helpers).
 
 pub mod accounts;
 pub mod batch;
@@ -21,7 +22,9 @@ pub mod http;
 pub mod permissions;
 pub mod resource;
 pub mod route;
+pub mod schema;
 pub mod signals;
+pub mod user_data;
 pub mod utility;
 
 use crate::auth::{Authenticator, User};
@@ -226,6 +229,10 @@ pub struct App {
     pub(crate) cfg: Config,
     backend: Arc<dyn Backend>,
     cache: Arc<dyn Cache>,
+    /// When this worker last refreshed the TTL of each account verification entry: Kinto
+    /// refreshes it on every hit (a cache write per request); refreshing once per half TTL
+    /// keeps entries alive just as well.
+    refreshed: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl App {
@@ -234,6 +241,7 @@ impl App {
             cfg: Config::new(settings),
             backend: Arc::from(backend),
             cache: Arc::from(cache),
+            refreshed: Default::default(),
         }
     }
 
@@ -352,6 +360,35 @@ impl App {
                 let response =
                     self.in_transaction(|tx| batch::run(self, request, tx, &mut batch_carry))?;
                 self.write_cache(&mut batch_carry)?;
+                Ok((response, None))
+            }
+            Route::UserData(principal) => {
+                utility_methods(&["DELETE"])?;
+                let mut ctx = self.new_ctx(request, carry)?;
+                ctx.seed_principals(carry);
+                let response = match shared {
+                    Some(tx) => user_data::delete(&mut ctx, tx, &principal)?,
+                    None => {
+                        self.in_transaction(|tx| user_data::delete(&mut ctx, tx, &principal))?
+                    }
+                };
+                Ok((response, None))
+            }
+            Route::Snapshot {
+                bucket,
+                collection,
+                timestamp,
+            } => {
+                utility_methods(&["GET", "HEAD"])?;
+                let mut ctx = self.new_ctx(request, carry)?;
+                ctx.seed_principals(carry);
+                let run = |ctx: &mut Ctx, tx: &mut dyn Transaction| {
+                    history::snapshot(ctx, tx, &bucket, &collection, &timestamp)
+                };
+                let response = match shared {
+                    Some(tx) => run(&mut ctx, tx)?,
+                    None => self.in_transaction(|tx| run(&mut ctx, tx))?,
+                };
                 Ok((response, None))
             }
             Route::Permissions => {
@@ -488,7 +525,7 @@ impl App {
         let expected = accounts::cache_value(&key, password);
         if let Some(serde_json::Value::String(cached)) = self.cache.get(&key)? {
             if cached == expected {
-                self.cache.expire(&key, ttl)?;
+                self.refresh_verification(&key, ttl)?;
                 return Ok(true);
             }
         }
@@ -510,8 +547,34 @@ impl App {
         if verified {
             self.cache
                 .set(&key, &serde_json::Value::String(expected), Some(ttl))?;
+            self.refreshed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, std::time::Instant::now());
         }
         Ok(verified)
+    }
+
+    /// Refreshes the TTL of a verification entry unless this worker did so less than half a
+    /// TTL ago.
+    fn refresh_verification(&self, key: &str, ttl: f64) -> ApiResult<()> {
+        let now = std::time::Instant::now();
+        let half = std::time::Duration::from_secs_f64(ttl / 2.0);
+        {
+            let mut refreshed = self.refreshed.lock().unwrap_or_else(|e| e.into_inner());
+            if refreshed
+                .get(key)
+                .is_some_and(|at| now.duration_since(*at) < half)
+            {
+                return Ok(());
+            }
+            if refreshed.len() > 10_000 {
+                refreshed.clear();
+            }
+            refreshed.insert(key.to_string(), now);
+        }
+        self.cache.expire(key, ttl)?;
+        Ok(())
     }
 
     fn new_ctx<'a>(&'a self, request: &'a Request, carry: &mut Carry) -> ApiResult<Ctx<'a>> {
@@ -622,9 +685,8 @@ impl App {
         } else if let Some(alert) = alert {
             headers.push(("Alert".into(), alert));
         }
-        if request.method.eq_ignore_ascii_case("HEAD") {
-            response.body.clear();
-        }
+        // HEAD keeps the would-be body: the worker sends its `Content-Length` (as Kinto does)
+        // and never the body itself.
     }
 }
 

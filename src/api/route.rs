@@ -103,6 +103,14 @@ pub enum Route {
     Batch,
     /// `/permissions` (experimental endpoint).
     Permissions,
+    /// `/__user_data__/{principal}` (decoded principal).
+    UserData(String),
+    /// `/buckets/{bid}/snapshot/collections/{cid}@{timestamp}` (history plugin).
+    Snapshot {
+        bucket: String,
+        collection: String,
+        timestamp: String,
+    },
     Plural(Target),
     Object(Target),
     /// 307 to another path of this server (path and query, absolute URL built later); `ttl` is the
@@ -194,6 +202,15 @@ fn route_inner(inner: &str, settings: RoutingSettings) -> ApiResult<Route> {
     if let Some(route) = simple {
         return Ok(route);
     }
+    if let Some(principal) = inner.strip_prefix("__user_data__/") {
+        if principal.is_empty() || principal.ends_with('/') {
+            return Ok(Route::NotFound);
+        }
+        return match decode_segment(principal) {
+            Some(p) => Ok(Route::UserData(p)),
+            None => Err(ApiError::BadRequest("Invalid URL path.".into())),
+        };
+    }
     let raw: Vec<&str> = inner.split('/').collect();
     if raw.iter().any(|s| s.is_empty()) {
         return Ok(Route::NotFound);
@@ -224,6 +241,16 @@ fn route_inner(inner: &str, settings: RoutingSettings) -> ApiResult<Route> {
         ["buckets", b, "collections"] => Route::Plural(target(Kind::Collection, b, "", None)),
         ["buckets", b, "collections", c] => Route::Object(target(Kind::Collection, b, "", Some(c))),
         ["buckets", b, "groups"] => Route::Plural(target(Kind::Group, b, "", None)),
+        ["buckets", b, "snapshot", "collections", c] if settings.history_enabled => {
+            match c.rsplit_once('@') {
+                Some((collection, timestamp)) => Route::Snapshot {
+                    bucket: b.to_string(),
+                    collection: collection.to_string(),
+                    timestamp: timestamp.to_string(),
+                },
+                None => Route::NotFound,
+            }
+        }
         ["buckets", b, "history"] if settings.history_enabled => {
             Route::Plural(target(Kind::History, b, "", None))
         }
