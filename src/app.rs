@@ -106,3 +106,18 @@ pub fn migrate(settings: &Settings, dry_run: bool) -> i32 {
     }
     0
 }
+
+/// `kinto flush-cache`: removes every cache entry (pagination tokens, verified account passwords).
+pub fn flush_cache(settings: &Settings) -> i32 {
+    let flushed = cache::connect(settings).and_then(|c| c.flush().map_err(|e| format!("{e:?}")));
+    match flushed {
+        Ok(()) => {
+            println!("Cache has been cleared.");
+            0
+        }
+        Err(e) => {
+            eprintln!("kinto flush-cache: {e}");
+            1
+        }
+    }
+}

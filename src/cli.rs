@@ -21,6 +21,7 @@ Commands:
                         --backend sqlite|postgresql|memory (default sqlite)
   migrate             create or upgrade the database schema
                         --dry-run: print the SQL instead of running it
+  flush-cache         remove every entry of the cache backend
   version             print the version
 
 Options:
@@ -84,6 +85,7 @@ pub enum Command {
     Migrate {
         dry_run: bool,
     },
+    FlushCache,
     Version,
     Help,
     /// `--stop` / `--reload`: signal the master named by a pidfile (SIGHUP when `reload`).
@@ -203,9 +205,10 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             backend: backend.unwrap_or(InitBackend::Sqlite),
         },
         (_, _, None, Some("migrate")) => Command::Migrate { dry_run },
+        (_, _, None, Some("flush-cache")) => Command::FlushCache,
         (_, _, None, Some(other)) => {
             return Err(format!(
-                "unknown command {other:?} (expected start, init, migrate or version)"
+                "unknown command {other:?} (expected start, init, migrate, flush-cache or version)"
             ))
         }
     };
@@ -273,6 +276,10 @@ pub fn main() -> i32 {
             }
         },
         Command::Init { backend } => init(&ini, backend),
+        Command::FlushCache => match load_settings(&ini) {
+            Ok(settings) => crate::app::flush_cache(&settings),
+            Err(code) => code,
+        },
         Command::Migrate { dry_run } => match load_settings(&ini) {
             Ok(settings) => crate::app::migrate(&settings, dry_run),
             Err(code) => code,
@@ -465,6 +472,10 @@ mod tests {
         assert_eq!(parse(&args("-h start")).unwrap().command, Command::Help);
         assert_eq!(parse(&args("--version")).unwrap().command, Command::Version);
         assert_eq!(parse(&args("version")).unwrap().command, Command::Version);
+        assert_eq!(
+            parse(&args("flush-cache")).unwrap().command,
+            Command::FlushCache
+        );
     }
 
     #[test]

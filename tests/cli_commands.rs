@@ -166,3 +166,59 @@ fn cliquet_is_kinto() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).to_uppercase().contains("CREATE TABLE"));
 }
+
+/// `migrate` creates the SQLite schemas next to the ini; `flush-cache` empties the cache table.
+#[test]
+fn migrate_then_flush_cache_on_sqlite() {
+    let dir = TempDir::new();
+    std::fs::write(
+        dir.0.join("kinto.ini"),
+        "[app:main]\nkinto.storage_backend = sqlite\nkinto.storage_url = sqlite:///data.db\n\
+         kinto.permission_backend = sqlite\n\
+         kinto.cache_backend = sqlite\nkinto.cache_url = sqlite:///cache.db\n",
+    )
+    .unwrap();
+    let out = run(Path::new(KINTO), &dir.0, &["--ini", "kinto.ini", "migrate"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(dir.0.join("data.db").exists());
+    let db = rusqlite::Connection::open(dir.0.join("cache.db")).unwrap();
+    db.execute(
+        "INSERT INTO cache (key, value, ttl) VALUES ('some-key', '\"v\"', NULL)",
+        [],
+    )
+    .unwrap();
+    let count = |db: &rusqlite::Connection| -> i64 {
+        db.query_row("SELECT count(*) FROM cache", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(count(&db), 1);
+    let out = run(
+        Path::new(KINTO),
+        &dir.0,
+        &["--ini", "kinto.ini", "flush-cache"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(count(&db), 0);
+}
+
+/// `--stop PIDFILE` sends SIGINT to the pid in the file (uWSGI's convenience command).
+#[test]
+fn stop_signals_the_pid_in_the_pidfile() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = TempDir::new();
+    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    let pidfile = dir.0.join("kinto.pid");
+    std::fs::write(&pidfile, format!("{}\n", sleeper.id())).unwrap();
+    let out = run(Path::new(KINTO), &dir.0, &["--stop", "kinto.pid"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let status = sleeper.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGINT));
+
+    let out = run(Path::new(KINTO), &dir.0, &["--reload", "missing.pid"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("missing.pid"),
+        "{}",
+        text(&out.stderr)
+    );
+}
