@@ -70,7 +70,7 @@ pub fn verify(
     let key = accounts.cache_key(username);
     let proof = hmac_hex(key.as_bytes(), password.as_bytes());
     if let Ok(Some(Value::String(cached))) = cache.get(&key) {
-        if cached == proof {
+        if constant_time_eq(cached.as_bytes(), proof.as_bytes()) {
             let _ = cache.expire(&key, accounts.cache_ttl_seconds);
             return true;
         }
@@ -94,6 +94,17 @@ pub fn verify(
         log::error!("cannot cache the login of {username:?}: {e:?}");
     }
     true
+}
+
+/// Compares two secrets in a time that depends on their lengths only, not on where they first
+/// differ: the cached proof is an HMAC of the password, which a timing oracle must not reveal.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    // black_box keeps the optimiser from turning the fold into an early-exit comparison.
+    std::hint::black_box(diff) == 0
 }
 
 /// The stored password hash of an account (its own short read-only transaction).
@@ -197,6 +208,14 @@ mod tests {
         let kinto = "$2b$12$08XLYqnJJXdsUivW75eoceUFqoyWUn9Lm.Pp9cLhZOV6/dfFQAjdS";
         assert!(check_password("pa", kinto));
         assert!(!check_password("pb", kinto));
+    }
+
+    #[test]
+    fn secret_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(constant_time_eq(b"", b""));
     }
 
     #[test]

@@ -1,15 +1,35 @@
 //! The glue between the process manager and the Kinto application: the master loads and validates
-//! the configuration (no resources), each forked worker connects its own backends and serves.
+//! the configuration (no resources), each forked worker opens its own logging outputs, connects its
+//! own backends and serves.
 
+use crate::logging::{self, Logger, LoggingConfig};
+use crate::metrics::MetricsConfig;
 use crate::settings::Settings;
 use crate::{api, cache, storage};
 use master::{Invocation, ServerConfig, WorkerContext};
 use std::path::Path;
 use std::sync::Arc;
 
-/// Kinto as a `master::App`: the validated settings, shared by every worker after fork.
+/// Kinto as a `master::App`: the validated configuration, shared by every worker after fork.
 pub struct KintoApp {
     settings: Arc<Settings>,
+    logging: LoggingConfig,
+}
+
+impl KintoApp {
+    /// Checks what the settings alone do not: the logging sections of the ini and the metrics
+    /// settings. Nothing is opened (files, sockets and pools belong to the workers).
+    pub fn new(settings: Settings) -> Result<KintoApp, String> {
+        let file = settings.ini_path.display();
+        let logging =
+            LoggingConfig::from_settings(&settings).map_err(|e| format!("{file}: {e}"))?;
+        MetricsConfig::from_settings(&settings)
+            .map_err(|e| format!("{file}: [{}] {e}", crate::settings::SECTION))?;
+        Ok(KintoApp {
+            settings: Arc::new(settings),
+            logging,
+        })
+    }
 }
 
 impl master::App for KintoApp {
@@ -19,33 +39,43 @@ impl master::App for KintoApp {
         settings
             .check_processes(config.processes)
             .map_err(|e| e.to_string())?;
-        let settings = Arc::new(settings);
-        Ok((config, KintoApp { settings }))
+        Ok((config, KintoApp::new(settings)?))
     }
 
     fn work(&self, ctx: WorkerContext) -> i32 {
         let id = ctx.id;
+        match Logger::open(&self.logging) {
+            Ok(logger) => logging::install(logger),
+            Err(e) => return init_failed(id, "logging", &e),
+        }
         // Connections are made here, after fork: a pool must never be shared across processes.
         let backend = match storage::connect(&self.settings) {
             Ok(backend) => backend,
-            Err(e) => return init_failed(id, "storage", &e),
+            Err(e) => return init_failed(id, "storage backend", &e),
         };
         let cache = match cache::connect(&self.settings) {
             Ok(cache) => cache,
-            Err(e) => return init_failed(id, "cache", &e),
+            Err(e) => return init_failed(id, "cache backend", &e),
         };
         let app = api::App::new(self.settings.clone(), backend, cache);
+        // Kinto's startup line, once per process as under uWSGI with lazy-apps.
+        log::info!(
+            target: "kinto.core",
+            "Running {} {}.",
+            self.settings.project_name,
+            self.settings.project_version
+        );
         // Initialised: the master's READY=1 waits for every slot to get here.
         ctx.slot.set_accepting();
         worker::serve(ctx, app)
     }
 }
 
-/// A worker that cannot build its application exits with uWSGI's "app failed" code, which tells
-/// the master to stop instead of respawning in a loop.
-fn init_failed(id: usize, role: &str, error: &str) -> i32 {
+/// A worker that cannot build its application exits with uWSGI's "app failed" code (with
+/// `need-app`, the master then stops instead of respawning in a loop).
+fn init_failed(id: usize, what: &str, error: &str) -> i32 {
     master::log::line(&format!(
-        "worker {id}: cannot initialise the {role} backend: {error}"
+        "worker {id}: cannot initialise the {what}: {error}"
     ));
     master::EXIT_INIT_FAILED
 }

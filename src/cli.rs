@@ -2,6 +2,7 @@
 //! uWSGI-style `--<option> value` arguments handed to the process manager as `[uwsgi]` overrides.
 //! Exit codes: 0 done, 1 failure at run time, 2 usage or settings error.
 
+use crate::app::KintoApp;
 use crate::settings::Settings;
 use std::path::{Path, PathBuf};
 
@@ -26,7 +27,7 @@ Options:
   --ini PATH          configuration file (default: $KINTO_INI, else config/kinto.ini);
                       PATH:SECTION reads the process options from [SECTION] instead of [uwsgi]
   --<option> VALUE    any [uwsgi] option, applied after the file (--http-socket 127.0.0.1:8888,
-                      --processes 4 or -p 4, --harakiri 30, --master, ...)
+                      --processes 4 or -p 4, --harakiri 30, --master or -M, ...)
   --stop PIDFILE      send SIGINT to the master whose pid is in PIDFILE (uWSGI's --stop)
   --reload PIDFILE    send SIGHUP to that master (graceful reload)
   -h, --help          print this help
@@ -130,6 +131,14 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
                 None => (rest, None),
             },
             None if arg == "-p" => ("processes", None),
+            // uWSGI's getopt also takes the value glued to the letter (`-p4`).
+            None if arg.len() > 2
+                && arg.starts_with("-p")
+                && arg[2..].bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                ("processes", Some(arg[2..].to_string()))
+            }
+            None if arg == "-M" => ("master", None),
             None if arg == "-h" => ("help", None),
             None if arg.starts_with('-') && arg.len() > 1 => {
                 return Err(format!("unknown option {arg}"));
@@ -286,7 +295,12 @@ pub fn main() -> i32 {
                     return EXIT_USAGE;
                 }
             }
-            master::run::<crate::app::KintoApp>(invocation)
+            // The logging sections and metrics settings are application settings too.
+            if let Err(e) = KintoApp::new(settings) {
+                eprintln!("{e}");
+                return EXIT_USAGE;
+            }
+            master::run::<KintoApp>(invocation)
         }
     }
 }
@@ -456,7 +470,7 @@ mod tests {
     #[test]
     fn uwsgi_overrides() {
         let cli = parse(&args(
-            "--ini=x.ini --http-socket 127.0.0.1:0 -p 3 --master --harakiri=5 start --lazy-apps",
+            "--ini=x.ini --http-socket 127.0.0.1:0 -p 3 --master --harakiri=5 start --lazy-apps -p4 -M",
         ))
         .unwrap();
         assert_eq!(cli.command, Command::Start);
@@ -466,6 +480,8 @@ mod tests {
             ("master", "true"),
             ("harakiri", "5"),
             ("lazy-apps", "true"),
+            ("processes", "4"),
+            ("master", "true"),
         ];
         let got: Vec<(&str, &str)> = cli
             .overrides
@@ -486,6 +502,7 @@ mod tests {
             "migrate --backend sqlite",
             "migrate --processes 2",
             "-x",
+            "-pfour",
             "--stop pid start",
         ] {
             assert!(parse(&args(line)).is_err(), "{line}");

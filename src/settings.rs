@@ -317,8 +317,11 @@ impl Loader {
         self.text(name).unwrap_or_default()
     }
 
+    /// Empty reads as false, as Pyramid's `asbool("")` does.
     fn bool(&self, name: &str) -> Result<bool, SettingsError> {
-        let text = self.string(name);
+        let Some(text) = self.text(name) else {
+            return Ok(false);
+        };
         parse_bool(&text).ok_or_else(|| {
             self.error(
                 name,
@@ -763,6 +766,11 @@ mod tests {
                 "{text}"
             );
         }
+        assert!(
+            !load("explicit_permissions =\n")
+                .unwrap()
+                .explicit_permissions
+        );
         let err = load("kinto.readonly = maybe\n").unwrap_err();
         assert!(
             err.0.starts_with(

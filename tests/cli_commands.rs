@@ -157,4 +157,12 @@ fn cliquet_is_kinto() {
     let out = run(&cliquet, &dir.0, &["--ini", "c.ini", "init"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(dir.0.join("c.ini").exists());
+    // The production docs' `cliquet --ini production.ini migrate`.
+    let out = run(
+        &cliquet,
+        &dir.0,
+        &["--ini", "c.ini", "migrate", "--dry-run"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).to_uppercase().contains("CREATE TABLE"));
 }

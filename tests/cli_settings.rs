@@ -269,3 +269,27 @@ fn malformed_postgresql_url() {
         ),
     );
 }
+
+/// The logging sections and the metrics settings are checked before the start too.
+#[test]
+fn logging_and_metrics_errors() {
+    let config = Config::new(&format!(
+        "{UWSGI}[app:main]\n[loggers]\nkeys = root, kinto\n[handlers]\nkeys = console\n\
+         [formatters]\nkeys = generic\n[logger_root]\nlevel = INFO\nhandlers = console\n\
+         [handler_console]\nclass = StreamHandler\nargs = (sys.stderr,)\nformatter = generic\n\
+         [formatter_generic]\nformat = %(message)s\n"
+    ));
+    assert_settings_error(&config.run(&[], &[]), &format!("{}: ", config.ini()));
+    let stderr = String::from_utf8_lossy(&config.run(&[], &[]).stderr).into_owned();
+    assert!(stderr.contains("[logger_kinto]"), "{stderr}");
+    let config = Config::new(&format!(
+        "{UWSGI}[app:main]\nkinto.includes = kinto.plugins.statsd\nkinto.statsd_url = carbon:8125\n"
+    ));
+    assert_settings_error(
+        &config.run(&[], &[]),
+        &format!(
+            "{}: [app:main] Invalid statsd_url \"carbon:8125\"",
+            config.ini()
+        ),
+    );
+}

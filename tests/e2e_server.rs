@@ -48,6 +48,8 @@ struct Server {
     child: Child,
     port: u16,
     lines: Lines,
+    notify: UnixDatagram,
+    ini: PathBuf,
 }
 
 impl Server {
@@ -89,8 +91,10 @@ impl Server {
             child,
             port: 0,
             lines,
+            notify,
+            ini,
         };
-        server.wait_ready(&notify);
+        server.wait_notify("READY=1");
         server.port = server.auto_assigned_port();
         server
     }
@@ -99,25 +103,37 @@ impl Server {
         self.lines.0.lock().unwrap().join("\n")
     }
 
-    /// Waits for a `READY=1` datagram from the master.
-    fn wait_ready(&mut self, notify: &UnixDatagram) {
+    /// Waits for a datagram from the master with a line starting with `line`; returns that line.
+    fn wait_notify(&mut self, line: &str) -> String {
         let deadline = Instant::now() + STARTUP;
-        notify
+        self.notify
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
         let mut buf = [0u8; 4096];
         while Instant::now() < deadline {
-            if let Ok(n) = notify.recv(&mut buf) {
+            if let Ok(n) = self.notify.recv(&mut buf) {
                 let datagram = String::from_utf8_lossy(&buf[..n]);
-                if datagram.lines().any(|l| l == "READY=1") {
-                    return;
+                if let Some(found) = datagram.lines().find(|l| l.starts_with(line)) {
+                    return found.to_string();
                 }
             }
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("kinto exited with {status} before READY=1:\n{}", self.log());
+                panic!("kinto exited with {status} before {line}:\n{}", self.log());
             }
         }
-        panic!("no READY=1 within {STARTUP:?}:\n{}", self.log());
+        panic!("no {line} within {STARTUP:?}:\n{}", self.log());
+    }
+
+    /// Rewrites the `[app:main]` section (the `[uwsgi]` one is kept) and sends SIGHUP.
+    fn reload_with(&mut self, app_main: &str) {
+        let text = std::fs::read_to_string(&self.ini).unwrap();
+        let uwsgi = &text[text.find("[uwsgi]").unwrap()..];
+        std::fs::write(&self.ini, format!("[app:main]\n{app_main}\n\n{uwsgi}")).unwrap();
+        // SAFETY: signalling the child this test spawned, by its pid.
+        assert_eq!(
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGHUP) },
+            0
+        );
     }
 
     /// The port of the `... bound to TCP address 127.0.0.1:<port> (port auto-assigned) fd <n>` line.
@@ -300,6 +316,40 @@ fn memory_round_trip() {
     round_trip(&server);
 }
 
+/// A reload (SIGHUP) re-reads the settings; an invalid file is refused and the old workers go on.
+#[test]
+fn reload_reads_the_settings_again() {
+    let dir = TempDir::new("reload");
+    let sqlite = "kinto.storage_backend = sqlite\nkinto.storage_url = sqlite:///kinto.db\n\
+                  kinto.permission_backend = sqlite\nkinto.cache_backend = sqlite\n";
+    let mut server = Server::start(&dir, &format!("{sqlite}project_name = before\n"), 2, &[]);
+    assert_eq!(
+        server.request("GET", "/v1/", None, None).1["project_name"],
+        "before"
+    );
+
+    server.reload_with(&format!("{sqlite}project_name = after\n"));
+    server.wait_notify("RELOADING=1");
+    server.wait_notify("READY=1");
+    assert_eq!(
+        server.request("GET", "/v1/", None, None).1["project_name"],
+        "after"
+    );
+
+    server.reload_with(&format!(
+        "{sqlite}project_name = broken\nkinto.paginate_by = many\n"
+    ));
+    let status = server.wait_notify("STATUS=reload failed");
+    assert!(
+        status.contains("kinto.paginate_by: invalid integer"),
+        "{status}"
+    );
+    assert_eq!(
+        server.request("GET", "/v1/", None, None).1["project_name"],
+        "after"
+    );
+}
+
 /// A PostgreSQL database created for one test and dropped after it.
 struct Database {
     admin_url: String,
@@ -392,4 +442,60 @@ fn postgresql_migrate_and_round_trip() {
 
     let server = Server::start(&dir, &app_main, 2, &[("PROJECT_NAME", "e2e-from-env")]);
     round_trip(&server);
+}
+
+/// A worker that cannot initialise (here: its log file cannot be opened) exits 22, and with
+/// `need-app` the master stops with that code instead of respawning in a loop.
+#[test]
+fn worker_init_failure_exits_22() {
+    let dir = TempDir::new("initfail");
+    let ini = dir.0.join("kinto.ini");
+    let log = dir.0.join("missing-dir/kinto.log");
+    std::fs::write(
+        &ini,
+        format!(
+            "[app:main]\nkinto.storage_backend = sqlite\nkinto.storage_url = sqlite:///kinto.db\n\
+             kinto.permission_backend = sqlite\nkinto.cache_backend = sqlite\n\
+             [uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\nneed-app = true\n\
+             [loggers]\nkeys = root\n[handlers]\nkeys = file\n[formatters]\nkeys = generic\n\
+             [logger_root]\nlevel = INFO\nhandlers = file\n\
+             [handler_file]\nclass = FileHandler\nargs = ('{}', 'a')\nformatter = generic\n\
+             [formatter_generic]\nformat = %(message)s\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(KINTO)
+        .arg("--ini")
+        .arg(&ini)
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = BufReader::new(stderr).read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + STARTUP;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("kinto still running after {STARTUP:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = reader.join().unwrap();
+    assert_eq!(status.code(), Some(22), "{text}");
+    assert!(
+        text.contains("cannot initialise the logging") && text.contains("missing-dir/kinto.log"),
+        "{text}"
+    );
 }

@@ -83,6 +83,13 @@ pub struct ServerConfig {
     pub chdir2: Option<PathBuf>,
     /// `add-gid`: extra supplementary groups.
     pub add_gids: Vec<u32>,
+    /// Process titles: `procname-prefix` (or `procname-prefix-spaced` plus a space),
+    /// `procname-append`, `procname` (workers), `procname-master`, `auto-procname`.
+    pub procname_prefix: Option<String>,
+    pub procname_append: Option<String>,
+    pub procname: Option<String>,
+    pub procname_master: Option<String>,
+    pub auto_procname: bool,
     /// `listen`: backlog of self-bound listeners.
     pub listen: u32,
     /// `chmod-socket`: mode of Unix socket files.
@@ -145,6 +152,9 @@ pub struct ServerConfig {
     /// `log-date`: prefix of the master's lifecycle lines: `Some("")` for the C `ctime()` form,
     /// else a `strftime` format.
     pub log_date: Option<String>,
+    /// `log-maxsize` (bytes, 0 = off) and `log-backupname`: rotation of `logto` by the master.
+    pub log_maxsize: u64,
+    pub log_backupname: Option<PathBuf>,
     /// `logto2`: log file opened after privileges are dropped.
     pub logto2: Option<PathBuf>,
     /// `max-fd`: `RLIMIT_NOFILE` (0 = unchanged).
@@ -444,6 +454,18 @@ impl ServerConfig {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
+        // `logger = file:PATH` is `logto`; `stdio` is the default; others are not provided.
+        let mut logto = v.str("logto").map(PathBuf::from);
+        for logger in v.list("logger").cloned().collect::<Vec<_>>() {
+            match logger.split_once(':') {
+                Some(("file", path)) if logto.is_none() => logto = Some(PathBuf::from(path)),
+                _ if logger == "stdio" => {}
+                _ => v.notice(
+                    "logger",
+                    "only `file:PATH` and `stdio` loggers are provided",
+                ),
+            }
+        }
         let processes = (v.int("processes")? as usize).max(1);
         let harakiri_graceful_signal = v.int("harakiri-graceful-signal")? as i32;
         if nix::sys::signal::Signal::try_from(harakiri_graceful_signal).is_err() {
@@ -472,6 +494,14 @@ impl ServerConfig {
             log_micros: v.bool("log-micros"),
             ini,
             sockets,
+            procname_prefix: v
+                .str("procname-prefix-spaced")
+                .map(|p| format!("{p} "))
+                .or_else(|| v.str("procname-prefix").map(str::to_string)),
+            procname_append: v.str("procname-append").map(str::to_string),
+            procname: v.str("procname").map(str::to_string),
+            procname_master: v.str("procname-master").map(str::to_string),
+            auto_procname: v.bool("auto-procname"),
             shared_sockets: v.list("shared-socket").cloned().collect(),
             abstract_socket: v.bool("abstract-socket"),
             chdir2: v.str("chdir2").map(PathBuf::from),
@@ -535,7 +565,9 @@ impl ServerConfig {
             stats_minified: v.bool("stats-minified"),
             stats_no_cores: v.bool("stats-no-cores"),
             touch_reload: v.list("touch-reload").map(PathBuf::from).collect(),
-            logto: v.str("logto").map(PathBuf::from),
+            logto,
+            log_maxsize: v.int("log-maxsize")?,
+            log_backupname: v.str("log-backupname").map(PathBuf::from),
             exit_on_reload: v.bool("exit-on-reload"),
             no_orphans: v.bool("no-orphans"),
             notices: v.notices,
@@ -841,6 +873,19 @@ mod tests {
         );
         let c = parse("[uwsgi]\nhttp-socket = :8000\nbuffer-size = 100000\n").unwrap();
         assert_eq!(c.buffer_size, 65535);
+    }
+
+    #[test]
+    fn environment_options_apply_before_the_file() {
+        // An option no other test of this process looks at (tests share the environment).
+        std::env::set_var("UWSGI_HARAKIRI_VERBOSE", "1");
+        std::env::set_var("UWSGI_NOT_AN_OPTION_XYZ", "1");
+        let from_env = parse("[uwsgi]\nhttp-socket = :8000\nstrict = true\n").unwrap();
+        let from_file = parse("[uwsgi]\nhttp-socket = :8000\nharakiri-verbose = false\n").unwrap();
+        std::env::remove_var("UWSGI_HARAKIRI_VERBOSE");
+        std::env::remove_var("UWSGI_NOT_AN_OPTION_XYZ");
+        assert!(from_env.harakiri_verbose);
+        assert!(!from_file.harakiri_verbose, "the file wins for scalars");
     }
 
     #[test]

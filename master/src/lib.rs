@@ -7,7 +7,7 @@
 //!
 //! Layout: `dialect` (uWSGI's ini reader and substitutions), `logic` (includes and `if-*`/`for` blocks), `registry` (the option table, its
 //! notices and docs), `config` (`ServerConfig`), `listener` (socket forms, bind, inherit),
-//! `privileges`, `scoreboard` (shared slots), `signals` (self-pipe), `notify` (sd_notify), `stats` (the stats server),
+//! `privileges`, `procname` (process titles), `scoreboard` (shared slots), `signals` (self-pipe), `notify` (sd_notify), `stats` (the stats server),
 //! `context` (what a worker receives), `spawn` (the child side of fork), `run` (the master loop),
 //! `log` (line writing).
 
@@ -19,6 +19,7 @@ pub mod log;
 pub mod logic;
 pub mod notify;
 pub mod privileges;
+mod procname;
 pub mod registry;
 mod run;
 pub mod scoreboard;

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 /// `log-date`: `Some("")` for the `ctime()` form, `Some(format)` for `strftime`.
 static DATE_FORMAT: Mutex<Option<String>> = Mutex::new(None);
 
-/// Sets the `log-date` prefix of [`line`] (the master calls it at startup and on reload).
+/// Sets the `log-date` prefix of [`line()`] (the master calls it at startup and on reload).
 pub fn set_date_format(format: Option<String>) {
     *DATE_FORMAT.lock().unwrap_or_else(|e| e.into_inner()) = format;
 }

@@ -76,7 +76,7 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt!("http-socket", [], List, "", Must, Honoured, "HTTP listener (`host:port`, `:port`, `[v6]:port`, Unix path, `@abstract`, `fd://N`, `=N`); repeatable"),
     opt!("http11-socket", [], List, "", Should, Honoured, "HTTP listener with keep-alive connections"),
     opt!("http", [], List, "", Should, Honoured, "HTTP router address; served directly by the workers (no router process)"),
-    opt!("socket", ["uwsgi-socket", "s"], List, "", Should, Honoured, "listener of the uwsgi protocol; HTTP with `protocol = http`"),
+    opt!("socket", ["uwsgi-socket", "s"], List, "", Should, Honoured, "with `protocol = http`, an HTTP listener; the uwsgi protocol itself is refused at startup (use `http-socket`)"),
     opt!("protocol", ["socket-protocol"], Str, "uwsgi", Must, Honoured, "protocol of `socket` lines: only `http` is served"),
     opt!("listen", ["l"], Int, "100", Must, Honoured, "backlog of self-bound listeners; must not exceed net.core.somaxconn"),
     opt!("chmod-socket", ["chmod", "C"], Str, "", Must, Honoured, "mode of Unix socket files: `1`/empty = 666, or three octal digits"),
@@ -153,12 +153,12 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt!("stats-minified", [], Bool, "false", Should, Honoured, "compact stats document"),
     opt!("stats-no-cores", [], Bool, "false", Should, Honoured, "omit cores from the stats document"),
     opt!("memory-report", ["m"], Bool, "false", Should, Notice(LATER), "memory figures in request lines"),
-    opt!("procname-prefix", [], Str, "", Should, Notice(LATER), "process title prefix"),
-    opt!("procname-prefix-spaced", [], Str, "", Should, Notice(LATER), "process title prefix followed by a space"),
-    opt!("procname-append", [], Str, "", Should, Notice(LATER), "process title suffix"),
-    opt!("procname", [], Str, "", Should, Notice(LATER), "process title of the workers"),
-    opt!("procname-master", [], Str, "", Should, Notice(LATER), "process title of the master"),
-    opt!("auto-procname", [], Bool, "false", Should, Notice(LATER), "descriptive process titles"),
+    opt!("procname-prefix", [], Str, "", Should, Honoured, "process title prefix"),
+    opt!("procname-prefix-spaced", [], Str, "", Should, Honoured, "process title prefix followed by a space"),
+    opt!("procname-append", [], Str, "", Should, Honoured, "process title suffix"),
+    opt!("procname", [], Str, "", Should, Honoured, "process title of the workers"),
+    opt!("procname-master", [], Str, "", Should, Honoured, "process title of the master"),
+    opt!("auto-procname", [], Bool, "false", Should, Honoured, "descriptive process titles"),
     opt!("max-fd", [], Int, "0", Should, Honoured, "RLIMIT_NOFILE"),
     opt!("cheaper*", [], Str, "", Wont, Notice("all processes always run"), "adaptive worker count"),
     opt!("idle", [], Int, "0", Wont, Notice("all processes always run"), "sleep when idle"),
@@ -189,8 +189,8 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt!("logto", [], Str, "", Must, Honoured, "log file (append), opened before privileges are dropped"),
     opt!("logto2", [], Str, "", Should, Honoured, "log file opened after privileges are dropped"),
     opt!("log-reopen", [], Bool, "false", Should, Honoured, "reopen the log file on reload"),
-    opt!("log-maxsize", [], Int, "0", Should, Notice(LATER), "size-based log rotation"),
-    opt!("log-backupname", [], Str, "", Should, Notice(LATER), "name of the rotated log"),
+    opt!("log-maxsize", [], Int, "0", Should, Honoured, "size-based log rotation"),
+    opt!("log-backupname", [], Str, "", Should, Honoured, "name of the rotated log"),
     opt!("disable-logging", ["L"], Bool, "false", Must, Honoured, "no request log lines"),
     opt!("log-4xx", [], Bool, "false", Should, Honoured, "with disable-logging, still log 4xx requests"),
     opt!("log-5xx", [], Bool, "false", Must, Honoured, "with disable-logging, still log 5xx requests"),
@@ -204,7 +204,7 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt!("log-master", [], Bool, "false", Wont, Notice("workers write their lines directly, one write(2) each"), "route logs through the master"),
     opt!("threaded-logger", [], Bool, "false", Wont, Notice("workers write their lines directly, one write(2) each"), "logger thread"),
     opt!("log-master-bufsize", [], Int, "0", Wont, Notice("workers write their lines directly, one write(2) each"), "logger buffer"),
-    opt!("logger", [], List, "", Should, Notice(LATER), "pluggable logger"),
+    opt!("logger", [], List, "", Should, Honoured, "`file:PATH` (as `logto`) and `stdio`; other loggers get a notice"),
     opt!("req-logger", [], List, "", Should, Notice(LATER), "pluggable request logger"),
     opt!("log-encoder", [], List, "", Should, Notice(LATER), "log line encoder"),
     opt!("log-route", [], List, "", Should, Notice(LATER), "log routing"),
@@ -384,5 +384,27 @@ mod tests {
         let docs = docs_markdown();
         assert_eq!(docs.lines().count(), OPTIONS.len() + 2);
         assert!(docs.contains("| `harakiri` | `t` | integer | `0` | must | honoured |"));
+    }
+}
+
+#[cfg(test)]
+mod docs_file {
+    /// `master/OPTIONS.md` is generated from the registry; regenerate it with
+    /// `UPDATE_OPTIONS_DOC=1 cargo test -p master docs_file`.
+    #[test]
+    fn options_doc_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("OPTIONS.md");
+        let expected = format!(
+            "# `[uwsgi]` options\n\nGenerated from `master/src/registry.rs` (`master::docs_markdown()`); do not edit.\n\n{}",
+            super::docs_markdown()
+        );
+        if std::env::var_os("UPDATE_OPTIONS_DOC").is_some() {
+            std::fs::write(&path, &expected).unwrap();
+        }
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            current == expected,
+            "master/OPTIONS.md is stale: run UPDATE_OPTIONS_DOC=1 cargo test -p master docs_file"
+        );
     }
 }

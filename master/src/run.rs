@@ -149,6 +149,8 @@ struct Master<A: App> {
     last_memory_check: Instant,
     /// SIGTSTP pause in force.
     paused: bool,
+    /// The command line as started (the process title may overwrite it), for a re-exec.
+    argv: Vec<std::ffi::OsString>,
 }
 
 /// Runs the master until shutdown and returns the process exit code.
@@ -166,6 +168,7 @@ pub fn run<A: App>(invocation: Invocation) -> i32 {
 
 impl<A: App> Master<A> {
     fn start(mut invocation: Invocation) -> Result<Master<A>, Fatal> {
+        let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
         // 1. Signals first: a stop signal during startup is handled as soon as the loop runs.
         let pipe = signals::install().map_err(|e| format!("signal setup: {e}"))?;
         let reloads: u64 = std::env::var(ENV_RELOADS)
@@ -252,6 +255,10 @@ impl<A: App> Master<A> {
             }
             None => None,
         };
+        let fifo = match config.master_fifo.first() {
+            Some(path) => Some(open_fifo(path)?),
+            None => None,
+        };
         // 10. Privileges.
         for line in crate::privileges::drop_privileges(&config)? {
             log::line(&line);
@@ -292,6 +299,9 @@ impl<A: App> Master<A> {
             },
             std::process::id()
         ));
+        if let Some(title) = crate::procname::master_title(&config) {
+            crate::procname::set_title(&title);
+        }
         let touched = watched_files(&config);
         if let Some(server) = &stats {
             poll.registry()
@@ -302,20 +312,15 @@ impl<A: App> Master<A> {
                 )
                 .map_err(|e| format!("epoll: {e}"))?;
         }
-        let fifo = match config.master_fifo.first() {
-            Some(path) => {
-                let file = open_fifo(path)?;
-                poll.registry()
-                    .register(
-                        &mut mio::unix::SourceFd(&file.as_raw_fd()),
-                        mio::Token(1),
-                        mio::Interest::READABLE,
-                    )
-                    .map_err(|e| format!("epoll: {e}"))?;
-                Some(file)
-            }
-            None => None,
-        };
+        if let Some(file) = &fifo {
+            poll.registry()
+                .register(
+                    &mut mio::unix::SourceFd(&file.as_raw_fd()),
+                    mio::Token(1),
+                    mio::Interest::READABLE,
+                )
+                .map_err(|e| format!("epoll: {e}"))?;
+        }
         let target = config.processes;
         Ok(Master {
             app: Arc::new(app),
@@ -350,6 +355,7 @@ impl<A: App> Master<A> {
             watchdog_env,
             last_memory_check: Instant::now(),
             paused: false,
+            argv,
         })
     }
 
@@ -406,7 +412,7 @@ impl<A: App> Master<A> {
             timeout = timeout.min(Duration::from_millis(50));
         }
         for (i, s) in self.slots.iter().enumerate() {
-            if s.pid.is_some() && !s.harakiri_fired {
+            if s.pid.is_some() && !s.harakiri_fired && s.harakiri_kill_at.is_none() {
                 let d = self
                     .board
                     .slot(i + 1)
@@ -416,7 +422,11 @@ impl<A: App> Master<A> {
                     timeout = timeout.min(Duration::from_millis(d.saturating_sub(now_ms)));
                 }
             }
-            if let Some(at) = s.respawn_at {
+            // Only respawns that spawn_missing will act on, or the loop would spin.
+            if let Some(at) = s
+                .respawn_at
+                .filter(|_| self.phase == Phase::Running && i < self.target)
+            {
                 timeout = timeout.min(at.saturating_duration_since(now));
             }
             if let Some(at) = s
@@ -520,7 +530,10 @@ impl<A: App> Master<A> {
             _ => Signal::SIGHUP,
         };
         for i in 0..self.slots.len() {
-            self.slots[i].respawn_at = self.slots[i].respawn_at.map(|_| Instant::now());
+            self.slots[i].respawn_at = self.slots[i]
+                .respawn_at
+                .filter(|_| i < self.target)
+                .map(|_| Instant::now());
             if i >= self.target {
                 self.curse(i, Signal::SIGHUP, StopReason::Remove);
             } else if kind != ReloadKind::Chain {
@@ -1137,14 +1150,15 @@ impl<A: App> Master<A> {
         }
     }
 
-    /// `max-worker-lifetime` (graceful recycle) and `evil-reload-on-rss`/`-as` (SIGKILL), checked
-    /// at most once per second; memory is read from `/proc/<pid>/statm` by the master itself.
+    /// Once per second: `max-worker-lifetime` (graceful recycle), `evil-reload-on-rss`/`-as`
+    /// (SIGKILL; memory read from `/proc/<pid>/statm` by the master itself), `log-maxsize`.
     fn check_lifetime_and_memory(&mut self) {
         if self.phase != Phase::Running || self.last_memory_check.elapsed() < Duration::from_secs(1)
         {
             return;
         }
         self.last_memory_check = Instant::now();
+        self.rotate_log();
         let lifetime = self.config.max_worker_lifetime;
         let (evil_rss, evil_as) = (
             self.config.evil_reload_on_rss,
@@ -1158,6 +1172,11 @@ impl<A: App> Master<A> {
             let age = self.slots[i]
                 .spawned_at
                 .map_or(Duration::ZERO, |t| t.elapsed());
+            // The init back-off of a slot resets once one of its workers has served for 10 s.
+            let state = self.board.slot(n).state.load(Ordering::Acquire);
+            if age >= Duration::from_secs(10) && matches!(state, STATE_ACCEPTING | STATE_BUSY) {
+                self.slots[i].init_failures = 0;
+            }
             if !lifetime.is_zero()
                 && age >= lifetime + self.config.max_worker_lifetime_delta * i as u32
             {
@@ -1188,6 +1207,33 @@ impl<A: App> Master<A> {
                 ));
                 let _ = kill(pid, Signal::SIGKILL);
             }
+        }
+    }
+
+    /// `log-maxsize`: the master renames a `logto` file grown past the limit (to
+    /// `log-backupname`, else `<logto>.<unix time>`) and reopens it. Workers write to the new
+    /// file once respawned.
+    fn rotate_log(&self) {
+        let (Some(path), max) = (&self.config.logto, self.config.log_maxsize) else {
+            return;
+        };
+        if max == 0 || std::fs::metadata(path).map_or(0, |m| m.len()) < max {
+            return;
+        }
+        let backup = self.config.log_backupname.clone().unwrap_or_else(|| {
+            let now = SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            PathBuf::from(format!("{}.{now}", path.display()))
+        });
+        match std::fs::rename(path, &backup) {
+            Ok(()) => {
+                if let Err(e) = redirect_log(path) {
+                    log::line(&e);
+                }
+                log::line(&format!("logfile rotated to {}", backup.display()));
+            }
+            Err(e) => log::line(&format!("unable to rotate log {}: {e}", path.display())),
         }
     }
 
@@ -1302,9 +1348,26 @@ impl<A: App> Master<A> {
             Err(e) => return format!("current_exe(): {e}"),
         };
         log::line(&format!("running {}", binary.display()));
-        use std::os::unix::process::CommandExt;
-        let args: Vec<_> = std::env::args_os().skip(1).collect();
-        let error = std::process::Command::new(&binary).args(args).exec();
+        use std::os::unix::ffi::OsStrExt;
+        let to_c = |s: &std::ffi::OsStr| std::ffi::CString::new(s.as_bytes());
+        let (Ok(path), Ok(args)) = (
+            to_c(binary.as_os_str()),
+            self.argv
+                .iter()
+                .map(|a| to_c(a))
+                .collect::<Result<Vec<_>, _>>(),
+        ) else {
+            return "NUL byte in the command line".to_string();
+        };
+        // Signals stay blocked across execve until the new image has its handlers (a SIGHUP or
+        // SIGTERM in between would otherwise take the default action and kill the service).
+        // Plain execv: std's exec would unblock every signal first.
+        let mask = signals::block_all();
+        let error = match nix::unistd::execv(&path, &args) {
+            Err(e) => e.to_string(),
+            Ok(never) => match never {},
+        };
+        signals::restore(&mask);
         // exec failed: restore what the running image needs.
         std::env::remove_var(ENV_INHERITED);
         std::env::set_var(ENV_RELOADS, reloads.to_string());
@@ -1318,7 +1381,7 @@ impl<A: App> Master<A> {
                 nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
             );
         }
-        error.to_string()
+        error
     }
 
     fn vacuum(&self) {

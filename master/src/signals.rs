@@ -52,7 +52,6 @@ pub fn install() -> std::io::Result<SelfPipe> {
     let (read, write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)?;
     PIPE_WRITE.store(write.as_raw_fd(), Ordering::Relaxed);
-    signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
     let handler = SigAction::new(
         SigHandler::Handler(on_signal),
         SaFlags::SA_RESTART,
@@ -67,6 +66,9 @@ pub fn install() -> std::io::Result<SelfPipe> {
             signal::sigaction(sig, &handler)?;
         }
     }
+    // Unblocked only now: a signal left pending (blocked across our own re-exec, or by whoever
+    // started us) reaches the handler, not the default action.
+    signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
     Ok(SelfPipe { read, write })
 }
 

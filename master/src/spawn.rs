@@ -37,6 +37,9 @@ pub(crate) fn child_main<A: App>(
         exit_now(1)
     };
     signals::restore(&nix::sys::signal::SigSet::empty());
+    if let Some(title) = crate::procname::worker_title(&config, id) {
+        crate::procname::set_title(&title);
+    }
     if let Some(dir) = &config.chdir2 {
         if let Err(e) = std::env::set_current_dir(dir) {
             crate::log::line(&format!("chdir() to {}: {e}", dir.display()));

@@ -67,6 +67,8 @@ impl Ini {
             pending.clear();
         }
 
+        // Editors on some systems save a byte-order mark; it is not part of the first line.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (n, raw_line) in text.split('\n').enumerate() {
             let line_no = n + 1;
             let line = raw_line.strip_suffix('\r').unwrap_or(raw_line);
@@ -323,6 +325,12 @@ mod tests {
         assert_eq!(err.section.as_deref(), Some("app:main"));
         let err = Ini::parse("[app:main]\n[app:main]\n", &["app:main"]).unwrap_err();
         assert!(err.message.contains("twice"));
+    }
+
+    #[test]
+    fn byte_order_mark_and_crlf() {
+        let ini = parse("\u{feff}[app:main]\r\nk = v\r\n  w\r\n");
+        assert_eq!(get(&ini, "k").unwrap().unwrap(), "v\nw");
     }
 
     #[test]

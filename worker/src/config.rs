@@ -24,6 +24,9 @@ pub struct HttpConfig {
     pub max_headers: usize,
     /// Seconds a request may run (`harakiri`, 0 = off), passed to the scoreboard.
     pub harakiri: u64,
+    /// The signal the master sends first on harakiri when `harakiri-graceful-timeout` is set: the
+    /// worker answers 504 to the client it is serving, then exits (3.6).
+    pub harakiri_graceful_signal: Option<i32>,
     /// Stop gracefully after this many requests (0 = never).
     pub max_requests: u64,
     /// Stop gracefully when RSS reaches this many megabytes (0 = never).
@@ -59,6 +62,7 @@ impl Default for HttpConfig {
             add_headers: Vec::new(),
             max_headers: 119,
             harakiri: 0,
+            harakiri_graceful_signal: None,
             max_requests: 0,
             reload_on_rss: 0,
             min_worker_lifetime: Duration::from_secs(10),
@@ -84,6 +88,9 @@ impl HttpConfig {
             add_headers: config.add_headers.clone(),
             max_headers: config.max_headers,
             harakiri: config.harakiri,
+            harakiri_graceful_signal: (config.harakiri > 0
+                && !config.harakiri_graceful_timeout.is_zero())
+            .then_some(config.harakiri_graceful_signal),
             max_requests: config.max_requests,
             reload_on_rss: config.reload_on_rss,
             min_worker_lifetime: config.min_worker_lifetime,

@@ -8,6 +8,7 @@ use crate::request::Version;
 use crate::respond::{asks_close, bodiless, encode_head, Persistence};
 use crate::response::Response;
 use crate::server::{Conn, Served, Worker};
+use crate::signals::{set_handler_client, set_timeout_response};
 use crate::slot::Slot;
 use crate::Handler;
 use std::io;
@@ -283,9 +284,16 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
             &self.req.remote_addr,
             self.config.harakiri,
         );
+        if self.graceful_harakiri {
+            set_handler_client(Some(conn.stream.raw_fd()));
+        }
         let handler = &mut self.handler;
         let req = &self.req;
-        let (response, panicked) = match catch_unwind(AssertUnwindSafe(|| handler.handle(req))) {
+        let outcome = catch_unwind(AssertUnwindSafe(|| handler.handle(req)));
+        if self.graceful_harakiri {
+            set_handler_client(None);
+        }
+        let (response, panicked) = match outcome {
             Ok(response) => (response, false),
             Err(payload) => {
                 self.exceptions += 1;
@@ -329,6 +337,21 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
             self.req.body = Vec::new();
         }
         keep && !written.failed
+    }
+
+    /// Builds the 504 the graceful-harakiri signal handler writes (3.6 item 4).
+    pub(crate) fn prepare_timeout_response(&mut self) {
+        let response = self.error_response(504);
+        let mut bytes = Vec::new();
+        encode_head(
+            &mut bytes,
+            Version::Http11,
+            &response,
+            &self.config.add_headers,
+            Persistence::Close,
+        );
+        bytes.extend_from_slice(&response.body);
+        set_timeout_response(bytes);
     }
 
     fn error_response(&mut self, status: u16) -> Response {

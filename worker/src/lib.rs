@@ -19,12 +19,12 @@ pub mod head;
 pub mod log;
 pub mod logformat;
 pub mod request;
-pub mod respond;
+mod respond;
 pub mod response;
-pub mod server;
+mod server;
 pub mod signals;
 pub mod slot;
-pub mod stream;
+mod stream;
 
 pub use config::{HttpConfig, HttpListener};
 pub use log::Log;
@@ -53,7 +53,8 @@ pub trait Handler {
 /// stop (SIGHUP, recycling), 30 when the master is gone (SIGINT/SIGTERM `_exit(30)` directly).
 /// Installs the worker's signal handlers and panic hook: call it only in a forked worker.
 pub fn serve<H: Handler>(ctx: WorkerContext, handler: H) -> i32 {
-    let signals = match WorkerSignals::install() {
+    let config = HttpConfig::from_server(&ctx.config);
+    let signals = match WorkerSignals::install(config.harakiri_graceful_signal) {
         Ok(signals) => signals,
         Err(e) => {
             Log::stderr().dated(&format!(
@@ -64,12 +65,10 @@ pub fn serve<H: Handler>(ctx: WorkerContext, handler: H) -> i32 {
         }
     };
     install_panic_hook();
-    // Initialised and about to accept: the master's READY=1 waits for every slot to say so.
-    ctx.slot.set_accepting();
     let setup = WorkerSetup {
         id: ctx.id,
         listeners: ctx.listeners.into_iter().map(HttpListener::from).collect(),
-        config: HttpConfig::from_server(&ctx.config),
+        config,
         master_alive: Some(ctx.master_alive),
         log: Log::stderr(),
     };

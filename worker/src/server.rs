@@ -90,6 +90,8 @@ pub(crate) struct Worker<'s, H, S: ?Sized> {
     pub req: Request,
     pub head_out: Vec<u8>,
     pub hup: Arc<AtomicBool>,
+    /// The graceful-harakiri handler needs the client descriptor while the handler runs.
+    pub graceful_harakiri: bool,
     /// Exit code once a stop was decided.
     pub stopping: Option<i32>,
     pub requests: u64,
@@ -196,12 +198,13 @@ impl<'s, H: Handler, S: Slot + ?Sized> Worker<'s, H, S> {
         let hup = signals
             .as_ref()
             .map_or_else(|| Arc::new(AtomicBool::new(false)), |s| s.hup_flag());
+        let graceful_harakiri = signals.as_ref().is_some_and(|s| s.graceful_harakiri());
         let limits = HeadLimits {
             buffer_size: config.buffer_size,
             max_headers: config.max_headers,
             limit_post: config.limit_post,
         };
-        Ok(Worker {
+        let mut worker = Worker {
             id,
             pid: std::process::id(),
             buf: vec![0; config.buffer_size],
@@ -216,6 +219,7 @@ impl<'s, H: Handler, S: Slot + ?Sized> Worker<'s, H, S> {
             req: Request::empty(),
             head_out: Vec::with_capacity(1024),
             hup,
+            graceful_harakiri,
             stopping: None,
             requests: 0,
             exceptions: 0,
@@ -232,7 +236,11 @@ impl<'s, H: Handler, S: Slot + ?Sized> Worker<'s, H, S> {
             master_alive,
             signals,
             paused: false,
-        })
+        };
+        if graceful_harakiri {
+            worker.prepare_timeout_response();
+        }
+        Ok(worker)
     }
 
     pub fn port_of(&self, listener: usize) -> u16 {

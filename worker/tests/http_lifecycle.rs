@@ -114,6 +114,11 @@ struct Forked {
 
 impl Forked {
     fn start(keep_alive: bool) -> Forked {
+        Forked::start_with(keep_alive, None)
+    }
+
+    /// `graceful_harakiri`: the `harakiri-graceful-signal` in force.
+    fn start_with(keep_alive: bool, graceful_harakiri: Option<i32>) -> Forked {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let (alive_read, alive_write) = nix::unistd::pipe().unwrap();
@@ -123,7 +128,7 @@ impl Forked {
             ForkResult::Child => {
                 drop(log_read);
                 drop(alive_write);
-                let code = match WorkerSignals::install() {
+                let code = match WorkerSignals::install(graceful_harakiri) {
                     Ok(signals) => {
                         let setup = WorkerSetup {
                             id: 1,
@@ -131,7 +136,11 @@ impl Forked {
                                 socket: ListenSocket::Tcp(listener),
                                 keep_alive,
                             }],
-                            config: HttpConfig::default(),
+                            config: HttpConfig {
+                                harakiri: u64::from(graceful_harakiri.is_some()) * 30,
+                                harakiri_graceful_signal: graceful_harakiri,
+                                ..HttpConfig::default()
+                            },
                             master_alive: Some(alive_read),
                             log: Log::to_fd(log_write),
                         };
@@ -164,7 +173,9 @@ impl Forked {
     /// Serves one request, which proves the handlers are installed and the loop runs.
     fn ready(&self) {
         let mut stream = self.connect();
-        stream.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
         assert_eq!(only_reply(&read_to_close(&mut stream)).status, 200);
     }
 
@@ -273,4 +284,36 @@ fn sigusr1_sigusr2_and_sigtstp() {
     assert_eq!(only_reply(&read_to_close(&mut stream)).status, 200);
     worker.signal(Signal::SIGHUP);
     assert_eq!(worker.wait(), WaitStatus::Exited(worker.pid, 17));
+}
+
+#[test]
+fn graceful_harakiri_signal_answers_504_then_exits_30() {
+    let worker = Forked::start_with(true, Some(libc::SIGTERM));
+    worker.ready();
+    let mut stream = worker.connect();
+    stream
+        .write_all(b"GET /sleep?ms=5000 HTTP/1.1\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    worker.signal(Signal::SIGTERM);
+    assert_eq!(worker.wait(), WaitStatus::Exited(worker.pid, 30));
+    let reply = only_reply(&read_to_close(&mut stream));
+    assert_eq!(reply.status, 504);
+    assert_eq!(reply.header("Connection"), Some("close"));
+    assert_eq!(reply.header("X-Error-By"), Some("probe"));
+    assert!(reply.body_text().contains("\"code\":504"));
+}
+
+#[test]
+fn graceful_harakiri_signal_when_idle_just_exits() {
+    let worker = Forked::start_with(true, Some(libc::SIGUSR2));
+    worker.ready();
+    // A parked keep-alive connection gets no stray 504.
+    let mut stream = worker.connect();
+    stream.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    let mut buffer = Vec::new();
+    assert_eq!(read_reply(&mut stream, &mut buffer, false).status, 200);
+    worker.signal(Signal::SIGUSR2);
+    assert_eq!(worker.wait(), WaitStatus::Exited(worker.pid, 30));
+    assert!(read_to_close(&mut stream).is_empty());
 }

@@ -550,3 +550,35 @@ fn log_4xx_and_log_micros() {
     assert_eq!(server.log.count("=> generated"), 2);
     assert_eq!(server.log.count("(HTTP/1.1 500)"), 0);
 }
+
+#[test]
+fn a_head_dripping_past_the_total_head_time_gets_408() {
+    let config = HttpConfig {
+        socket_timeout: Duration::from_secs(2),
+        head_timeout: Duration::from_millis(1500),
+        ..HttpConfig::default()
+    };
+    let server = TestServer::start(config, false);
+    let mut stream = server.connect();
+    let sent = Instant::now();
+    // One byte every 200 ms never trips the per-read timeout, only the total.
+    let drip = std::thread::spawn({
+        let mut stream = stream.try_clone().unwrap();
+        move || {
+            for byte in b"GET / HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaa" {
+                if stream.write_all(&[*byte]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    });
+    let data = read_to_close(&mut stream);
+    let waited = sent.elapsed();
+    assert_eq!(only_reply(&data).status, 408);
+    assert!(
+        waited >= Duration::from_millis(1400) && waited < Duration::from_millis(3500),
+        "{waited:?}"
+    );
+    drip.join().unwrap();
+}

@@ -140,3 +140,27 @@ fn logto_pidfile2_and_safe_pidfile() {
     assert!(text.trim_end().ends_with("goodbye to uWSGI."), "{text}");
     assert!(!s.dir.path("second.pid").exists());
 }
+
+#[test]
+fn log_rotation_by_size() {
+    let dir = TempDir::new();
+    let log = dir.path("server.log");
+    let mut s = start(&format!(
+        "[uwsgi]\nhttp-socket = 127.0.0.1:0\nlogger = file:{}\nlog-maxsize = 200\nlog-backupname = %dold.log\nprocesses = 1\nsocket-timeout = 1\n",
+        log.display()
+    ));
+    let backup = s.dir.path("old.log");
+    let deadline = std::time::Instant::now() + WAIT;
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("logfile rotated to")
+    {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(std::fs::read_to_string(&backup)
+        .unwrap()
+        .contains("spawned uWSGI master process"));
+    s.signal(libc::SIGINT);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+}

@@ -175,8 +175,9 @@ fn fork_bomb_guard_does_not_block_the_master() {
 }
 
 #[test]
-fn graceful_harakiri_signal_then_sigkill() {
-    // SIGUSR1 (10) does not stop the worker: the second harakiri kills it.
+fn graceful_harakiri_signal_gets_504_then_exit() {
+    // The worker answers the graceful signal (here SIGUSR1) with a 504 to the stuck client and
+    // exits 30 (3.6 item 4), so no second harakiri (SIGKILL) is needed.
     let mut s = start(
         "[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 1\nharakiri = 2\nharakiri-graceful-timeout = 1\nharakiri-graceful-signal = 10\nsocket-timeout = 1\n",
     );
@@ -193,20 +194,85 @@ fn graceful_harakiri_signal_then_sigkill() {
         WAIT,
     );
     s.lines.wait_for(
-        &format!("*** HARAKIRI ON WORKER 1 (pid: {pid}, try: 2, graceful: no) ***"),
-        WAIT,
-    );
-    s.lines.wait_for(
-        &format!("DAMN ! worker 1 (pid: {pid}) died, killed by signal 9"),
+        &format!("DAMN ! worker 1 (pid: {pid}) died :( trying respawn ..."),
         WAIT,
     );
     let (result, elapsed) = stuck.join().unwrap();
-    assert!(result.is_err());
+    assert_eq!(result.unwrap().0, 504);
     assert!(
-        elapsed >= Duration::from_millis(2900) && elapsed <= Duration::from_millis(5000),
+        elapsed >= Duration::from_millis(1900) && elapsed <= Duration::from_millis(4000),
         "{elapsed:?}"
     );
     s.lines.wait_for("Respawned uWSGI worker 1", WAIT);
+    assert_eq!(s.lines.count("try: 2"), 0);
     s.signal(libc::SIGINT);
     assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+}
+
+#[test]
+fn max_requests_recycles_without_fork_bomb_guard() {
+    let mut s = start(
+        "[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 1\nmax-requests = 2\nmin-worker-lifetime = 0\nsocket-timeout = 1\n",
+    );
+    let mut pids = Vec::new();
+    for _ in 0..6 {
+        let (status, body) = s.get("/pid").unwrap();
+        assert_eq!(status, 200);
+        pids.push(body.parse::<i32>().unwrap());
+    }
+    assert_eq!(pids[0], pids[1]);
+    assert_ne!(pids[1], pids[2]);
+    assert_eq!(pids[2], pids[3]);
+    assert_ne!(pids[3], pids[4]);
+    s.lines.wait_for(
+        &format!("...The work of process {} is done. Seeya!", pids[0]),
+        WAIT,
+    );
+    s.lines.wait_for(
+        &format!("worker 1 killed successfully (pid: {})", pids[0]),
+        WAIT,
+    );
+    assert_eq!(s.lines.count("respawning too fast"), 0);
+    assert_eq!(s.lines.count("DAMN"), 0);
+    s.signal(libc::SIGINT);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+}
+
+#[test]
+fn signals_sent_to_one_worker() {
+    let mut s = start("[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\nsocket-timeout = 1\n");
+    let workers = s.wait_workers(2, WAIT);
+    unsafe { libc::kill(workers[0], libc::SIGHUP) };
+    s.lines
+        .wait_for(&format!("killed successfully (pid: {})", workers[0]), WAIT);
+    s.lines.wait_for("Respawned uWSGI worker", WAIT);
+    let after = s.wait_workers(2, WAIT);
+    assert!(after.contains(&workers[1]), "only that worker is replaced");
+    assert!(!after.contains(&workers[0]));
+    unsafe { libc::kill(workers[1], libc::SIGTERM) };
+    s.lines.wait_for("DAMN ! worker", WAIT);
+    s.lines.wait_for_nth("Respawned uWSGI worker", 2, WAIT);
+    assert_eq!(s.get("/pid").unwrap().0, 200);
+    s.signal(libc::SIGINT);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+}
+
+#[test]
+fn workers_leave_when_the_master_is_killed() {
+    let mut s = start("[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\nsocket-timeout = 1\n");
+    let workers = s.wait_workers(2, WAIT);
+    s.signal(libc::SIGKILL);
+    s.wait_exit(WAIT);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for w in &workers {
+        while std::path::Path::new(&format!("/proc/{w}/stat")).exists() && parent_of(*w).is_some() {
+            assert!(Instant::now() < deadline, "worker {w} outlived the master");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    s.lines.wait_for_nth(
+        "error: the master disconnected from this worker. Shutting down the worker.",
+        2,
+        WAIT,
+    );
 }

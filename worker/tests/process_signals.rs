@@ -357,3 +357,19 @@ fn master_fifo_chain_workers_and_brutal_reloads() {
     assert_eq!(s.wait_exit(WAIT).code(), Some(0));
     s.lines.wait_for("graceful shutdown triggered...", WAIT);
 }
+
+#[test]
+fn sigterm_during_a_reexec_is_not_lost() {
+    let mut s = start("[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 1\nsocket-timeout = 1\nworker-reload-mercy = 2\n");
+    s.signal(libc::SIGHUP);
+    s.lines.wait_for("binary reloading uWSGI...", WAIT);
+    s.signal(libc::SIGTERM);
+    let status = s.wait_exit(WAIT);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{status:?}\n{}",
+        s.lines.all().join("\n")
+    );
+    assert!(s.workers().is_empty());
+}

@@ -357,3 +357,31 @@ fn non_root_cannot_switch_user() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("cannot setuid() as non-root user"), "{err}");
 }
+
+fn cmdline(pid: i32) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&raw)
+        .trim_end_matches('\0')
+        .replace('\0', " ")
+}
+
+#[test]
+fn process_titles_survive_a_reexec() {
+    let mut s = start(
+        "[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 1\nprocname-prefix-spaced = kinto\nauto-procname = true\nsocket-timeout = 1\nworker-reload-mercy = 2\n",
+    );
+    assert_eq!(cmdline(s.pid()), "kinto uWSGI master");
+    let worker = s.wait_workers(1, WAIT)[0];
+    assert_eq!(cmdline(worker), "kinto uWSGI worker 1");
+    let comm = std::fs::read_to_string(format!("/proc/{worker}/comm")).unwrap();
+    assert_eq!(comm.trim_end(), "kinto uWSGI wor");
+    // The re-exec uses the original arguments, not the title.
+    s.signal(libc::SIGHUP);
+    s.lines
+        .wait_for("gracefully (RE)spawned uWSGI master process", WAIT);
+    s.wait_notify_nth("READY=1", 2, WAIT);
+    assert_eq!(cmdline(s.pid()), "kinto uWSGI master");
+    assert_eq!(s.get("/pid").unwrap().0, 200);
+    s.signal(libc::SIGINT);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+}
