@@ -344,7 +344,7 @@ fn contrib_units_follow_the_contract() {
         ("KillMode", "mixed"),
         ("TimeoutStopSec", "70"),
         ("Restart", "on-failure"),
-        ("RestartPreventExitStatus", "1 22"),
+        ("RestartPreventExitStatus", "1 2 22"),
         ("RuntimeDirectory", "kinto"),
         ("LimitNOFILE", "65536"),
     ] {
