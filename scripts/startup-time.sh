@@ -41,7 +41,9 @@ EOF
 now_ms() { date +%s%3N; }
 figures=()
 for run in $(seq 1 "$runs"); do
-  rm -f "$work"/kinto.db* "$work/log"
+  rm -f "$work"/kinto.db*
+  # Created here: the background child opens its redirection asynchronously.
+  : > "$work/log"
   start=$(now_ms)
   "$binary" --ini "$work/kinto.ini" 2> "$work/log" &
   pid=$!
@@ -50,7 +52,7 @@ for run in $(seq 1 "$runs"); do
   while [ -z "$answered" ]; do
     kill -0 "$pid" 2>/dev/null || { echo "startup-time.sh: kinto exited:" >&2; cat "$work/log" >&2; exit 1; }
     if [ -z "$port" ]; then
-      port=$(sed -n 's/.*bound to TCP address 127\.0\.0\.1:\([0-9]*\) (port auto-assigned).*/\1/p' "$work/log" | head -n 1)
+      port=$(sed -n 's/.*bound to TCP address 127\.0\.0\.1:\([0-9]*\) (port auto-assigned).*/\1/p' "$work/log" | head -n 1 || true)
     fi
     if [ -n "$port" ] && curl -fs -o /dev/null "http://127.0.0.1:$port/v1/"; then
       answered=$(now_ms)
