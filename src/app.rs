@@ -7,6 +7,7 @@ use crate::metrics::MetricsConfig;
 use crate::settings::Settings;
 use crate::{api, cache, storage};
 use master::{Invocation, ServerConfig, WorkerContext};
+use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -89,8 +90,12 @@ pub fn migrate(settings: &Settings, dry_run: bool) -> i32 {
         match result {
             Ok(Ok(statements)) => {
                 if dry_run {
+                    // A closed pipe (`kinto migrate --dry-run | head`) ends the listing quietly.
+                    let mut out = std::io::stdout().lock();
                     for statement in statements {
-                        println!("{}", statement.trim_end());
+                        if writeln!(out, "{}", statement.trim_end()).is_err() {
+                            break;
+                        }
                     }
                 }
             }
