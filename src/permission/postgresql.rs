@@ -119,12 +119,18 @@ impl Permission for PgTx {
             .iter()
             .flat_map(|(perm, ps)| ps.iter().map(move |p| (perm.as_str(), p.as_str())))
             .unzip();
-        // One statement: remove the named permissions, insert their new principals.
+        // One statement: remove the named permissions' principals that are not kept, insert the
+        // new ones. (Both parts see the same snapshot: deleting a kept row would make its
+        // re-insertion a conflict, and the row would be lost.)
         self.write(None)?.execute(
-            "WITH removed AS (DELETE FROM access_control_entries \
-               WHERE object_id = $1 AND permission = ANY($2::text[])) \
+            "WITH new AS (SELECT perm, principal \
+                 FROM unnest($3::text[], $4::text[]) AS n(perm, principal)), \
+             removed AS (DELETE FROM access_control_entries a \
+               WHERE object_id = $1 AND permission = ANY($2::text[]) \
+                 AND NOT EXISTS (SELECT 1 FROM new \
+                   WHERE new.perm = a.permission AND new.principal = a.principal)) \
              INSERT INTO access_control_entries (object_id, permission, principal) \
-             SELECT $1, perm, principal FROM unnest($3::text[], $4::text[]) AS n(perm, principal) \
+             SELECT $1, perm, principal FROM new \
              ON CONFLICT (object_id, permission, principal) DO NOTHING",
             &[&object_id, &names, &perms, &principals],
         )?;
