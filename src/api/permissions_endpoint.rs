@@ -227,6 +227,14 @@ fn like(pattern: &str, text: &str) -> bool {
 
 fn matches(entry: &Map<String, Value>, filter: &Filter) -> bool {
     let value = entry.get(&filter.field);
+    if filter.is_missing() {
+        // Pagination after an entry without that field: absent fields sort first.
+        return match filter.op {
+            FilterOp::Eq => value.is_none(),
+            FilterOp::Gt => value.is_some(),
+            _ => false,
+        };
+    }
     let target = &filter.value;
     let list = |v: &Value| v.as_array().cloned().unwrap_or_else(|| vec![v.clone()]);
     match filter.op {
@@ -285,6 +293,22 @@ fn sort_entries(entries: &mut [Map<String, Value>], sorting: &[Sort]) {
     });
 }
 
+/// The `last_object` of a `_token` (entries have no `last_modified`, unlike stored objects).
+fn decode_token(token: &str) -> ApiResult<Map<String, Value>> {
+    use base64::Engine;
+    let invalid = || ApiError::invalid(Location::Querystring, None, "_token has invalid content");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(token.trim())
+        .map_err(|_| invalid())?;
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(mut map)) => match map.remove("last_object") {
+            Some(Value::Object(last)) => Ok(last),
+            _ => Err(invalid()),
+        },
+        _ => Err(invalid()),
+    }
+}
+
 /// `GET`/`HEAD /v1/permissions`.
 pub fn get(ctx: &mut Ctx, tx: &mut dyn Transaction) -> ApiResult<Response> {
     let principals = ctx.principals(tx)?;
@@ -333,14 +357,10 @@ pub fn get(ctx: &mut Ctx, tx: &mut dyn Transaction) -> ApiResult<Response> {
             descending: true,
         });
     }
-    let token = parsed
-        .token
-        .as_deref()
-        .map(pagination::decode)
-        .transpose()?;
-    let rules = token
-        .map(|t| pagination::rules(&sorting, &t.last_object))
-        .unwrap_or_default();
+    let rules = match parsed.token.as_deref() {
+        Some(token) => pagination::rules(&sorting, &decode_token(token)?),
+        None => Vec::new(),
+    };
     let mut all = if parsed.always_empty {
         Vec::new()
     } else {
