@@ -7,6 +7,9 @@ use crate::cache::Cache;
 use crate::settings::Settings;
 use crate::storage::{Backend, ListRef};
 use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Kinto's `ACCOUNT_POLICY_NAME`: the prefix of account user ids, whatever the policy name.
 pub const POLICY_PREFIX: &str = "account";
@@ -14,12 +17,19 @@ pub const POLICY_PREFIX: &str = "account";
 /// bcrypt cost of new hashes (Python's `bcrypt.gensalt()` default).
 const BCRYPT_COST: u32 = 12;
 
-/// What account verification needs from the settings, parsed once.
-#[derive(Debug, Clone)]
+/// Bound of the per-worker memory of TTL refreshes (cleared when reached).
+const MAX_REMEMBERED: usize = 10_000;
+
+/// What account verification needs from the settings, parsed once, and this worker's memory of
+/// when it last refreshed each verified login's TTL in the shared cache.
+#[derive(Debug)]
 pub struct AccountSettings {
     hmac_secret: String,
     /// `account_cache_ttl_seconds` (default 30).
     pub cache_ttl_seconds: f64,
+    /// Cache key → when this worker last set or refreshed it. Only saves TTL-refresh writes: the
+    /// shared entry is read on every login, so a password change is seen by every worker at once.
+    refreshed: Mutex<HashMap<String, Instant>>,
 }
 
 impl AccountSettings {
@@ -32,7 +42,24 @@ impl AccountSettings {
         AccountSettings {
             hmac_secret: settings.userid_hmac_secret.clone(),
             cache_ttl_seconds,
+            refreshed: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// True when the shared entry's TTL was refreshed by this worker less than half a TTL ago
+    /// (refreshing again would only cost a write).
+    fn recently_refreshed(&self, key: &str) -> bool {
+        let half = Duration::from_secs_f64(self.cache_ttl_seconds.max(0.0) / 2.0);
+        let refreshed = self.refreshed.lock().unwrap_or_else(|e| e.into_inner());
+        refreshed.get(key).is_some_and(|at| at.elapsed() < half)
+    }
+
+    fn remember_refresh(&self, key: &str) {
+        let mut refreshed = self.refreshed.lock().unwrap_or_else(|e| e.into_inner());
+        if refreshed.len() >= MAX_REMEMBERED {
+            refreshed.clear();
+        }
+        refreshed.insert(key.to_string(), Instant::now());
     }
 
     /// The cache key of a verified login: hex HMAC of `accounts:<id>:verified` (Kinto's
@@ -58,8 +85,9 @@ pub fn check_password(password: &str, hashed: &str) -> bool {
 }
 
 /// Kinto's `account_check`: a login recently verified with the same password is accepted from
-/// the shared cache (and its TTL refreshed); otherwise the stored bcrypt hash is checked and a
-/// success is cached. Backend failures count as "not authenticated by this policy".
+/// the shared cache (and its TTL refreshed, at most every half TTL per worker); otherwise the
+/// stored bcrypt hash is checked and a success is cached. Backend failures count as "not
+/// authenticated by this policy".
 pub fn verify(
     accounts: &AccountSettings,
     backend: &dyn Backend,
@@ -71,7 +99,11 @@ pub fn verify(
     let proof = hmac_hex(key.as_bytes(), password.as_bytes());
     if let Ok(Some(Value::String(cached))) = cache.get(&key) {
         if cached == proof {
-            let _ = cache.expire(&key, accounts.cache_ttl_seconds);
+            if !accounts.recently_refreshed(&key)
+                && cache.expire(&key, accounts.cache_ttl_seconds).is_ok()
+            {
+                accounts.remember_refresh(&key);
+            }
             return true;
         }
     }
@@ -92,6 +124,8 @@ pub fn verify(
         Some(accounts.cache_ttl_seconds),
     ) {
         log::error!("cannot cache the login of {username:?}: {e:?}");
+    } else {
+        accounts.remember_refresh(&key);
     }
     true
 }
