@@ -24,6 +24,7 @@ fn app(db: Db) -> TestApp {
         );
         s.raw
             .insert("account_create_principals".into(), "system.Everyone".into());
+        s.raw.insert("account_bcrypt_cost".into(), "4".into());
     })
 }
 

@@ -122,22 +122,22 @@ fn create_missing(
         let mut permissions = ObjectPermissions::new();
         permissions.insert("write".into(), [ctx.writer()].into());
         tx.replace_object_permissions(uri, &permissions)?;
-        // Recorded in the history like any creation (history plugin).
-        let (kind, bucket) = match list.resource_name {
-            "bucket" => (Kind::Bucket, id.to_string()),
-            _ => (
-                Kind::Collection,
-                list.parent_id.trim_start_matches("/buckets/").to_string(),
-            ),
+        // Recorded in the history like any creation.
+        let target = match list.resource_name {
+            "bucket" => Target {
+                kind: Kind::Bucket,
+                bucket: String::new(),
+                collection: String::new(),
+                id: None,
+            },
+            _ => Target {
+                kind: Kind::Collection,
+                bucket: list.parent_id.trim_start_matches("/buckets/").to_string(),
+                collection: String::new(),
+                id: None,
+            },
         };
-        let change = super::history::Change {
-            action: "create",
-            kind,
-            bucket,
-            collection: None,
-            object: created,
-        };
-        super::history::record(ctx, tx, vec![change])?;
+        super::history::record(ctx, tx, &target, id, "create", &created, &permissions)?;
     }
     Ok(())
 }

@@ -67,12 +67,40 @@ fn capabilities(cfg: &Config) -> Value {
             }),
         );
     }
+    if cfg.routing.accounts_enabled {
+        caps.insert(
+            "accounts".into(),
+            json!({
+                "description": "Manage user accounts.",
+                "url": "https://kinto.readthedocs.io/en/latest/api/1.x/accounts.html",
+                "validation_enabled": false,
+            }),
+        );
+    }
     if cfg.default_bucket {
         caps.insert(
             "default_bucket".into(),
             json!({
                 "description": "The default bucket is an alias for a personal bucket where collections are created implicitly.",
                 "url": "https://kinto.readthedocs.io/en/latest/api/1.x/buckets.html#personal-bucket-default",
+            }),
+        );
+    }
+    if cfg.history.enabled {
+        caps.insert(
+            "history".into(),
+            json!({
+                "description": "Track changes on data.",
+                "url": "http://kinto.readthedocs.io/en/latest/api/1.x/history.html",
+            }),
+        );
+    }
+    if cfg.routing.permissions_enabled {
+        caps.insert(
+            "permissions_endpoint".into(),
+            json!({
+                "description": "The permissions endpoint can be used to list all user objects permissions.",
+                "url": "https://kinto.readthedocs.io/en/latest/configuration/settings.html#activating-the-permissions-endpoint",
             }),
         );
     }
@@ -85,7 +113,6 @@ fn capabilities(cfg: &Config) -> Value {
             }),
         );
     }
-    super::plugins::capabilities(cfg, &mut caps);
     Value::Object(caps)
 }
 
