@@ -126,6 +126,33 @@ on_both_backends!(who_may_do_what, |db| {
         r["details"][0]["description"],
         json!("Username and account ID do not match.")
     );
+    // Another user's existing account is "missing" to a user: writing it fails on the id
+    // (as the reference answers), reading or changing it is forbidden.
+    for req in [
+        as_user("PUT", "/v1/accounts/alice", "bob", "pb").json(&json!({"data": {"password": "x"}})),
+        as_user("POST", "/v1/accounts", "bob", "pb")
+            .json(&json!({"data": {"id": "alice", "password": "x"}})),
+    ] {
+        let r = t.request(req).expect(400).json();
+        assert_eq!(
+            r["message"],
+            json!("data.id in body: Username and account ID do not match.")
+        );
+    }
+    t.request(as_user("PATCH", "/v1/accounts/alice", "bob", "pb").json(&json!({"data": {"a": 1}})))
+        .expect(403);
+    t.request(as_user("DELETE", "/v1/accounts/carol", "bob", "pb"))
+        .expect(403);
+    let r = t
+        .request(
+            as_user("POST", "/v1/accounts", "bob", "pb").json(&json!({"data": {"password": "x"}})),
+        )
+        .expect(400)
+        .json();
+    assert_eq!(
+        r["message"],
+        json!("data.id in body: Accounts must have an ID.")
+    );
     // Another user's account: 403; own: 200.
     t.request(as_user("GET", "/v1/accounts/alice", "bob", "pb"))
         .expect(403);
@@ -141,6 +168,8 @@ on_both_backends!(who_may_do_what, |db| {
         json!({"code": 401, "errno": 999, "error": "Cannot read accounts."})
     );
     assert!(r.header("WWW-Authenticate").is_none());
+    let r = t.call("DELETE", "/v1/accounts", None, None).expect(401);
+    assert_eq!(r.json()["error"], json!("Cannot read accounts."));
     let r = t
         .request(as_user("GET", "/v1/accounts", "bob", "pb"))
         .expect(200)
@@ -208,6 +237,19 @@ on_both_backends!(validation, |db| {
         .expect(400)
         .json();
     assert_eq!(r["message"], json!("data.password in body: Required"));
+    let r = t
+        .call(
+            "PUT",
+            "/v1/accounts/z",
+            None,
+            Some(json!({"data": {"password": 12}})),
+        )
+        .expect(400)
+        .json();
+    assert_eq!(
+        r["message"],
+        json!("data.password in body: 12 is not a string: {'password': ''}")
+    );
     t.call(
         "PUT",
         "/v1/accounts/a.b@c+d",
