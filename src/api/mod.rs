@@ -1,10 +1,17 @@
-//! The Kinto HTTP API: routing, utility endpoints and the resource endpoints.
+//! The Kinto HTTP API: routing, utility endpoints, the resource endpoints and the plugins.
 //!
-//! Layout: a [`worker::Request`] is routed ([`route`]) to a [`route::Route`]; [`App::handle`]
-//! runs the steps common to every request (end of service, CORS, readonly, authentication), then
-//! the endpoint's handler, a function of a [`Ctx`] (and a storage transaction for resources);
-//! finally the headers present on every response are added. Settings that never change per
-//! request live in [`Config`], built once in [`App::new`].
+//! A [`worker::Request`] is routed ([`route`]) to a [`route::Route`]; the [`worker::Handler`]
+//! impl of [`App`] runs the steps common to every request (end of service, CORS preflight and
+//! origin, readonly mode), then the endpoint's handler, a function of a [`Ctx`] (plus a storage
+//! transaction for resources, one per request or per batch); finally the headers present on
+//! every response are added. Settings that never change per request live in [`Config`], built
+//! once in [`App::new`].
+//!
+//! Layout: [`resource`] (buckets, collections, groups, records and the plugin resources
+//! accounts and history), [`utility`] (root, heartbeats, version, OpenAPI), [`batch`],
+//! [`default_bucket`], [`accounts`], [`history`], [`permissions`], [`user_data`], [`cors`],
+//! [`schema`] (JSON-schema validation), [`signals`] (Backoff, end of service), [`http`]
+//! (shared HTTP helpers).
 
 pub mod accounts;
 pub mod batch;
@@ -15,8 +22,10 @@ pub mod http;
 pub mod permissions;
 pub mod resource;
 pub mod route;
+pub mod schema;
 pub mod signals;
 pub mod snapshot;
+pub mod user_data;
 pub mod utility;
 
 use crate::auth::{Authenticator, User};
@@ -352,6 +361,18 @@ impl App {
                 self.write_cache(&mut batch_carry)?;
                 Ok((response, None))
             }
+            Route::UserData(principal) => {
+                utility_methods(&["DELETE"])?;
+                let mut ctx = self.new_ctx(request, carry)?;
+                ctx.seed_principals(carry);
+                let response = match shared {
+                    Some(tx) => user_data::delete(&mut ctx, tx, &principal)?,
+                    None => {
+                        self.in_transaction(|tx| user_data::delete(&mut ctx, tx, &principal))?
+                    }
+                };
+                Ok((response, None))
+            }
             Route::Permissions => {
                 utility_methods(&["GET", "HEAD"])?;
                 let mut ctx = self.new_ctx(request, carry)?;
@@ -644,9 +665,8 @@ impl App {
         } else if let Some(alert) = alert {
             headers.push(("Alert".into(), alert));
         }
-        if request.method.eq_ignore_ascii_case("HEAD") {
-            response.body.clear();
-        }
+        // HEAD keeps the would-be body: the worker sends its `Content-Length` (as Kinto does)
+        // and never the body itself.
     }
 }
 

@@ -109,6 +109,8 @@ pub enum Route {
         collection: String,
         timestamp: String,
     },
+    /// `/__user_data__/{principal}` (decoded principal).
+    UserData(String),
     Plural(Target),
     Object(Target),
     /// 307 to another path of this server (path and query, absolute URL built later); `ttl` is the
@@ -199,6 +201,15 @@ fn route_inner(inner: &str, settings: RoutingSettings) -> ApiResult<Route> {
     };
     if let Some(route) = simple {
         return Ok(route);
+    }
+    if let Some(principal) = inner.strip_prefix("__user_data__/") {
+        if principal.is_empty() || principal.ends_with('/') {
+            return Ok(Route::NotFound);
+        }
+        return match decode_segment(principal) {
+            Some(p) => Ok(Route::UserData(p)),
+            None => Err(ApiError::BadRequest("Invalid URL path.".into())),
+        };
     }
     let raw: Vec<&str> = inner.split('/').collect();
     if raw.iter().any(|s| s.is_empty()) {

@@ -95,6 +95,15 @@ fn capabilities(cfg: &Config) -> Value {
             }),
         );
     }
+    if cfg.settings.experimental_collection_schema_validation {
+        caps.insert(
+            "schema".into(),
+            json!({
+                "description": "Validates collection records with JSON schemas.",
+                "url": "https://kinto.readthedocs.io/en/latest/api/1.x/collections.html#collection-json-schema",
+            }),
+        );
+    }
     if cfg.routing.permissions_enabled {
         caps.insert(
             "permissions_endpoint".into(),

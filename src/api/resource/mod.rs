@@ -665,3 +665,43 @@ pub fn listed_permissions(body: &body::BodyPermissions) -> ObjectPermissions {
         .filter_map(|(perm, holders)| holders.as_ref().map(|h| (perm.clone(), h.clone())))
         .collect()
 }
+
+/// JSON-schema validation of a write (section 7.4), when enabled: records against their
+/// collection's `schema` (then stamped with the collection's `last_modified`) and the bucket's
+/// `record:schema`; collections and groups against the bucket's `collection:schema` and
+/// `group:schema`.
+pub fn validate_schemas(
+    ctx: &Ctx,
+    tx: &mut dyn Transaction,
+    target: &Target,
+    data: &mut serde_json::Map<String, Value>,
+) -> ApiResult<()> {
+    if !ctx.cfg.settings.experimental_collection_schema_validation {
+        return Ok(());
+    }
+    let bucket_field = match target.kind {
+        Kind::Record => "record:schema",
+        Kind::Collection => "collection:schema",
+        Kind::Group => "group:schema",
+        _ => return Ok(()),
+    };
+    if target.kind == Kind::Record {
+        let collection = parent_collection(tx, target)?;
+        if let Some(schema) = collection.get("schema").filter(|s| s.is_object()) {
+            super::schema::validate(data, schema).map_err(|f| f.into_error())?;
+            if let Some(ts) = collection.get("last_modified") {
+                data.insert("schema".into(), ts.clone());
+            }
+        }
+    }
+    let buckets = ListRef {
+        resource_name: "bucket",
+        parent_id: "",
+    };
+    if let Some(bucket) = tx.get(buckets, &target.bucket)? {
+        if let Some(schema) = bucket.get(bucket_field).filter(|s| s.is_object()) {
+            super::schema::validate(data, schema).map_err(|f| f.into_error())?;
+        }
+    }
+    Ok(())
+}

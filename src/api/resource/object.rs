@@ -101,7 +101,8 @@ pub fn get(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResul
         return Err(invalid_id());
     }
     let conditions = conditions(ctx)?;
-    let fields = query::parse(&ctx.query)?.fields;
+    // Object URLs only know `_fields`; other parameters are ignored.
+    let fields = query::fields(&ctx.query);
     require_collection(target, &loaded)?;
     // Anonymous record reads need the collection for its `cache_expires`.
     let collection = if target.kind == Kind::Record && ctx.user.is_none() {
@@ -207,6 +208,7 @@ pub fn put(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResul
     check_id_matches(&data, &loaded.id)?;
     keep_timestamp_hint(&mut data, existing);
     body::check_data(target.kind, &mut data)?;
+    validate_schemas(ctx, tx, target, &mut data)?;
     if target.kind == Kind::Account {
         let principals = loaded.access.principals.clone();
         accounts::prepare_write(ctx, &loaded.id, &principals, &mut data, password_sent)?;
@@ -434,6 +436,7 @@ pub fn patch(
     check_id_matches(&data, &loaded.id)?;
     keep_timestamp_hint(&mut data, Some(existing));
     body::check_data(target.kind, &mut data)?;
+    validate_schemas(ctx, tx, target, &mut data)?;
     if target.kind == Kind::Account {
         // Any new password value (also through JSON-Patch) is hashed.
         let password_sent = data.get("password") != existing.get("password");

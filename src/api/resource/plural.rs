@@ -315,6 +315,7 @@ pub fn post(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResu
     let mut data = envelope.data.unwrap_or_default();
     keep_timestamp_hint(&mut data, None);
     body::check_data(target.kind, &mut data)?;
+    validate_schemas(ctx, tx, target, &mut data)?;
     if target.kind == Kind::Account {
         let sent = data.contains_key("password");
         accounts::prepare_write(ctx, &id, &principals, &mut data, sent)?;
