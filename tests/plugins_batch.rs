@@ -306,6 +306,10 @@ mod counting {
             self.tick();
             self.inner.count_all(resource_name, parent_id, filters)
         }
+        fn count_tombstones(&mut self, resource_name: &str, parent_id: &str) -> Result<usize> {
+            self.tick();
+            self.inner.count_tombstones(resource_name, parent_id)
+        }
     }
 
     impl Permission for Tx<'_> {
