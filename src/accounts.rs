@@ -58,6 +58,66 @@ pub fn check_password(password: &str, hashed: &str) -> bool {
     bcrypt::verify(password.as_bytes(), hashed).unwrap_or(false)
 }
 
+/// The accounts plugin's startup checks (Kinto raises `ConfigurationError`): with
+/// `kinto.plugins.accounts` in `includes`, a `multiauth.policy.<name>.use` must name the accounts
+/// policy, `basicauth` must not come before it in `multiauth.policies`, and every principal of
+/// `account_create_principals` but `system.Everyone` must be in `account_write_principals`.
+/// The server should refuse to start on an error.
+pub fn check_settings(settings: &Settings) -> Result<(), String> {
+    if !settings
+        .includes
+        .iter()
+        .any(|i| i.trim() == "kinto.plugins.accounts")
+    {
+        return Ok(());
+    }
+    let policy = settings.raw.iter().find_map(|(key, value)| {
+        let name = key
+            .strip_prefix("multiauth.policy.")?
+            .strip_suffix(".use")?;
+        let value = value.trim();
+        (value.ends_with("AccountsPolicy") || value.ends_with("AccountsAuthenticationPolicy"))
+            .then(|| name.to_string())
+    });
+    let Some(policy) = policy else {
+        return Err("Account policy missing the 'multiauth.policy.*.use' setting. See \
+                    AccountsPolicy in docs https://kinto.readthedocs.io/en/stable/api/1.x/accounts.html."
+            .into());
+    };
+    let order = &settings.multiauth_policies;
+    let position = |name: &str| order.iter().position(|p| p == name);
+    if let (Some(basic), Some(account)) = (position("basicauth"), position(&policy)) {
+        if basic < account {
+            return Err(format!(
+                "'basicauth' should not be mentioned before '{policy}' in \
+                 'multiauth.policies' setting."
+            ));
+        }
+    }
+    let split = |name: &str| -> std::collections::BTreeSet<String> {
+        settings
+            .raw
+            .get(name)
+            .map(|v| v.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    let admins = split("account_write_principals");
+    let stuck: Vec<String> = split("account_create_principals")
+        .into_iter()
+        .filter(|p| p != "system.Everyone" && !admins.contains(p))
+        .collect();
+    if !stuck.is_empty() {
+        return Err(format!(
+            "Configuration has some principals in account_create_principals but not in \
+             account_write_principals. These principals will only be able to create their own \
+             accounts. This may not be what you want.\nIf you want these users to be able to \
+             create accounts for other users, add them to account_write_principals.\n\
+             Affected users: {stuck:?}"
+        ));
+    }
+    Ok(())
+}
+
 /// Kinto's account id pattern: `^[a-zA-Z0-9][+.@a-zA-Z0-9_-]*$`.
 pub fn valid_account_id(id: &str) -> bool {
     let mut chars = id.chars();

@@ -334,3 +334,32 @@ fn kinto_made_hash_logs_in() {
     assert_eq!(whoami(&mut t, "pt-alice", "pa"), json!("account:pt-alice"));
     assert_ne!(whoami(&mut t, "pt-alice", "pb"), json!("account:pt-alice"));
 }
+
+/// The plugin's startup checks (the server refuses such configurations).
+#[test]
+fn startup_checks() {
+    let t = accounts_app(Db::Sqlite);
+    let ok = (*t.settings).clone();
+    assert_eq!(kinto::accounts::check_settings(&ok), Ok(()));
+    let mut missing = ok.clone();
+    missing.raw.remove("multiauth.policy.account.use");
+    assert!(kinto::accounts::check_settings(&missing)
+        .unwrap_err()
+        .contains("Account policy missing"));
+    let mut order = ok.clone();
+    order.multiauth_policies = vec!["basicauth".into(), "account".into()];
+    assert!(kinto::accounts::check_settings(&order)
+        .unwrap_err()
+        .contains("'basicauth' should not be mentioned before 'account'"));
+    let mut creators = ok.clone();
+    creators.raw.insert(
+        "account_create_principals".into(),
+        "system.Everyone account:boss".into(),
+    );
+    assert!(kinto::accounts::check_settings(&creators)
+        .unwrap_err()
+        .contains("account:boss"));
+    let mut without_plugin = missing;
+    without_plugin.includes.clear();
+    assert_eq!(kinto::accounts::check_settings(&without_plugin), Ok(()));
+}
