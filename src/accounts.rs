@@ -1,45 +1,13 @@
-//! Accounts of the accounts plugin outside request handling: `kinto create-user`, the bcrypt
-//! hashes Kinto stores (`$2b$`, cost 12, so accounts move between Kinto and kinto-rs), and each
-//! worker's memory of verified logins whose shared-cache TTL it refreshed recently.
+//! Accounts of the accounts plugin outside request handling: `kinto create-user`, the plugin's
+//! startup checks, and the bcrypt hashes Kinto stores (`$2b$`, cost 12, so accounts move between
+//! Kinto and kinto-rs).
 
 use crate::settings::Settings;
 use crate::storage::{Backend, ListRef};
 use serde_json::Value;
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 /// Kinto's `ACCOUNT_POLICY_NAME`: the prefix of account user ids, whatever the policy name.
 pub const POLICY_PREFIX: &str = "account";
-
-/// Bound of a worker's memory of TTL refreshes (cleared when reached).
-const MAX_REMEMBERED: usize = 10_000;
-
-/// When this worker last set or refreshed each verified login in the shared cache. It only saves
-/// TTL-refresh writes (Kinto refreshes on every login): the shared entry is still read on every
-/// login, so a password change or deletion is seen by every worker at once.
-#[derive(Debug, Default)]
-pub struct RefreshMemory {
-    refreshed: Mutex<HashMap<String, Instant>>,
-}
-
-impl RefreshMemory {
-    /// True when `key` was refreshed by this worker less than half a TTL ago.
-    pub fn recent(&self, key: &str, ttl_seconds: f64) -> bool {
-        let half = Duration::from_secs_f64(ttl_seconds.max(0.0) / 2.0);
-        let refreshed = self.refreshed.lock().unwrap_or_else(|e| e.into_inner());
-        refreshed.get(key).is_some_and(|at| at.elapsed() < half)
-    }
-
-    /// Notes that `key` was just set or refreshed.
-    pub fn remember(&self, key: &str) {
-        let mut refreshed = self.refreshed.lock().unwrap_or_else(|e| e.into_inner());
-        if refreshed.len() >= MAX_REMEMBERED {
-            refreshed.clear();
-        }
-        refreshed.insert(key.to_string(), Instant::now());
-    }
-}
 
 /// Hashes a password as Kinto stores it (`$2b$`, `account_bcrypt_cost` or 12).
 pub fn hash_password(settings: &Settings, password: &str) -> Result<String, String> {

@@ -223,3 +223,33 @@ fn default_bcrypt_cost_is_kintos() {
     let t = accounts_app(Db::Sqlite);
     assert_eq!(kinto::api::accounts::bcrypt_cost(&t.settings), 4);
 }
+
+#[test]
+fn verification_cached_in_shared_cache() {
+    let mut t = accounts_app(Db::Sqlite);
+    t.call(
+        "PUT",
+        "/v1/accounts/x",
+        None,
+        Some(json!({"data": {"password": "p"}})),
+    )
+    .expect(201);
+    let cache = kinto::cache::connect(&t.settings).unwrap();
+    let key = kinto::api::accounts::cache_key("test-secret", "x");
+    assert_eq!(cache.get(&key).unwrap(), None);
+    assert_eq!(whoami(&mut t, "x", "p"), json!("account:x"));
+    let expected = kinto::api::accounts::cache_value(&key, "p");
+    assert_eq!(cache.get(&key).unwrap(), Some(json!(expected)));
+    assert!(cache.ttl(&key).unwrap() > 0);
+    // Another worker's password change invalidates the entry for everyone.
+    as_user(
+        &mut t,
+        "PATCH",
+        "/v1/accounts/x",
+        "x",
+        "p",
+        Some(json!({"data": {"password": "q"}})),
+    )
+    .expect(200);
+    assert_eq!(cache.get(&key).unwrap(), None);
+}

@@ -115,3 +115,70 @@ fn history_disabled_has_no_route() {
     t.call("PUT", "/v1/buckets/b1", A, None).expect(201);
     t.call("GET", "/v1/buckets/b1/history", A, None).expect(404);
 }
+
+on_both_backends!(collection_snapshots, |db| {
+    let mut t = history_app(db);
+    let rec = "/v1/buckets/b1/collections/c1/records";
+    t.call("PUT", "/v1/buckets/b1", A, None).expect(201);
+    t.call("PUT", "/v1/buckets/b1/collections/c1", A, None)
+        .expect(201);
+    t.call(
+        "PUT",
+        &format!("{rec}/r1"),
+        A,
+        Some(json!({"data": {"v": 1}})),
+    )
+    .expect(201);
+    let early = t
+        .call(
+            "PUT",
+            &format!("{rec}/r2"),
+            A,
+            Some(json!({"data": {"v": 2}})),
+        )
+        .expect(201)
+        .etag();
+    t.call(
+        "PATCH",
+        &format!("{rec}/r1"),
+        A,
+        Some(json!({"data": {"v": 3}})),
+    )
+    .expect(200);
+    let late = t
+        .call("DELETE", &format!("{rec}/r2"), A, None)
+        .expect(200)
+        .etag();
+    let snap = |t: &mut TestApp, ts: i64| {
+        t.call(
+            "GET",
+            &format!("/v1/buckets/b1/snapshot/collections/c1@{ts}"),
+            A,
+            None,
+        )
+        .expect(200)
+        .json()["data"]
+            .clone()
+    };
+    let at_early = snap(&mut t, early);
+    assert_eq!(at_early.as_array().unwrap().len(), 2);
+    assert_eq!(at_early[0]["id"], json!("r2"), "newest first");
+    assert_eq!(at_early[1]["v"], json!(1));
+    let at_late = snap(&mut t, late);
+    assert_eq!(
+        at_late,
+        json!([t.call("GET", &format!("{rec}/r1"), A, None).json()["data"]])
+    );
+    let r = t
+        .call("GET", "/v1/buckets/b1/snapshot/collections/c1@abc", A, None)
+        .expect(400)
+        .json();
+    assert_eq!(r["message"], json!("Invalid timestamp 'abc'"));
+    t.call(
+        "GET",
+        &format!("/v1/buckets/b1/snapshot/collections/c1@{late}"),
+        B,
+        None,
+    )
+    .expect(403);
+});

@@ -188,3 +188,32 @@ on_both_backends!(user_data_deletion, |db| {
         .call("PATCH", "/v1/buckets/shared", A, Some(json!({"data": {}})))
         .expect(403);
 });
+
+#[test]
+fn personal_bucket_creation_is_recorded_in_history() {
+    let mut t = TestApp::with(Db::Sqlite, |s| {
+        s.includes = vec![
+            "kinto.plugins.default_bucket".into(),
+            "kinto.plugins.history".into(),
+        ];
+    });
+    t.call(
+        "GET",
+        "/v1/buckets/default/collections/tasks/records",
+        A,
+        None,
+    )
+    .expect(200);
+    let r = t
+        .call("GET", "/v1/buckets/default/history", A, None)
+        .expect(200)
+        .json();
+    let mut kinds: Vec<&str> = r["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource_name"].as_str().unwrap())
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, ["bucket", "collection"]);
+}

@@ -209,3 +209,71 @@ pub fn record(
     }
     Ok(())
 }
+
+/// `GET /v1/buckets/{bid}/snapshot/collections/{cid}@{timestamp}`: the records of a collection
+/// as they were at `timestamp`, replayed from the history (readers of the bucket or of the
+/// collection, through ACEs).
+pub fn snapshot(
+    ctx: &mut Ctx,
+    tx: &mut dyn Transaction,
+    bucket: &str,
+    collection: &str,
+    raw_timestamp: &str,
+) -> ApiResult<super::Response> {
+    let timestamp = raw_timestamp
+        .parse::<i64>()
+        .ok()
+        .filter(|t| *t >= 0)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                Location::Path,
+                Some("timestamp"),
+                format!("Invalid timestamp '{raw_timestamp}'"),
+            )
+        })?;
+    let principals = ctx.principals(tx)?;
+    let bucket_uri = format!("/buckets/{bucket}");
+    let collection_uri = format!("{bucket_uri}/collections/{collection}");
+    let bound: Vec<(String, String)> = [&bucket_uri, &collection_uri]
+        .iter()
+        .flat_map(|uri| ["read", "write"].map(|p| (uri.to_string(), p.to_string())))
+        .collect();
+    if !tx.check_permission(&principals, &bound)? {
+        return Err(ctx.deny());
+    }
+    let eq = |field: &str, value: &str| crate::storage::Filter {
+        field: field.into(),
+        op: crate::storage::FilterOp::Eq,
+        value: Value::String(value.into()),
+    };
+    let query = crate::storage::ListQuery {
+        filters: vec![
+            eq("resource_name", "record"),
+            eq("collection_id", collection),
+            crate::storage::Filter {
+                field: "target.data.last_modified".into(),
+                op: crate::storage::FilterOp::Max,
+                value: Value::from(timestamp),
+            },
+        ],
+        sorting: vec![crate::storage::Sort {
+            field: "last_modified".into(),
+            descending: false,
+        }],
+        ..Default::default()
+    };
+    let mut state: std::collections::BTreeMap<String, Option<Value>> = Default::default();
+    for entry in tx.list_all("history", &bucket_uri, &query)? {
+        let Some(uri) = entry.get("uri").and_then(Value::as_str) else {
+            continue;
+        };
+        let data = entry.get("target").and_then(|t| t.get("data")).cloned();
+        let deleted = entry.get("action") == Some(&json!("delete"));
+        state.insert(uri.to_string(), if deleted { None } else { data });
+    }
+    let mut records: Vec<Value> = state.into_values().flatten().collect();
+    records.sort_by_key(|r| {
+        std::cmp::Reverse(r.get("last_modified").and_then(Value::as_i64).unwrap_or(0))
+    });
+    Ok(super::http::json(200, &json!({ "data": records })))
+}

@@ -25,7 +25,6 @@ pub mod resource;
 pub mod route;
 pub mod schema;
 pub mod signals;
-pub mod snapshot;
 pub mod user_data;
 pub mod utility;
 
@@ -233,8 +232,10 @@ pub struct App {
     pub(crate) cfg: Config,
     backend: Arc<dyn Backend>,
     cache: Arc<dyn Cache>,
-    /// Account logins whose shared-cache TTL this worker refreshed recently.
-    verified: crate::accounts::RefreshMemory,
+    /// When this worker last refreshed the TTL of each account verification entry: Kinto
+    /// refreshes it on every hit (a cache write per request); refreshing once per half TTL
+    /// keeps entries alive just as well.
+    refreshed: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl App {
@@ -243,7 +244,7 @@ impl App {
             cfg: Config::new(settings),
             backend: Arc::from(backend),
             cache: Arc::from(cache),
-            verified: crate::accounts::RefreshMemory::default(),
+            refreshed: Default::default(),
         }
     }
 
@@ -384,16 +385,6 @@ impl App {
                 };
                 Ok((response, None))
             }
-            Route::Permissions => {
-                utility_methods(&["GET", "HEAD"])?;
-                let mut ctx = self.new_ctx(request, carry)?;
-                ctx.seed_principals(carry);
-                let response = match shared {
-                    Some(tx) => permissions::list(&mut ctx, tx)?,
-                    None => self.in_transaction(|tx| permissions::list(&mut ctx, tx))?,
-                };
-                Ok((response, None))
-            }
             Route::Snapshot {
                 bucket,
                 collection,
@@ -403,14 +394,23 @@ impl App {
                 let mut ctx = self.new_ctx(request, carry)?;
                 ctx.seed_principals(carry);
                 let run = |ctx: &mut Ctx, tx: &mut dyn Transaction| {
-                    snapshot::get(ctx, tx, &bucket, &collection, &timestamp)
+                    history::snapshot(ctx, tx, &bucket, &collection, &timestamp)
                 };
                 let response = match shared {
-                    Some(tx) => run(&mut ctx, tx),
-                    None => self.in_transaction(|tx| run(&mut ctx, tx)),
+                    Some(tx) => run(&mut ctx, tx)?,
+                    None => self.in_transaction(|tx| run(&mut ctx, tx))?,
                 };
-                ctx.carry_over(carry);
-                Ok((response?, None))
+                Ok((response, None))
+            }
+            Route::Permissions => {
+                utility_methods(&["GET", "HEAD"])?;
+                let mut ctx = self.new_ctx(request, carry)?;
+                ctx.seed_principals(carry);
+                let response = match shared {
+                    Some(tx) => permissions::list(&mut ctx, tx)?,
+                    None => self.in_transaction(|tx| permissions::list(&mut ctx, tx))?,
+                };
+                Ok((response, None))
             }
             Route::Root => {
                 utility_methods(&["GET", "HEAD"])?;
@@ -536,12 +536,7 @@ impl App {
         let expected = accounts::cache_value(&key, password);
         if let Some(serde_json::Value::String(cached)) = self.cache.get(&key)? {
             if cached == expected {
-                // Kinto refreshes the TTL on every login; once per half TTL per worker is
-                // enough and saves a write per request.
-                if !self.verified.recent(&key, ttl) {
-                    self.cache.expire(&key, ttl)?;
-                    self.verified.remember(&key);
-                }
+                self.refresh_verification(&key, ttl)?;
                 return Ok(true);
             }
         }
@@ -563,9 +558,34 @@ impl App {
         if verified {
             self.cache
                 .set(&key, &serde_json::Value::String(expected), Some(ttl))?;
-            self.verified.remember(&key);
+            self.refreshed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, std::time::Instant::now());
         }
         Ok(verified)
+    }
+
+    /// Refreshes the TTL of a verification entry unless this worker did so less than half a
+    /// TTL ago.
+    fn refresh_verification(&self, key: &str, ttl: f64) -> ApiResult<()> {
+        let now = std::time::Instant::now();
+        let half = std::time::Duration::from_secs_f64(ttl / 2.0);
+        {
+            let mut refreshed = self.refreshed.lock().unwrap_or_else(|e| e.into_inner());
+            if refreshed
+                .get(key)
+                .is_some_and(|at| now.duration_since(*at) < half)
+            {
+                return Ok(());
+            }
+            if refreshed.len() > 10_000 {
+                refreshed.clear();
+            }
+            refreshed.insert(key.to_string(), now);
+        }
+        self.cache.expire(key, ttl)?;
+        Ok(())
     }
 
     fn new_ctx<'a>(&'a self, request: &'a Request, carry: &mut Carry) -> ApiResult<Ctx<'a>> {

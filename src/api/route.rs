@@ -105,14 +105,14 @@ pub enum Route {
     Permissions,
     /// `/__counters__` (counters plugin).
     Counters,
-    /// `/buckets/<bid>/snapshot/collections/<cid>@<timestamp>` (history plugin).
+    /// `/__user_data__/{principal}` (decoded principal).
+    UserData(String),
+    /// `/buckets/{bid}/snapshot/collections/{cid}@{timestamp}` (history plugin).
     Snapshot {
         bucket: String,
         collection: String,
         timestamp: String,
     },
-    /// `/__user_data__/{principal}` (decoded principal).
-    UserData(String),
     Plural(Target),
     Object(Target),
     /// 307 to another path of this server (path and query, absolute URL built later); `ttl` is the
@@ -246,12 +246,12 @@ fn route_inner(inner: &str, settings: RoutingSettings) -> ApiResult<Route> {
         ["buckets", b, "collections"] => Route::Plural(target(Kind::Collection, b, "", None)),
         ["buckets", b, "collections", c] => Route::Object(target(Kind::Collection, b, "", Some(c))),
         ["buckets", b, "groups"] => Route::Plural(target(Kind::Group, b, "", None)),
-        ["buckets", b, "snapshot", "collections", spec] if settings.history_enabled => {
-            match spec.rsplit_once('@') {
-                Some((c, ts)) => Route::Snapshot {
+        ["buckets", b, "snapshot", "collections", c] if settings.history_enabled => {
+            match c.rsplit_once('@') {
+                Some((collection, timestamp)) => Route::Snapshot {
                     bucket: b.to_string(),
-                    collection: c.to_string(),
-                    timestamp: ts.to_string(),
+                    collection: collection.to_string(),
+                    timestamp: timestamp.to_string(),
                 },
                 None => Route::NotFound,
             }

@@ -30,7 +30,11 @@ use crate::settings::{BackendKind, Settings};
 pub fn connect(settings: &Settings) -> std::result::Result<Box<dyn Cache>, String> {
     let prefix = settings.cache_prefix.clone();
     match settings.cache.kind {
-        BackendKind::Sqlite => Ok(Box::new(sqlite::SqliteCache::open(&settings.cache, prefix))),
+        BackendKind::Sqlite => Ok(Box::new(sqlite::SqliteCache::beside(
+            &settings.cache,
+            &settings.storage,
+            prefix,
+        ))),
         BackendKind::PostgreSql => Ok(Box::new(postgresql::PgCache::open(
             &settings.cache,
             prefix,

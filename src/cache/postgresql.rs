@@ -4,12 +4,12 @@
 
 use super::Cache;
 use crate::settings::BackendSettings;
-use crate::storage::postgresql::{pool, PgManager, CACHE_SCHEMA};
+use crate::storage::postgresql::{PgManager, PgPool, CACHE_SCHEMA};
 use crate::storage::{BackendError, Result};
 use serde_json::Value;
 
 pub struct PgCache {
-    pool: r2d2::Pool<PgManager>,
+    pool: PgPool,
     prefix: String,
 }
 
@@ -17,15 +17,13 @@ impl PgCache {
     /// Prepares the pool (no connection yet).
     pub fn open(settings: &BackendSettings, prefix: String) -> std::result::Result<Self, String> {
         Ok(PgCache {
-            pool: pool(settings)?,
+            pool: PgPool::new(settings)?,
             prefix,
         })
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<PgManager>> {
-        self.pool
-            .get()
-            .map_err(|e| BackendError::Unavailable(format!("PostgreSQL unavailable: {e}")))
+        self.pool.get()
     }
 
     fn key(&self, key: &str) -> String {

@@ -3,7 +3,7 @@
 
 use super::{now_seconds, Cache};
 use crate::settings::BackendSettings;
-use crate::storage::sqlite::{sql_err, SqlitePool};
+use crate::storage::sqlite::{parse_url, sql_err, SqlitePool, Target};
 use crate::storage::{BackendError, Result};
 use rusqlite::{params, OptionalExtension};
 use serde_json::Value;
@@ -18,6 +18,28 @@ impl SqliteCache {
         SqliteCache {
             pool: SqlitePool::new(settings),
             prefix,
+        }
+    }
+
+    /// The cache of a server whose storage is `storage`: when both name the same SQLite file,
+    /// the cache lives in `<file>.cache` instead, because a request's open storage transaction
+    /// holds the file's write lock and its autocommitted cache writes (pagination nonces)
+    /// would otherwise wait for it.
+    pub fn beside(
+        settings: &BackendSettings,
+        storage: &BackendSettings,
+        prefix: String,
+    ) -> SqliteCache {
+        let target = parse_url(&settings.url);
+        match &target {
+            Target::File(path)
+                if storage.kind == settings.kind && parse_url(&storage.url) == target =>
+            {
+                let mut own = settings.clone();
+                own.url = format!("sqlite:///{}.cache", path.display());
+                SqliteCache::open(&own, prefix)
+            }
+            _ => SqliteCache::open(settings, prefix),
         }
     }
 

@@ -3,7 +3,7 @@
 
 use super::{ObjectPermissions, Permission};
 use crate::storage::postgresql::{group_aces, PgTx};
-use crate::storage::{escape_like, Result};
+use crate::storage::{escape_like, like_range, Result};
 use std::collections::{BTreeMap, BTreeSet};
 
 fn unzip(pairs: &[(String, String)]) -> (Vec<&str>, Vec<&str>) {
@@ -119,18 +119,15 @@ impl Permission for PgTx {
             .iter()
             .flat_map(|(perm, ps)| ps.iter().map(move |p| (perm.as_str(), p.as_str())))
             .unzip();
-        // One statement: remove the named permissions' principals that are not kept, insert the
-        // new ones. (Both parts see the same snapshot: deleting a kept row would make its
-        // re-insertion a conflict, and the row would be lost.)
+        // One statement: remove the principals no longer named (never one that stays, which
+        // the insert of the same statement could not see deleted), insert the new ones.
         self.write(None)?.execute(
-            "WITH new AS (SELECT perm, principal \
-                 FROM unnest($3::text[], $4::text[]) AS n(perm, principal)), \
-             removed AS (DELETE FROM access_control_entries a \
+            "WITH removed AS (DELETE FROM access_control_entries \
                WHERE object_id = $1 AND permission = ANY($2::text[]) \
-                 AND NOT EXISTS (SELECT 1 FROM new \
-                   WHERE new.perm = a.permission AND new.principal = a.principal)) \
+               AND (permission, principal) NOT IN \
+                 (SELECT * FROM unnest($3::text[], $4::text[]))) \
              INSERT INTO access_control_entries (object_id, permission, principal) \
-             SELECT $1, perm, principal FROM new \
+             SELECT $1, perm, principal FROM unnest($3::text[], $4::text[]) AS n(perm, principal) \
              ON CONFLICT (object_id, permission, principal) DO NOTHING",
             &[&object_id, &names, &perms, &principals],
         )?;
@@ -146,16 +143,22 @@ impl Permission for PgTx {
             .filter(|p| !p.contains('*'))
             .map(String::as_str)
             .collect();
-        let like: Vec<String> = patterns
-            .iter()
-            .filter(|p| p.contains('*'))
-            .map(|p| escape_like(p))
-            .collect();
-        self.write(None)?.execute(
-            "DELETE FROM access_control_entries \
-             WHERE object_id = ANY($1::text[]) OR object_id LIKE ANY($2::text[])",
-            &[&exact, &like],
-        )?;
+        let conn = self.write(None)?;
+        if !exact.is_empty() {
+            conn.execute(
+                "DELETE FROM access_control_entries WHERE object_id = ANY($1::text[])",
+                &[&exact],
+            )?;
+        }
+        for pattern in patterns.iter().filter(|p| p.contains('*')) {
+            // The range lets the object_id index serve the (generic-plan) LIKE.
+            let (lo, hi) = like_range(pattern);
+            conn.execute(
+                "DELETE FROM access_control_entries \
+                 WHERE object_id >= $1 AND object_id < $2 AND object_id LIKE $3",
+                &[&lo, &hi, &escape_like(pattern)],
+            )?;
+        }
         Ok(())
     }
 

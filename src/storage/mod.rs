@@ -106,8 +106,10 @@ pub trait Storage {
         last_modified: Option<i64>,
     ) -> Result<Option<Object>>;
     /// Deletes the live objects matching the query (each tombstone gets its own increasing
-    /// timestamp, in page order), returns the tombstones. `parent_id` may contain `*` wildcards;
-    /// with `with_deleted` false, rows (and tombstones) are removed physically (cascades).
+    /// timestamp, in page order), returns the tombstones. `parent_id` may contain `*` wildcards
+    /// (other characters are literal) and `resource_name` may be `"*"` (every type);
+    /// with `with_deleted` false, rows are removed physically, and with an empty query (a
+    /// cascade) the lists' tombstones too.
     fn delete_all(
         &mut self,
         resource_name: &str,
@@ -115,14 +117,17 @@ pub trait Storage {
         query: &ListQuery,
         with_deleted: bool,
     ) -> Result<Vec<Object>>;
-    /// Removes tombstones (all, or older than `before`) of matching lists; returns the count.
+    /// Removes tombstones (all, or older than `before`) of matching lists (`*` wildcards as in
+    /// `delete_all`); returns the count.
     fn purge_deleted(
         &mut self,
         resource_name: &str,
         parent_id: &str,
         before: Option<i64>,
     ) -> Result<usize>;
-    /// Objects of the list matching the query. `parent_id` may contain `*` wildcards.
+    /// Objects of the list matching the query. `parent_id` may contain `*` wildcards, and
+    /// `resource_name` may be `"*"`. Pagination rules use [`Filter::missing`] for fields the
+    /// last object lacked.
     fn list_all(
         &mut self,
         resource_name: &str,
@@ -163,6 +168,12 @@ pub trait Transaction: Storage + Permission {
     /// the default runs the equivalent queries one after the other.
     fn read_object(&mut self, req: &ReadRequest) -> Result<ReadResult> {
         read_object_by_parts(self, req)
+    }
+    /// A plural read in one round trip where the backend can (PostgreSQL): principals,
+    /// permission check, parents, list timestamp, page and count. The default runs the
+    /// equivalent queries one after the other.
+    fn read_list(&mut self, req: &ListRequest) -> Result<ListResult> {
+        read_list_by_parts(self, req)
     }
 }
 
@@ -257,6 +268,74 @@ pub struct ReadResult {
     pub allowed: bool,
     /// One flag per requested parent: a live object exists.
     pub parents_exist: Vec<bool>,
+}
+
+/// A plural read (GET/HEAD of a list) in one call: see [`Transaction::read_list`].
+pub struct ListRequest<'a> {
+    pub resource_name: &'a str,
+    pub parent_id: &'a str,
+    /// Filters, sorting, pagination rules, limit and `include_deleted` of the page.
+    pub query: &'a ListQuery,
+    /// Also count the live objects matching the filters (`Total-Objects` of HEAD).
+    pub with_count: bool,
+    /// As in [`ReadRequest`]: user ids whose groups are looked up, known principals, the
+    /// `(object_uri, permission)` pairs granting read on the whole list, parents to check.
+    pub user_ids: &'a [String],
+    pub principals: &'a BTreeSet<String>,
+    pub bound_permissions: &'a [(String, String)],
+    pub parents: &'a [(ListRef<'a>, &'a str)],
+}
+
+/// Answer to a [`ListRequest`]. The timestamp, page and count are only computed when the caller
+/// is `allowed` and every parent exists (so a denied or dangling read never creates a list
+/// timestamp); otherwise they are `None` / empty and the API takes its slower path (restricted
+/// views of 6.5, 404 of a missing parent).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListResult {
+    pub principals: BTreeSet<String>,
+    pub allowed: bool,
+    pub parents_exist: Vec<bool>,
+    /// The list timestamp (2.5), created on first read like [`Storage::resource_timestamp`].
+    pub timestamp: Option<i64>,
+    pub objects: Vec<Object>,
+    pub count: Option<usize>,
+}
+
+/// The default, several-query implementation of [`Transaction::read_list`].
+pub fn read_list_by_parts<T: Transaction + ?Sized>(
+    tx: &mut T,
+    req: &ListRequest,
+) -> Result<ListResult> {
+    let mut principals = req.principals.clone();
+    for user_id in req.user_ids {
+        principals.extend(tx.get_user_principals(user_id)?);
+    }
+    let allowed = tx.check_permission(&principals, req.bound_permissions)?;
+    let mut parents_exist = Vec::with_capacity(req.parents.len());
+    for (list, id) in req.parents {
+        parents_exist.push(tx.get(*list, id)?.is_some());
+    }
+    let mut result = ListResult {
+        principals,
+        allowed,
+        parents_exist,
+        timestamp: None,
+        objects: Vec::new(),
+        count: None,
+    };
+    if allowed && result.parents_exist.iter().all(|e| *e) {
+        let list = ListRef {
+            resource_name: req.resource_name,
+            parent_id: req.parent_id,
+        };
+        result.timestamp = Some(tx.resource_timestamp(list)?);
+        result.objects = tx.list_all(req.resource_name, req.parent_id, req.query)?;
+        if req.with_count {
+            result.count =
+                Some(tx.count_all(req.resource_name, req.parent_id, &req.query.filters)?);
+        }
+    }
+    Ok(result)
 }
 
 /// The default, several-query implementation of [`Transaction::read_object`].
@@ -359,6 +438,14 @@ pub(crate) fn escape_like(pattern: &str) -> String {
         }
     }
     out
+}
+
+/// The byte-order range holding every id matching a `*` pattern: `[prefix, prefix + U+10FFFF)`,
+/// where the prefix is the text before the first `*`. Added next to `LIKE` so that PostgreSQL's
+/// generic plans (prepared statements) still scan the C-collation indexes by range.
+pub(crate) fn like_range(pattern: &str) -> (String, String) {
+    let prefix = pattern.split('*').next().unwrap_or("");
+    (prefix.to_string(), format!("{prefix}\u{10FFFF}"))
 }
 
 /// JSON truthiness as Python's (for `has_` values).

@@ -3,8 +3,8 @@
 //! bound parameters (`$n`), never interpolated.
 
 use super::{
-    as_array, candidates, epoch_value, escape_like, id_text, like_pattern, truthy, Filter,
-    FilterOp, ListQuery, Sort,
+    as_array, candidates, epoch_value, escape_like, id_text, like_pattern, like_range, truthy,
+    Filter, FilterOp, ListQuery, Sort,
 };
 use postgres::types::ToSql;
 use serde_json::{Map, Value};
@@ -54,8 +54,13 @@ impl PgSql {
 /// a lone `*` resource name means every type).
 pub fn scope(resource_name: &str, parent_id: &str, q: &mut PgSql) {
     if parent_id.contains('*') {
+        let (lo, hi) = like_range(parent_id);
         let p = q.bind(escape_like(parent_id));
-        q.push(&format!("parent_id LIKE {p}"));
+        let lo = q.bind(lo);
+        let hi = q.bind(hi);
+        q.push(&format!(
+            "parent_id >= {lo}::text AND parent_id < {hi}::text AND parent_id LIKE {p}::text"
+        ));
     } else {
         let p = q.bind(parent_id.to_string());
         q.push(&format!("parent_id = {p}"));

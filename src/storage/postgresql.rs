@@ -5,8 +5,8 @@
 
 use super::pg_query::{self, from_epoch, PgSql, EPOCH_LM};
 use super::{
-    build_object, split_object, tombstone, Backend, BackendError, ListQuery, ListRef, Object,
-    ReadRequest, ReadResult, Result, Storage, Transaction,
+    build_object, split_object, tombstone, Backend, BackendError, ListQuery, ListRef, ListRequest,
+    ListResult, Object, ReadRequest, ReadResult, Result, Storage, Transaction,
 };
 use crate::permission::ObjectPermissions;
 use crate::settings::BackendSettings;
@@ -16,7 +16,8 @@ use postgres::{Client, NoTls, Row, Statement};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The storage schema version this code reads and writes.
 pub const STORAGE_SCHEMA_VERSION: i64 = 26;
@@ -63,10 +64,6 @@ pub(crate) fn pg_err(e: postgres::Error) -> BackendError {
         Some(code) if conflict.contains(code) => BackendError::Conflict(message),
         _ => BackendError::Unavailable(message),
     }
-}
-
-fn pool_err(e: r2d2::Error) -> BackendError {
-    BackendError::Unavailable(format!("PostgreSQL unavailable: {e}"))
 }
 
 /// A pooled connection with its prepared statements.
@@ -144,36 +141,101 @@ impl r2d2::ManageConnection for PgManager {
     }
 }
 
-/// Builds a lazy pool: no connection is opened until one is needed, so a database that is down
-/// at startup does not prevent starting; checkouts wait at most `pool_timeout`.
-pub(crate) fn pool(
-    settings: &BackendSettings,
-) -> std::result::Result<r2d2::Pool<PgManager>, String> {
-    // Kinto's SQLAlchemy URLs may name a driver (`postgresql+psycopg2://`).
-    let url = match settings.url.split_once("://") {
-        Some((scheme, rest)) if scheme.starts_with("postgres") => format!("postgresql://{rest}"),
-        _ => settings.url.clone(),
-    };
-    let mut config = postgres::Config::from_str(&url)
-        .map_err(|e| format!("invalid PostgreSQL URL {:?}: {e}", settings.url))?;
-    let timeout = Duration::from_secs(settings.pool_timeout.max(1));
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(timeout);
+/// The last failure to open a connection, recorded by the pool's error handler.
+type LastError = Arc<Mutex<Option<(Instant, String)>>>;
+
+#[derive(Debug)]
+struct RecordErrors(LastError);
+
+impl r2d2::HandleError<postgres::Error> for RecordErrors {
+    fn handle_error(&self, error: postgres::Error) {
+        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *last = Some((Instant::now(), error.to_string()));
     }
-    let options = format!("{} -c TimeZone=UTC", config.get_options().unwrap_or(""));
-    config.options(options.trim());
-    Ok(r2d2::Pool::builder()
-        .max_size(settings.pool_size.max(1))
-        .min_idle(Some(0))
-        .connection_timeout(timeout)
-        .test_on_check_out(false)
-        .error_handler(Box::new(r2d2::NopErrorHandler))
-        .build_unchecked(PgManager { config }))
+}
+
+/// A lazy pool: no connection is opened until one is needed, so a database that is down at
+/// startup does not prevent starting, and the pool reconnects when it returns. A checkout fails
+/// as soon as opening a connection fails (a refused database answers 503 at once instead of
+/// holding the request), and waits at most `pool_timeout` for a busy pool.
+pub struct PgPool {
+    pool: r2d2::Pool<PgManager>,
+    last_error: LastError,
+    timeout: Duration,
+}
+
+impl PgPool {
+    pub fn new(settings: &BackendSettings) -> std::result::Result<PgPool, String> {
+        // Kinto's SQLAlchemy URLs may name a driver (`postgresql+psycopg2://`).
+        let url = match settings.url.split_once("://") {
+            Some((scheme, rest)) if scheme.starts_with("postgres") => {
+                format!("postgresql://{rest}")
+            }
+            _ => settings.url.clone(),
+        };
+        let mut config = postgres::Config::from_str(&url)
+            .map_err(|e| format!("invalid PostgreSQL URL {:?}: {e}", settings.url))?;
+        let timeout = Duration::from_secs(settings.pool_timeout.max(1));
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(timeout);
+        }
+        // UTC sessions (the trigger reads the clock as a TIMESTAMP); generic plans, so that
+        // prepared statements are not re-planned on every execution.
+        let options = format!(
+            "{} -c TimeZone=UTC -c plan_cache_mode=force_generic_plan",
+            config.get_options().unwrap_or("")
+        );
+        config.options(options.trim());
+        let last_error = LastError::default();
+        let pool = r2d2::Pool::builder()
+            .max_size(settings.pool_size.max(1))
+            .min_idle(Some(0))
+            .connection_timeout(timeout)
+            .test_on_check_out(false)
+            .error_handler(Box::new(RecordErrors(last_error.clone())))
+            .build_unchecked(PgManager { config });
+        Ok(PgPool {
+            pool,
+            last_error,
+            timeout,
+        })
+    }
+
+    pub fn get(&self) -> Result<r2d2::PooledConnection<PgManager>> {
+        let start = Instant::now();
+        let deadline = start + self.timeout;
+        loop {
+            let now = Instant::now();
+            let slice = deadline
+                .saturating_duration_since(now)
+                .min(Duration::from_millis(50));
+            if let Ok(conn) = self.pool.get_timeout(slice.max(Duration::from_millis(1))) {
+                return Ok(conn);
+            }
+            let last = self
+                .last_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Some((at, message)) = last {
+                if at >= start {
+                    return Err(BackendError::Unavailable(format!(
+                        "PostgreSQL unavailable: {message}"
+                    )));
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(BackendError::Unavailable(
+                    "PostgreSQL unavailable: no free connection in the pool".into(),
+                ));
+            }
+        }
+    }
 }
 
 /// The PostgreSQL storage + permission backend.
 pub struct PgBackend {
-    pool: r2d2::Pool<PgManager>,
+    pool: PgPool,
     readonly: bool,
 }
 
@@ -181,13 +243,13 @@ impl PgBackend {
     /// Prepares the pool (no connection yet).
     pub fn open(settings: &BackendSettings, readonly: bool) -> std::result::Result<Self, String> {
         Ok(PgBackend {
-            pool: pool(settings)?,
+            pool: PgPool::new(settings)?,
             readonly,
         })
     }
 
     fn connection(&self) -> Result<r2d2::PooledConnection<PgManager>> {
-        self.pool.get().map_err(pool_err)
+        self.pool.get()
     }
 }
 
@@ -252,7 +314,7 @@ impl Backend for PgBackend {
     }
 
     fn ping(&self) -> bool {
-        match self.pool.get() {
+        match self.connection() {
             Ok(mut conn) => conn.client.simple_query("SELECT 1").is_ok(),
             Err(_) => false,
         }
@@ -403,19 +465,27 @@ impl Storage for PgTx {
                 WHERE parent_id = $1 AND resource_name = $2) AS t), \
              created AS (INSERT INTO timestamps (parent_id, resource_name, last_modified) \
                SELECT $1, $2, date_trunc('milliseconds', clock_timestamp() AT TIME ZONE 'UTC') \
-               WHERE $3 AND (SELECT m FROM current) IS NULL \
+               WHERE (SELECT m FROM current) IS NULL \
                ON CONFLICT DO NOTHING RETURNING last_modified) \
              SELECT (EXTRACT(EPOCH FROM COALESCE((SELECT m FROM current), \
                (SELECT last_modified FROM created))) * 1000)::BIGINT";
-        let writable = !self.readonly;
+        if self.readonly {
+            // No INSERT at all: a read-only server may run on a hot standby.
+            let row = self.conn.query_one(
+                "SELECT (EXTRACT(EPOCH FROM max(m)) * 1000)::BIGINT FROM ( \
+                   SELECT max(last_modified) AS m FROM objects \
+                    WHERE parent_id = $1 AND resource_name = $2 \
+                   UNION ALL SELECT last_modified FROM timestamps \
+                    WHERE parent_id = $1 AND resource_name = $2) AS t",
+                &[&list.parent_id, &list.resource_name],
+            )?;
+            return row.get::<_, Option<i64>>(0).ok_or(BackendError::ReadOnly);
+        }
         let row = self
             .conn
-            .query_one(sql, &[&list.parent_id, &list.resource_name, &writable])?;
+            .query_one(sql, &[&list.parent_id, &list.resource_name])?;
         if let Some(ts) = row.get::<_, Option<i64>>(0) {
             return Ok(ts);
-        }
-        if self.readonly {
-            return Err(BackendError::ReadOnly);
         }
         // Another transaction created the row concurrently: read it.
         let row = self.conn.query_one(
@@ -694,6 +764,10 @@ impl Transaction for PgTx {
         Ok(())
     }
 
+    fn read_list(&mut self, req: &ListRequest) -> Result<ListResult> {
+        self.read_list_query(req)
+    }
+
     fn read_object(&mut self, req: &ReadRequest) -> Result<ReadResult> {
         let principals: Vec<&String> = req.principals.iter().collect();
         let (objects, perms): (Vec<&str>, Vec<&str>) = req
@@ -762,6 +836,137 @@ impl Transaction for PgTx {
                 .collect::<BTreeSet<_>>(),
             allowed: row.get(1),
             parents_exist: row.get::<_, Option<Vec<bool>>>(3).unwrap_or_default(),
+        })
+    }
+}
+
+impl PgTx {
+    /// [`Transaction::read_list`] in one statement.
+    fn read_list_query(&mut self, req: &ListRequest) -> Result<ListResult> {
+        let mut q = PgSql::new("");
+        let principals = q.bind(req.principals.iter().cloned().collect::<Vec<String>>());
+        let users = q.bind(req.user_ids.to_vec());
+        let (objects, perms): (Vec<String>, Vec<String>) =
+            req.bound_permissions.iter().cloned().unzip();
+        let (objects, perms) = (q.bind(objects), q.bind(perms));
+        let res = q.bind(
+            req.parents
+                .iter()
+                .map(|(l, _)| l.resource_name.to_string())
+                .collect::<Vec<_>>(),
+        );
+        let par = q.bind(
+            req.parents
+                .iter()
+                .map(|(l, _)| l.parent_id.to_string())
+                .collect::<Vec<_>>(),
+        );
+        let ids = q.bind(
+            req.parents
+                .iter()
+                .map(|(_, id)| id.to_string())
+                .collect::<Vec<_>>(),
+        );
+        let lp = q.bind(req.parent_id.to_string());
+        let lr = q.bind(req.resource_name.to_string());
+        q.push(&format!(
+            "WITH p AS (SELECT unnest({principals}::text[]) AS principal UNION \
+               SELECT principal FROM user_principals WHERE user_id = ANY({users}::text[])), \
+             ok AS (SELECT EXISTS (SELECT 1 FROM access_control_entries AS a \
+                 JOIN unnest({objects}::text[], {perms}::text[]) AS b(o, perm) \
+                   ON a.object_id = b.o AND a.permission = b.perm \
+                 WHERE a.principal IN (SELECT principal FROM p)) AS allowed), \
+             par AS (SELECT COALESCE(array_agg(EXISTS (SELECT 1 FROM objects AS x \
+                 WHERE x.id = q.id AND x.parent_id = q.parent AND x.resource_name = q.res \
+                 AND NOT x.deleted) ORDER BY q.n), '{{}}') AS flags \
+               FROM unnest({res}::text[], {par}::text[], {ids}::text[]) WITH ORDINALITY \
+                 AS q(res, parent, id, n)), \
+             go AS (SELECT (SELECT allowed FROM ok) AND NOT (FALSE = ANY(flags)) AS go \
+                 FROM par), \
+             cur AS (SELECT max(m) AS m FROM ( \
+                 SELECT max(last_modified) AS m FROM objects \
+                  WHERE parent_id = {lp}::text AND resource_name = {lr}::text \
+                 UNION ALL SELECT last_modified FROM timestamps \
+                  WHERE parent_id = {lp}::text AND resource_name = {lr}::text) AS t)"
+        ));
+        let created = if self.readonly {
+            // No INSERT at all: a read-only server may run on a hot standby.
+            "NULL::TIMESTAMP"
+        } else {
+            q.push(&format!(
+                ", created AS (INSERT INTO timestamps (parent_id, resource_name, last_modified) \
+                   SELECT {lp}::text, {lr}::text, \
+                     date_trunc('milliseconds', clock_timestamp() AT TIME ZONE 'UTC') \
+                   WHERE (SELECT go FROM go) AND (SELECT m FROM cur) IS NULL \
+                   ON CONFLICT DO NOTHING RETURNING last_modified)"
+            ));
+            "(SELECT last_modified FROM created)"
+        };
+        q.push(&format!(
+            " SELECT (SELECT array_agg(principal) FROM p), (SELECT allowed FROM ok), \
+               (SELECT flags FROM par), \
+               CASE WHEN (SELECT go FROM go) THEN (EXTRACT(EPOCH FROM \
+                 COALESCE((SELECT m FROM cur), {created})) * 1000)::BIGINT END, \
+               CASE WHEN (SELECT go FROM go) THEN (SELECT \
+                 json_agg(json_build_array(page.id, page.lm, page.data))::text FROM ( \
+                 SELECT id, {EPOCH_LM} AS lm, data FROM objects WHERE "
+        ));
+        pg_query::scope(req.resource_name, req.parent_id, &mut q);
+        if !req.query.include_deleted {
+            q.push(" AND NOT deleted");
+        }
+        pg_query::conditions(req.query, &mut q);
+        pg_query::order_by(&req.query.sorting, &mut q);
+        let limit = q.bind(req.query.limit.map(|l| l as i64));
+        q.push(&format!(" LIMIT {limit}::BIGINT) AS page) END, "));
+        if req.with_count {
+            q.push("CASE WHEN (SELECT go FROM go) THEN (SELECT count(*) FROM objects WHERE ");
+            pg_query::scope(req.resource_name, req.parent_id, &mut q);
+            q.push(" AND NOT deleted");
+            let filters_only = ListQuery {
+                filters: req.query.filters.clone(),
+                ..ListQuery::default()
+            };
+            pg_query::conditions(&filters_only, &mut q);
+            q.push(") END");
+        } else {
+            q.push("NULL::BIGINT");
+        }
+        let row = self.conn.query_one(&q.sql, &q.refs())?;
+        let page: Vec<(String, i64, Object)> = match row.get::<_, Option<&str>>(4) {
+            Some(text) => serde_json::from_str(text)
+                .map_err(|e| BackendError::Unavailable(format!("corrupt object data: {e}")))?,
+            None => Vec::new(),
+        };
+        let allowed: bool = row.get(1);
+        let parents_exist: Vec<bool> = row.get(2);
+        let go = allowed && parents_exist.iter().all(|e| *e);
+        let mut timestamp: Option<i64> = row.get(3);
+        if go && timestamp.is_none() {
+            if self.readonly {
+                return Err(BackendError::ReadOnly);
+            }
+            // Another transaction created the timestamps row concurrently.
+            let list = ListRef {
+                resource_name: req.resource_name,
+                parent_id: req.parent_id,
+            };
+            timestamp = Some(self.resource_timestamp(list)?);
+        }
+        Ok(ListResult {
+            principals: row
+                .get::<_, Option<Vec<String>>>(0)
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            allowed,
+            parents_exist,
+            timestamp,
+            objects: page
+                .into_iter()
+                .map(|(id, ts, data)| build_object(data, &id, ts))
+                .collect(),
+            count: row.get::<_, Option<i64>>(5).map(|c| c as usize),
         })
     }
 }

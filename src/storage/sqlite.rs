@@ -710,3 +710,58 @@ impl Drop for SqliteTx<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::BackendKind;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            parse_url("sqlite:///rel/k.db"),
+            Target::File(PathBuf::from("rel/k.db"))
+        );
+        assert_eq!(
+            parse_url("sqlite:////abs/k.db"),
+            Target::File(PathBuf::from("/abs/k.db"))
+        );
+        assert_eq!(parse_url(":memory:"), Target::Memory);
+        assert_eq!(parse_url("sqlite:///:memory:"), Target::Memory);
+        assert_eq!(parse_url(""), Target::Memory);
+        assert_eq!(
+            parse_url("/plain/k.db"),
+            Target::File(PathBuf::from("/plain/k.db"))
+        );
+    }
+
+    #[test]
+    fn memory_database_is_one_shared_connection() {
+        let settings = BackendSettings {
+            kind: BackendKind::Sqlite,
+            url: ":memory:".into(),
+            pool_size: 4,
+            pool_timeout: 1,
+        };
+        let backend = SqliteBackend::open(&settings, false).unwrap();
+        let list = ListRef {
+            resource_name: "bucket",
+            parent_id: "",
+        };
+        let mut tx = backend.begin().unwrap();
+        let mut obj = Object::new();
+        obj.insert("id".into(), Value::from("b1"));
+        tx.create(list, obj).unwrap().unwrap();
+        tx.commit().unwrap();
+        let mut tx = backend.begin().unwrap();
+        assert!(
+            tx.get(list, "b1").unwrap().is_some(),
+            "same database across transactions"
+        );
+        // The only connection is taken: another checkout times out as unavailable.
+        assert!(matches!(
+            backend.begin().err(),
+            Some(BackendError::Unavailable(_))
+        ));
+    }
+}

@@ -135,10 +135,28 @@ impl TestDb {
             // Port 1 on loopback: connection refused.
             BackendKind::PostgreSql => "postgresql://postgres@127.0.0.1:1/postgres".to_string(),
         };
+        // A long pool timeout: refused connections must fail without waiting for it.
         BackendSettings {
             url,
-            pool_timeout: 2,
+            pool_timeout: 30,
             ..self.settings.clone()
+        }
+    }
+
+    /// A backend on the test database with a pool of `size` connections and a 1 s timeout.
+    pub fn backend_with_pool(&self, size: u32) -> Box<dyn Backend> {
+        let settings = BackendSettings {
+            pool_size: size,
+            pool_timeout: 1,
+            ..self.settings.clone()
+        };
+        match self.settings.kind {
+            BackendKind::Sqlite => {
+                Box::new(kinto::storage::sqlite::SqliteBackend::open(&settings, false).unwrap())
+            }
+            BackendKind::PostgreSql => {
+                Box::new(kinto::storage::postgresql::PgBackend::open(&settings, false).unwrap())
+            }
         }
     }
 

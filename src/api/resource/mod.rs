@@ -32,6 +32,9 @@ pub fn allowed_methods(cfg: &Config, target: &Target, plural: bool) -> Vec<&'sta
     } else {
         &["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"]
     };
+    if cfg.disabled_methods.is_empty() && !cfg.settings.readonly {
+        return all.to_vec();
+    }
     let prefix = if plural { "plural" } else { "object" };
     all.iter()
         .copied()
