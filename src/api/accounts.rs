@@ -76,6 +76,17 @@ pub fn owner(ctx: &Ctx, id: &str, principals: &BTreeSet<String>) -> String {
     }
 }
 
+/// True when an authenticated, non-administrator caller addresses an account that is not theirs.
+pub fn foreign(ctx: &Ctx, id: &str, principals: &BTreeSet<String>) -> bool {
+    match &ctx.user {
+        Some(user) => {
+            let own = user.id.split_once(':').map(|(_, i)| i).unwrap_or(&user.id);
+            own != id && !is_admin(ctx, principals)
+        }
+        None => false,
+    }
+}
+
 /// The rules of an account write: non-administrators may only write their own account, the
 /// password is required, and a password sent is stored as a bcrypt hash.
 pub fn prepare_write(
@@ -112,7 +123,7 @@ pub fn prepare_write(
         Some(other) => Err(ApiError::invalid(
             Location::Body,
             Some("data.password"),
-            format!("{other} is not a string"),
+            format!("{other} is not a string: {{'password': ''}}"),
         )),
     }
 }

@@ -16,6 +16,7 @@
 pub mod accounts;
 pub mod batch;
 pub mod cors;
+pub mod counters;
 pub mod default_bucket;
 pub mod history;
 pub mod http;
@@ -98,7 +99,9 @@ impl Config {
                     || settings.includes.iter().any(|i| i == "kinto.plugins.flush"),
                 accounts_enabled: accounts::enabled(&settings),
                 history_enabled: history::HistorySettings::new(&settings).enabled,
-                permissions_enabled: settings.experimental_permissions_endpoint,
+                permissions_enabled: settings.experimental_permissions_endpoint
+                    || settings.includes.iter().any(|i| i == "kinto.plugins.admin"),
+                counters_enabled: counters::enabled(&settings),
             },
             cors: Cors::new(&settings.cors_origins, settings.cors_max_age_seconds),
             eos: signals::EndOfService::new(
@@ -349,6 +352,14 @@ impl App {
                 self.backend.flush()?;
                 self.cache.flush()?;
                 Ok((http::json(202, &serde_json::json!({})), None))
+            }
+            Route::Counters => {
+                utility_methods(&["GET", "HEAD"])?;
+                let response = match shared {
+                    Some(tx) => counters::get(tx)?,
+                    None => self.in_transaction(counters::get)?,
+                };
+                Ok((response, None))
             }
             Route::Batch => {
                 utility_methods(&["POST"])?;

@@ -103,6 +103,8 @@ pub enum Route {
     Batch,
     /// `/permissions` (experimental endpoint).
     Permissions,
+    /// `/__counters__` (counters plugin).
+    Counters,
     /// `/__user_data__/{principal}` (decoded principal).
     UserData(String),
     /// `/buckets/{bid}/snapshot/collections/{cid}@{timestamp}` (history plugin).
@@ -141,6 +143,8 @@ pub struct RoutingSettings {
     pub history_enabled: bool,
     /// `experimental_permissions_endpoint` (`/permissions`).
     pub permissions_enabled: bool,
+    /// The counters plugin (`/__counters__`).
+    pub counters_enabled: bool,
 }
 
 /// Routes a raw (undecoded) path; `query` is kept verbatim for redirects.
@@ -197,6 +201,7 @@ fn route_inner(inner: &str, settings: RoutingSettings) -> ApiResult<Route> {
         "batch" => Some(Route::Batch),
         "permissions" if settings.permissions_enabled => Some(Route::Permissions),
         "__flush__" if settings.flush_enabled => Some(Route::Flush),
+        "__counters__" if settings.counters_enabled => Some(Route::Counters),
         _ => None,
     };
     if let Some(route) = simple {

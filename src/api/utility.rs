@@ -113,6 +113,9 @@ fn capabilities(cfg: &Config) -> Value {
             }),
         );
     }
+    if cfg.routing.counters_enabled {
+        caps.insert("counters_endpoint".into(), super::counters::capability());
+    }
     if cfg.routing.flush_enabled {
         caps.insert(
             "flush_endpoint".into(),

@@ -173,7 +173,13 @@ pub fn put(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResul
     let id = target.id.clone().unwrap_or_default();
     let loaded = load(ctx, tx, target, &object_bound(target, &id, "write"))?;
     require_collection(target, &loaded)?;
-    let allowed = if loaded.existing().is_some() && conditions.if_none_match != Some(Condition::Any)
+    // A user only sees their own account: another one is "missing" to them (Kinto's parent
+    // scoping), so writing it needs the create permission and fails on the id check.
+    let foreign = target.kind == Kind::Account
+        && accounts::foreign(ctx, &loaded.id, &loaded.access.principals);
+    let allowed = if loaded.existing().is_some()
+        && !foreign
+        && conditions.if_none_match != Some(Condition::Any)
     {
         loaded.access.allowed
     } else {

@@ -244,7 +244,12 @@ pub fn post(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResu
         Some(id) => {
             let bound = object_bound(target, id, read_permission(target.kind));
             let mut access = read_access(ctx, tx, target, id, &bound)?;
-            let existing = access.object.take();
+            let mut existing = access.object.take();
+            // Another user's account is "missing" to a non-administrator (Kinto's parent
+            // scoping): the creation path then refuses the id.
+            if target.kind == Kind::Account && accounts::foreign(ctx, id, &access.principals) {
+                existing = None;
+            }
             if existing.is_none() {
                 access.allowed = check(ctx, tx, target, &create, &access.principals)?;
             }
@@ -293,11 +298,17 @@ pub fn post(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResu
         Some(_) => return Err(invalid_id()),
         // Accounts have no id generator: the id is the user name.
         None if target.kind == Kind::Account => {
+            // Users posting for themselves get Kinto's later check's message.
+            let description = if accounts::foreign(ctx, "", &principals) {
+                "Accounts must have an ID."
+            } else {
+                "data.id in body: Required"
+            };
             return Err(ApiError::invalid(
                 Location::Body,
                 Some("data.id"),
-                "data.id in body: Required",
-            ))
+                description,
+            ));
         }
         None => generate_id(target.kind),
     };
@@ -342,7 +353,8 @@ pub fn post(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResu
 /// `DELETE` on a list: deletes one page of matching objects the caller may write.
 pub fn delete(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResult<Response> {
     if target.kind == Kind::Account && ctx.user.is_none() {
-        return Err(ctx.deny());
+        // Same quirk as the anonymous listing.
+        return Err(ApiError::AccountsUnreadable);
     }
     let (view, _) = prepare(ctx, tx, target, true)?;
     let parsed = parse_query(ctx, target)?;
