@@ -26,6 +26,9 @@ impl KintoApp {
             LoggingConfig::from_settings(&settings).map_err(|e| format!("{file}: {e}"))?;
         MetricsConfig::from_settings(&settings)
             .map_err(|e| format!("{file}: [{}] {e}", crate::settings::SECTION))?;
+        // The accounts plugin's own startup checks, as Kinto's `includeme` makes them.
+        crate::accounts::check_settings(&settings)
+            .map_err(|e| format!("{file}: [{}] {e}", crate::settings::SECTION))?;
         Ok(KintoApp {
             settings: Arc::new(settings),
             logging,

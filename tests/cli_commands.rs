@@ -222,3 +222,72 @@ fn stop_signals_the_pid_in_the_pidfile() {
         text(&out.stderr)
     );
 }
+
+/// `kinto create-user` writes an account that then logs in over the API; `-p` is the password
+/// there, and Kinto's exit code 52 answers a configuration without the accounts plugin.
+#[test]
+fn create_user_makes_an_account_that_logs_in() {
+    use worker::Handler;
+    let dir = TempDir::new();
+    let ini = dir.0.join("kinto.ini");
+    let body = "[app:main]\n\
+        kinto.storage_backend = sqlite\nkinto.storage_url = sqlite:///kinto.db\n\
+        kinto.permission_backend = sqlite\nkinto.permission_url = sqlite:///kinto.db\n\
+        kinto.cache_backend = sqlite\nkinto.cache_url = sqlite:///kinto.db\n\
+        kinto.includes = kinto.plugins.accounts\n\
+        multiauth.policies = account\n\
+        multiauth.policy.account.use = kinto.plugins.accounts.AccountsPolicy\n\
+        kinto.account_bcrypt_cost = 4\n\
+        kinto.userid_hmac_secret = cli-test\n";
+    std::fs::write(&ini, body).unwrap();
+    let ini_arg = ini.to_str().unwrap();
+    let out = run(Path::new(KINTO), &dir.0, &["--ini", ini_arg, "migrate"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = run(
+        Path::new(KINTO),
+        &dir.0,
+        &[
+            "--ini",
+            ini_arg,
+            "create-user",
+            "-u",
+            "alice",
+            "-p",
+            "s3cret",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let settings = std::sync::Arc::new(kinto::settings::Settings::load(&ini).unwrap());
+    let backend = kinto::storage::connect(&settings).unwrap();
+    let cache = kinto::cache::connect(&settings).unwrap();
+    let mut app = kinto::api::App::new(settings, backend, cache);
+    let hello = |app: &mut kinto::api::App, password: &str| {
+        let mut request = worker::Request::empty();
+        request.method = "GET".into();
+        request.target = "/v1/".into();
+        let token = base64_basic("alice", password);
+        request.headers = vec![("Authorization".into(), format!("Basic {token}"))];
+        let response = app.handle(&request);
+        serde_json::from_slice::<serde_json::Value>(&response.body).unwrap()
+    };
+    assert_eq!(hello(&mut app, "s3cret")["user"]["id"], "account:alice");
+    assert!(hello(&mut app, "wrong").get("user").is_none());
+
+    std::fs::write(
+        &ini,
+        body.replace("kinto.includes = kinto.plugins.accounts\n", ""),
+    )
+    .unwrap();
+    let out = run(
+        Path::new(KINTO),
+        &dir.0,
+        &["--ini", ini_arg, "create-user", "-u", "bob", "-p", "x"],
+    );
+    assert_eq!(out.status.code(), Some(52), "{}", text(&out.stderr));
+}
+
+fn base64_basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+}
