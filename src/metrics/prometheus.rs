@@ -30,6 +30,9 @@ impl Kind {
     }
 }
 
+/// The series of one metric: rendered labels -> (count, sum).
+type Family = BTreeMap<String, (u64, f64)>;
+
 pub(crate) struct Registry {
     /// `kinto_`: Kinto strips `_` from the cleaned prefix and lower-cases it.
     prefix: String,
@@ -149,7 +152,7 @@ impl Registry {
 
     pub(crate) fn render(&self) -> String {
         // Name -> kind and series by rendered label set, sorted for a stable output.
-        let mut families: BTreeMap<String, (Kind, BTreeMap<String, (u64, f64)>)> = BTreeMap::new();
+        let mut families: BTreeMap<String, (Kind, Family)> = BTreeMap::new();
         self.aggregates.for_each(|key, count, sum| {
             let kind = match key.first() {
                 Some(b'c') => Kind::Counter,
