@@ -327,6 +327,80 @@ fn statsd_datagrams_of_record_requests() {
     assert_eq!(users.len(), 1, "{datagrams:#?}");
 }
 
+/// StatsD with `kinto.plugins.statsd` in `includes`: Kinto 26's names and labels.
+#[test]
+fn statsd_kinto_names() {
+    let statsd = UdpSocket::bind("127.0.0.1:0").unwrap();
+    statsd
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let statsd_port = statsd.local_addr().unwrap().port();
+    let dir = TempDir::new("statsd26");
+    let server = Server::start(
+        &dir,
+        &format!(
+            "{SQLITE}kinto.includes = kinto.plugins.statsd\n\
+             kinto.statsd_url = udp://127.0.0.1:{statsd_port}\n"
+        ),
+        1,
+        "",
+    );
+    create_parents(&server);
+    let path = "/v1/buckets/b1/collections/c1/records/r1";
+    assert_eq!(server.call("PUT", path, "alice", None), 201);
+    assert_eq!(server.call("GET", path, "alice", None), 200);
+    assert_eq!(
+        server.call(
+            "GET",
+            "/v1/buckets/b1/collections/c1/records/nope",
+            "alice",
+            None
+        ),
+        404
+    );
+    let summary = |method: &str, rid: &str, status: u16| {
+        format!(
+            "kinto.request_summary:method.{method}.endpoint.record-object.bucket_id.b1.\
+             collection_id.c1.group_id..record_id.{rid}.status.{status}|s"
+        )
+    };
+    let wanted = [
+        summary("put", "r1", 201),
+        summary("get", "r1", 200),
+        // Ids are empty for error statuses.
+        "kinto.request_summary:method.get.endpoint.record-object.bucket_id..collection_id..\
+         group_id..record_id..status.404|s"
+            .to_string(),
+        "kinto.request_duration_seconds.method.get.endpoint.record-object.bucket_id.b1.\
+         collection_id.c1.group_id..record_id.r1:"
+            .to_string(),
+        "kinto.backend.storage.seconds.method.get:".to_string(),
+        "kinto.backend.permission.seconds.method.replace_object_permissions:".to_string(),
+        "kinto.users:auth.basicauth.userid.".to_string(),
+        "kinto.authentication:type.basicauth|s".to_string(),
+        "kinto.request_size:".to_string(),
+    ];
+    let mut datagrams: Vec<String> = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    let mut buf = [0u8; 2048];
+    while !wanted
+        .iter()
+        .all(|w| datagrams.iter().any(|d| d.starts_with(w.as_str())))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "missing some of {wanted:#?} in {datagrams:#?}"
+        );
+        if let Ok(n) = statsd.recv(&mut buf) {
+            datagrams.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    assert!(
+        !datagrams.iter().any(|d| d.starts_with("kinto.view.")),
+        "{datagrams:#?}"
+    );
+}
+
 /// The production docs' logging sections: a Heka JSON request summary on stdout per request, and
 /// one per sub-request of a batch.
 #[test]
