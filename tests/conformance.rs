@@ -1009,6 +1009,22 @@ fn permissions_principals_and_aces(db: &TestDb) {
         now["collection:create"],
         set(&["account:bob", "account:carol"])
     );
+    // Replacing with a set that keeps a principal keeps it.
+    let mut keep = ObjectPermissions::new();
+    keep.insert("write".into(), set(&["account:alice", "account:erin"]));
+    tx.replace_object_permissions("/buckets/b", &keep).unwrap();
+    assert_eq!(
+        tx.get_object_permission_principals("/buckets/b", "write")
+            .unwrap(),
+        set(&["account:alice", "account:erin"])
+    );
+    keep.insert("write".into(), set(&["account:alice"]));
+    tx.replace_object_permissions("/buckets/b", &keep).unwrap();
+    assert_eq!(
+        tx.get_object_permission_principals("/buckets/b", "write")
+            .unwrap(),
+        set(&["account:alice"])
+    );
 
     // Checks and lookups.
     let bound = pairs(&[
@@ -1546,10 +1562,9 @@ fn pool_recovers_when_database_appears(db: &TestDb) {
     // A database that does not exist yet, then is created: the same backend starts working.
     let (settings, create): (_, Box<dyn Fn()>) = match db.kind() {
         BackendKind::Sqlite => {
-            let dir = std::env::temp_dir()
-                .join(format!("kinto_late_{}", std::process::id()))
-                .join(format!("{:?}", std::thread::current().id()).replace(['(', ')'], ""));
-            let _ = std::fs::remove_dir_all(&dir);
+            // A directory inside the test's own (removed at the end).
+            let own = db.settings.url.strip_prefix("sqlite:///").unwrap();
+            let dir = std::path::Path::new(own).parent().unwrap().join("late");
             let mut s = db.settings.clone();
             s.url = format!("sqlite:///{}", dir.join("late.db").display());
             let d = dir.clone();
@@ -1607,8 +1622,6 @@ fn pool_recovers_when_database_appears(db: &TestDb) {
         let mut c = postgres::Client::connect(&common::admin_url(), postgres::NoTls).unwrap();
         c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .unwrap();
-    } else if let Some(path) = settings.url.strip_prefix("sqlite:///") {
-        let _ = std::fs::remove_dir_all(std::path::Path::new(path).parent().unwrap());
     }
 }
 
@@ -1871,5 +1884,163 @@ mod postgresql_schema {
             Some("{\"deleted\": true}".into())
         );
         assert_eq!(db.query_text("SELECT sec2ttl(NULL)::text"), None);
+    }
+}
+
+/// SQLite and PostgreSQL give the same answers on a varied dataset (filters and sorting).
+mod backends_agree {
+    use super::*;
+
+    fn dataset() -> Vec<(String, Value)> {
+        let mut seed: u64 = 42;
+        let mut next = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let scalars = [
+            json!(null),
+            json!(-2),
+            json!(0),
+            json!(1),
+            json!(1.5),
+            json!(3),
+            json!(""),
+            json!("a"),
+            json!("ab"),
+            json!("B"),
+            json!("b"),
+            json!("é"),
+            json!("1"),
+            json!(true),
+            json!(false),
+        ];
+        (0..60)
+            .map(|i| {
+                let mut o = Map::new();
+                for field in ["n", "s"] {
+                    let pick = next(scalars.len() as u64 + 3) as usize;
+                    if pick < scalars.len() {
+                        o.insert(field.into(), scalars[pick].clone());
+                    } else if pick == scalars.len() {
+                        o.insert(field.into(), json!([scalars[next(15) as usize].clone()]));
+                    } else if pick == scalars.len() + 1 {
+                        o.insert(field.into(), json!({"v": next(3)}));
+                    }
+                }
+                match next(4) {
+                    0 => {}
+                    1 => {
+                        o.insert("tags".into(), json!("a"));
+                    }
+                    _ => {
+                        let tags: Vec<Value> = (0..next(3))
+                            .map(|_| scalars[next(15) as usize].clone())
+                            .collect();
+                        o.insert("tags".into(), Value::Array(tags));
+                    }
+                }
+                if next(3) > 0 {
+                    o.insert("o".into(), json!({"v": scalars[next(15) as usize].clone()}));
+                }
+                (format!("r{i:02}"), Value::Object(o))
+            })
+            .collect()
+    }
+
+    use serde_json::Map;
+
+    #[test]
+    fn filters_and_sorting() {
+        let data = dataset();
+        let items: Vec<(&str, Value)> = data.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let dbs = [TestDb::sqlite(), TestDb::postgresql()];
+        for db in &dbs {
+            seed(db, COLL, &items);
+        }
+        let backends: Vec<_> = dbs.iter().map(|db| db.backend()).collect();
+        let mut txs: Vec<_> = backends.iter().map(|b| b.begin().unwrap()).collect();
+        let values = [
+            json!(null),
+            json!(0),
+            json!(1),
+            json!(1.5),
+            json!("a"),
+            json!("B"),
+            json!(true),
+            json!(["a"]),
+            json!({"v": 1}),
+        ];
+        let mut queries = Vec::new();
+        for field in ["n", "s", "tags", "o.v", "o", "id", "missing.deep"] {
+            for op in [
+                FilterOp::Eq,
+                FilterOp::NotEq,
+                FilterOp::Lt,
+                FilterOp::Gt,
+                FilterOp::Min,
+                FilterOp::Max,
+            ] {
+                for v in &values {
+                    queries.push(vec![filter(field, op, v.clone())]);
+                }
+            }
+            queries.push(vec![filter(
+                field,
+                FilterOp::In,
+                json!([1, "a", null, true]),
+            )]);
+            queries.push(vec![filter(
+                field,
+                FilterOp::NotIn,
+                json!([1, "a", null, true]),
+            )]);
+            queries.push(vec![filter(field, FilterOp::Has, json!(true))]);
+            queries.push(vec![filter(field, FilterOp::Has, json!(false))]);
+            for pattern in ["a", "*b", "B*", "é", "1", "*", "t*"] {
+                queries.push(vec![filter(field, FilterOp::Like, json!(pattern))]);
+            }
+            for wanted in [json!(["a"]), json!("a"), json!([1, "b"]), json!([null])] {
+                queries.push(vec![filter(field, FilterOp::Contains, wanted.clone())]);
+                queries.push(vec![filter(field, FilterOp::ContainsAny, wanted)]);
+            }
+        }
+        for filters in queries {
+            let q = ListQuery {
+                filters: filters.clone(),
+                ..Default::default()
+            };
+            let answers: Vec<Vec<String>> = txs
+                .iter_mut()
+                .map(|tx| sorted_ids(&tx.list_all("record", COLL, &q).unwrap()))
+                .collect();
+            assert_eq!(answers[0], answers[1], "filters {filters:?}");
+        }
+        for field in ["n", "s", "tags", "o.v", "o", "id"] {
+            for descending in [false, true] {
+                let q = ListQuery {
+                    sorting: vec![
+                        Sort {
+                            field: field.into(),
+                            descending,
+                        },
+                        Sort {
+                            field: "last_modified".into(),
+                            descending: true,
+                        },
+                    ],
+                    ..Default::default()
+                };
+                let answers: Vec<Vec<String>> = txs
+                    .iter_mut()
+                    .map(|tx| ids(&tx.list_all("record", COLL, &q).unwrap()))
+                    .collect();
+                assert_eq!(
+                    answers[0], answers[1],
+                    "sort {field} descending={descending}"
+                );
+            }
+        }
     }
 }

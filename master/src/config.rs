@@ -69,6 +69,20 @@ pub struct ServerConfig {
     pub log_format: Option<String>,
     /// `log-micros`: response times in microseconds.
     pub log_micros: bool,
+    /// Read by the worker once it implements them (their registry entries still say "not
+    /// implemented yet" until then): `tcp-nodelay`, `reload-on-as` (MB), `thunder-lock`,
+    /// `memory-report`, `del-header`, `enable-proxy-protocol`, `log-slow` (ms), `log-big`
+    /// (bytes), `log-zero`, `log-ioerror`.
+    pub tcp_nodelay: bool,
+    pub reload_on_as: u64,
+    pub thunder_lock: bool,
+    pub memory_report: bool,
+    pub del_headers: Vec<String>,
+    pub enable_proxy_protocol: bool,
+    pub log_slow: u64,
+    pub log_big: u64,
+    pub log_zero: bool,
+    pub log_ioerror: bool,
 
     // Master-only options below.
     /// The absolute path of the ini file (re-read on reload).
@@ -296,13 +310,19 @@ impl ServerConfig {
                             "option \"{key}\" is not supported by this server: {why}"
                         ))
                     }
-                    Effect::Notice(why) => v.notice(key, why),
-                    Effect::Honoured => match spec.kind {
-                        Kind::List => v.lists.entry(spec.name).or_default().push(value.clone()),
-                        _ => {
-                            v.scalars.insert(spec.name, (key.clone(), value.clone()));
+                    // Values of noticed options are kept too: the worker may read some before
+                    // the registry calls them honoured.
+                    Effect::Notice(_) | Effect::Honoured => {
+                        if let Effect::Notice(why) = spec.effect {
+                            v.notice(key, why);
                         }
-                    },
+                        match spec.kind {
+                            Kind::List => v.lists.entry(spec.name).or_default().push(value.clone()),
+                            _ => {
+                                v.scalars.insert(spec.name, (key.clone(), value.clone()));
+                            }
+                        }
+                    }
                 },
             }
         }
@@ -492,6 +512,16 @@ impl ServerConfig {
             log_4xx: v.bool("log-4xx"),
             log_format: v.str("log-format").map(str::to_string),
             log_micros: v.bool("log-micros"),
+            tcp_nodelay: v.bool("tcp-nodelay"),
+            reload_on_as: v.int("reload-on-as")?,
+            thunder_lock: v.bool("thunder-lock"),
+            memory_report: v.bool("memory-report"),
+            del_headers: v.list("del-header").cloned().collect(),
+            enable_proxy_protocol: v.bool("enable-proxy-protocol"),
+            log_slow: v.int("log-slow")?,
+            log_big: v.int("log-big")?,
+            log_zero: v.bool("log-zero"),
+            log_ioerror: v.bool("log-ioerror"),
             ini,
             sockets,
             procname_prefix: v
@@ -677,23 +707,33 @@ fn server_main_fallback(
         "*** WARNING: Can't find section \"{section}\" in INI configuration file {} ***",
         path.display()
     );
-    let mut inside = false;
+    // configparser-style: `key = value` or `key: value`, `%(name)s` from [DEFAULT] or the section
+    // itself. Kinto's own template says `port = %(http_port)s`, which `kinto start` filled with
+    // its --port (8888 by default).
+    let mut current = String::new();
     let mut found = false;
-    let (mut host, mut port) = ("127.0.0.1".to_string(), "8888".to_string());
+    let mut defaults: HashMap<String, String> =
+        HashMap::from([("http_port".to_string(), "8888".to_string())]);
+    let mut server: HashMap<String, String> = HashMap::new();
     for line in text.lines() {
         let line = line.trim();
         if line.starts_with('[') && line.ends_with(']') {
-            inside = &line[1..line.len() - 1] == "server:main";
-            found |= inside;
+            current = line[1..line.len() - 1].to_string();
+            found |= current == "server:main";
             continue;
         }
-        if !inside || line.starts_with('#') || line.starts_with(';') {
+        if line.starts_with('#') || line.starts_with(';') {
             continue;
         }
         if let Some((k, val)) = line.split_once(['=', ':']) {
-            match k.trim() {
-                "host" => host = val.trim().to_string(),
-                "port" => port = val.trim().to_string(),
+            let (k, val) = (k.trim().to_string(), val.trim().to_string());
+            match current.as_str() {
+                "DEFAULT" => {
+                    defaults.insert(k, val);
+                }
+                "server:main" => {
+                    server.insert(k, val);
+                }
                 _ => {}
             }
         }
@@ -701,6 +741,15 @@ fn server_main_fallback(
     if !found {
         return Err(missing);
     }
+    let interpolate = |value: &str| {
+        let mut out = value.to_string();
+        for (name, v) in defaults.iter().chain(server.iter()) {
+            out = out.replace(&format!("%({name})s"), v);
+        }
+        out
+    };
+    let host = interpolate(server.get("host").map_or("127.0.0.1", String::as_str));
+    let port = interpolate(server.get("port").map_or("8888", String::as_str));
     let address = if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
@@ -947,6 +996,19 @@ mod tests {
     }
 
     #[test]
+    fn worker_side_options_are_read_even_before_they_are_honoured() {
+        let c = parse(
+            "[uwsgi]\nhttp-socket = :8000\ntcp-nodelay = true\nreload-on-as = 512\ndel-header = Server\nlog-slow = 200\n",
+        )
+        .unwrap();
+        assert!(c.tcp_nodelay);
+        assert_eq!(c.reload_on_as, 512);
+        assert_eq!(c.del_headers, vec!["Server".to_string()]);
+        assert_eq!(c.log_slow, 200);
+        assert!(c.notices.iter().any(|n| n.contains("\"tcp-nodelay\"")));
+    }
+
+    #[test]
     fn mercy_and_max_vars() {
         let c = parse("[uwsgi]\nhttp-socket = :8000\nreload-mercy = 2\n").unwrap();
         assert_eq!(c.worker_reload_mercy, Duration::from_secs(2));
@@ -974,6 +1036,16 @@ mod tests {
             std::thread::available_parallelism().unwrap().get()
         );
         assert!(c.notices[0].starts_with("*** WARNING: Can't find section"));
+    }
+
+    #[test]
+    fn server_main_of_the_kinto_template() {
+        let c =
+            parse("[server:main]\nuse = egg:waitress#main\nhost = 0.0.0.0\nport = %(http_port)s\n")
+                .unwrap();
+        assert_eq!(c.sockets[0].address, "0.0.0.0:8888");
+        let c = parse("[DEFAULT]\nhttp_port = 9999\n[server:main]\nport: %(http_port)s\n").unwrap();
+        assert_eq!(c.sockets[0].address, "127.0.0.1:9999");
     }
 
     #[test]

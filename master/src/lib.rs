@@ -5,20 +5,21 @@
 //! reload, shutdown, systemd notifications). It knows nothing of Kinto: the application plugs in
 //! through [`App`], whose worker entry point runs in each forked child.
 //!
-//! Layout: `dialect` (uWSGI's ini reader and substitutions), `logic` (includes and `if-*`/`for` blocks), `registry` (the option table, its
-//! notices and docs), `config` (`ServerConfig`), `listener` (socket forms, bind, inherit),
-//! `privileges`, `procname` (process titles), `scoreboard` (shared slots), `signals` (self-pipe), `notify` (sd_notify), `stats` (the stats server),
-//! `context` (what a worker receives), `spawn` (the child side of fork), `run` (the master loop),
-//! `log` (line writing).
+//! Layout: `dialect` (uWSGI's ini reader and substitutions), `logic` (includes and `if-*`/`for`
+//! blocks), `registry` (the option table, its notices and docs), `config` (`ServerConfig`),
+//! `listener` (socket forms, bind, inherit), `privileges`, `procname` (process titles),
+//! `scoreboard` (shared slots), `signals` (self-pipe), `notify` (sd_notify), `stats` (the stats
+//! server), `context` (what a worker receives), `spawn` (the child side of fork), `run` (the
+//! master loop), `log` (line writing). `README.md` lists where we depart from uWSGI on purpose.
 
 pub mod config;
 pub mod context;
 pub mod dialect;
 pub mod listener;
 pub mod log;
-pub mod logic;
-pub mod notify;
-pub mod privileges;
+mod logic;
+mod notify;
+mod privileges;
 mod procname;
 pub mod registry;
 mod run;
@@ -52,8 +53,9 @@ pub trait App: Sized {
     /// Loads and validates the whole configuration from the ini file (the `[uwsgi]` section and the
     /// application's own sections). Called at startup and on every reload, in the master.
     fn load(ini: &Path, invocation: &Invocation) -> Result<(ServerConfig, Self), String>;
-    /// Runs in the forked worker; returns the worker's exit code. It should call
-    /// `ctx.slot.set_accepting()` once initialised (the master's `READY=1` waits for it).
+    /// Runs in the forked worker; returns the worker's exit code. The slot must be marked
+    /// accepting once initialised (the master's `READY=1` waits for it): `worker::serve` does it
+    /// after installing the worker's signal handlers, so `work` need not.
     fn work(&self, ctx: WorkerContext) -> i32;
 }
 

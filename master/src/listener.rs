@@ -485,6 +485,24 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_loopback() {
+        let (bound, line) = bind(0, &spec("[::1]:0"), &ServerConfig::default()).unwrap();
+        let Address::Tcp(addr) = bound.address else {
+            panic!("tcp expected")
+        };
+        assert!(addr.is_ipv6());
+        assert_eq!(
+            line,
+            format!(
+                "uwsgi socket 0 bound to TCP6 address [::1]:{} (port auto-assigned) fd {}",
+                addr.port(),
+                bound.listener.raw_fd()
+            )
+        );
+        assert!(std::net::TcpStream::connect(addr).is_ok());
+    }
+
+    #[test]
     fn abstract_socket_option() {
         use std::os::linux::net::SocketAddrExt;
         let config = ServerConfig {

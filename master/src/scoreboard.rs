@@ -39,6 +39,9 @@ pub struct Slot {
     pub tx: AtomicU64,
     /// Responses with status 500 or more.
     pub exceptions: AtomicU64,
+    /// Microseconds spent in requests (harakiri clock start to response written), all
+    /// generations: the stats `running_time`, and `avg_rt` once divided by `requests`.
+    pub running_time_us: AtomicU64,
     addr_len: AtomicU8,
     method_len: AtomicU8,
     uri_len: AtomicU32,
@@ -53,7 +56,13 @@ pub struct Header {
     /// Requests handled by every worker since the master started.
     pub total_requests: AtomicU64,
     pub master_pid: AtomicI32,
+    /// `thunder-lock`: a process-shared, robust mutex serialising accept between workers.
+    accept_lock: std::cell::UnsafeCell<libc::pthread_mutex_t>,
 }
+
+// SAFETY: every field is an atomic except the mutex, which is only used through the pthread
+// calls made for process-shared use.
+unsafe impl Sync for Header {}
 
 /// What the master reads of a busy slot for the harakiri dump and SIGUSR2.
 #[derive(Debug, Clone, Default)]
@@ -89,6 +98,15 @@ impl Scoreboard {
                 return Err(std::io::Error::last_os_error());
             }
             let header = &*(ptr as *const Header);
+            let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
+            libc::pthread_mutexattr_init(&mut attr);
+            libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED);
+            libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST);
+            let rc = libc::pthread_mutex_init(header.accept_lock.get(), &attr);
+            libc::pthread_mutexattr_destroy(&mut attr);
+            if rc != 0 {
+                return Err(std::io::Error::from_raw_os_error(rc));
+            }
             let slots_ptr = (ptr as *const u8).add(std::mem::size_of::<Header>()) as *const Slot;
             let slots = std::slice::from_raw_parts(slots_ptr, capacity);
             Ok(Scoreboard { header, slots })
@@ -139,7 +157,9 @@ impl Slot {
                 uri: read_text(&self.uri, self.uri_len.load(Ordering::Relaxed) as usize),
                 started_unix: self.request_started_unix.load(Ordering::Relaxed),
             };
-            if before.is_multiple_of(2) && self.seq.load(Ordering::Acquire) == before {
+            // Seqlock reader: the data loads above must complete before the second read.
+            std::sync::atomic::fence(Ordering::Acquire);
+            if before.is_multiple_of(2) && self.seq.load(Ordering::Relaxed) == before {
                 break;
             }
         }
@@ -226,7 +246,9 @@ impl SlotHandle {
     pub fn request_started(&self, method: &str, uri: &str, remote_addr: &str, harakiri: u64) {
         let s = self.slot;
         let now = monotonic_ms();
-        s.seq.fetch_add(1, Ordering::AcqRel);
+        // Seqlock writer: odd counter first, visible before any text byte changes.
+        s.seq.fetch_add(1, Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::Release);
         s.addr_len
             .store(write_text(&s.addr, remote_addr) as u8, Ordering::Relaxed);
         s.method_len
@@ -238,7 +260,7 @@ impl SlotHandle {
             .map_or(0, |d| d.as_secs());
         s.request_started_unix.store(unix, Ordering::Relaxed);
         s.request_started_mono_ms.store(now, Ordering::Relaxed);
-        s.seq.fetch_add(1, Ordering::AcqRel);
+        s.seq.fetch_add(1, Ordering::Release);
         if s.state.load(Ordering::Relaxed) != STATE_STOPPING {
             s.state.store(STATE_BUSY, Ordering::Relaxed);
         }
@@ -255,6 +277,12 @@ impl SlotHandle {
     pub fn request_finished(&self, status: u16, bytes_sent: u64) {
         let s = self.slot;
         s.harakiri_deadline_mono_ms.store(0, Ordering::Release);
+        let started = s.request_started_mono_ms.load(Ordering::Relaxed);
+        if started > 0 {
+            let elapsed_ms = monotonic_ms().saturating_sub(started);
+            s.running_time_us
+                .fetch_add(elapsed_ms * 1000, Ordering::Relaxed);
+        }
         s.request_started_mono_ms.store(0, Ordering::Relaxed);
         s.requests.fetch_add(1, Ordering::Relaxed);
         s.delta_requests.fetch_add(1, Ordering::Relaxed);
@@ -271,6 +299,37 @@ impl SlotHandle {
         );
     }
 
+    /// `thunder-lock`: takes the accept lock shared by every worker, waiting at most `timeout`
+    /// (so that a stop request is still noticed); true when held. A worker killed while holding
+    /// it does not block the others: the next taker recovers it.
+    pub fn accept_lock(&self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            + timeout;
+        let ts = libc::timespec {
+            tv_sec: deadline.as_secs() as libc::time_t,
+            tv_nsec: deadline.subsec_nanos() as _,
+        };
+        let lock = self.header.accept_lock.get();
+        // SAFETY: the mutex was initialised process-shared and robust by Scoreboard::new.
+        match unsafe { libc::pthread_mutex_timedlock(lock, &ts) } {
+            0 => true,
+            libc::EOWNERDEAD => {
+                // SAFETY: we hold the lock; it protects no data, only the accept turn.
+                unsafe { libc::pthread_mutex_consistent(lock) };
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Releases the accept lock taken with [`SlotHandle::accept_lock`].
+    pub fn accept_unlock(&self) {
+        // SAFETY: called by the holder, as documented.
+        unsafe { libc::pthread_mutex_unlock(self.header.accept_lock.get()) };
+    }
+
     /// Requests handled by this worker process so far (`<wreq>` of the request log line).
     pub fn worker_requests(&self) -> u64 {
         self.slot.delta_requests.load(Ordering::Relaxed)
@@ -285,6 +344,49 @@ impl SlotHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accept_lock_excludes_and_survives_a_dead_holder() {
+        use nix::unistd::{fork, ForkResult};
+        use std::time::Duration;
+        let board = Scoreboard::new(2).unwrap();
+        let (one, two) = (board.handle(1), board.handle(2));
+        assert!(one.accept_lock(Duration::from_millis(100)));
+        // SAFETY: the child only uses the shared mapping and _exits.
+        match unsafe { fork() }.unwrap() {
+            ForkResult::Child => {
+                // Held by the parent: times out. Then the child takes it and dies holding it.
+                let code = if two.accept_lock(Duration::from_millis(100)) {
+                    1
+                } else {
+                    0
+                };
+                unsafe { libc::_exit(code) };
+            }
+            ForkResult::Parent { child } => {
+                let status = nix::sys::wait::waitpid(child, None).unwrap();
+                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+            }
+        }
+        one.accept_unlock();
+        match unsafe { fork() }.unwrap() {
+            ForkResult::Child => {
+                let code = if two.accept_lock(Duration::from_millis(500)) {
+                    0
+                } else {
+                    1
+                };
+                unsafe { libc::_exit(code) };
+            }
+            ForkResult::Parent { child } => {
+                let status = nix::sys::wait::waitpid(child, None).unwrap();
+                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+            }
+        }
+        // The child died holding the lock: it is recovered, not deadlocked.
+        assert!(one.accept_lock(Duration::from_millis(500)));
+        one.accept_unlock();
+    }
 
     #[test]
     fn request_cycle_is_visible_across_fork() {

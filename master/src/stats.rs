@@ -26,6 +26,8 @@ pub struct WorkerStats {
     pub last_spawn: u64,
     pub respawn_count: u64,
     pub tx: u64,
+    /// Microseconds spent in requests.
+    pub running_time: u64,
     /// The running request: method, URI, remote address, start (Unix seconds).
     pub request: Option<(String, String, String, u64)>,
 }
@@ -221,11 +223,12 @@ impl StatsServer {
             j.key("status").string(w.status);
             j.key("rss").number(w.rss);
             j.key("vsz").number(w.vsz);
-            j.key("running_time").number(0);
+            j.key("running_time").number(w.running_time);
             j.key("last_spawn").number(w.last_spawn);
             j.key("respawn_count").number(w.respawn_count);
             j.key("tx").number(w.tx);
-            j.key("avg_rt").number(0);
+            j.key("avg_rt")
+                .number(w.running_time.checked_div(w.requests).unwrap_or(0));
             j.key("apps").open('[');
             j.item().open('{');
             j.key("id").number(0);

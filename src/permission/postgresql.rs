@@ -119,10 +119,13 @@ impl Permission for PgTx {
             .iter()
             .flat_map(|(perm, ps)| ps.iter().map(move |p| (perm.as_str(), p.as_str())))
             .unzip();
-        // One statement: remove the named permissions, insert their new principals.
+        // One statement: remove the principals no longer named (never one that stays, which
+        // the insert of the same statement could not see deleted), insert the new ones.
         self.write(None)?.execute(
             "WITH removed AS (DELETE FROM access_control_entries \
-               WHERE object_id = $1 AND permission = ANY($2::text[])) \
+               WHERE object_id = $1 AND permission = ANY($2::text[]) \
+               AND (permission, principal) NOT IN \
+                 (SELECT * FROM unnest($3::text[], $4::text[]))) \
              INSERT INTO access_control_entries (object_id, permission, principal) \
              SELECT $1, perm, principal FROM unnest($3::text[], $4::text[]) AS n(perm, principal) \
              ON CONFLICT (object_id, permission, principal) DO NOTHING",

@@ -4,7 +4,9 @@
 
 use serde_json::Value;
 
-// JSONB orders types: null < string < number < boolean < array < object.
+// JSONB orders types: null < string < number < boolean < array < object (and, at top level
+// only, the empty array before null).
+const TAG_EMPTY_TOP_ARRAY: u8 = 0;
 const TAG_NULL: u8 = 1;
 const TAG_STRING: u8 = 2;
 const TAG_NUMBER: u8 = 3;
@@ -15,6 +17,10 @@ const TAG_OBJECT: u8 = 6;
 /// The order-preserving key of a JSON value: `key(a) < key(b)` (bytewise) exactly when JSONB
 /// orders `a < b`, and equal keys mean JSONB-equal values.
 pub fn sort_key(value: &Value) -> Vec<u8> {
+    // JSONB quirk: an empty top-level array sorts before null.
+    if value.as_array().is_some_and(Vec::is_empty) {
+        return vec![TAG_EMPTY_TOP_ARRAY];
+    }
     let mut out = Vec::with_capacity(16);
     encode(value, &mut out);
     out
@@ -177,6 +183,7 @@ mod tests {
     #[test]
     fn keys_follow_jsonb_type_order() {
         let ordered = [
+            json!([]),
             json!(null),
             json!(""),
             json!("a"),
@@ -189,7 +196,6 @@ mod tests {
             json!(10),
             json!(false),
             json!(true),
-            json!([]),
             json!([3]),
             json!(["a", 1]),
             json!({}),

@@ -106,8 +106,10 @@ pub trait Storage {
         last_modified: Option<i64>,
     ) -> Result<Option<Object>>;
     /// Deletes the live objects matching the query (each tombstone gets its own increasing
-    /// timestamp, in page order), returns the tombstones. `parent_id` may contain `*` wildcards;
-    /// with `with_deleted` false, rows (and tombstones) are removed physically (cascades).
+    /// timestamp, in page order), returns the tombstones. `parent_id` may contain `*` wildcards
+    /// (other characters are literal) and `resource_name` may be `"*"` (every type);
+    /// with `with_deleted` false, rows are removed physically, and with an empty query (a
+    /// cascade) the lists' tombstones too.
     fn delete_all(
         &mut self,
         resource_name: &str,
@@ -115,14 +117,17 @@ pub trait Storage {
         query: &ListQuery,
         with_deleted: bool,
     ) -> Result<Vec<Object>>;
-    /// Removes tombstones (all, or older than `before`) of matching lists; returns the count.
+    /// Removes tombstones (all, or older than `before`) of matching lists (`*` wildcards as in
+    /// `delete_all`); returns the count.
     fn purge_deleted(
         &mut self,
         resource_name: &str,
         parent_id: &str,
         before: Option<i64>,
     ) -> Result<usize>;
-    /// Objects of the list matching the query. `parent_id` may contain `*` wildcards.
+    /// Objects of the list matching the query. `parent_id` may contain `*` wildcards, and
+    /// `resource_name` may be `"*"`. Pagination rules use [`Filter::missing`] for fields the
+    /// last object lacked.
     fn list_all(
         &mut self,
         resource_name: &str,

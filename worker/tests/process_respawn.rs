@@ -276,3 +276,24 @@ fn workers_leave_when_the_master_is_killed() {
         WAIT,
     );
 }
+
+#[test]
+fn respawns_leak_no_descriptor_in_the_master() {
+    let mut s = start("[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\nsocket-timeout = 1\n");
+    let fds = |pid: i32| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let before = fds(s.pid());
+    for round in 1..=6 {
+        let victim = s.wait_workers(2, WAIT)[0];
+        unsafe { libc::kill(victim, libc::SIGKILL) };
+        s.lines.wait_for_nth("Respawned uWSGI worker", round, WAIT);
+    }
+    s.wait_workers(2, WAIT);
+    assert_eq!(fds(s.pid()), before);
+    assert_eq!(status_field(s.pid(), "Threads"), "1");
+    s.signal(libc::SIGINT);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+}

@@ -71,6 +71,7 @@ fn lazy_reload_replaces_every_worker_without_failed_requests() {
     );
     assert_eq!(s.lines.count("Gracefully killing worker"), 2);
     assert_eq!(s.get("/greeting").unwrap().1, "after");
+    assert_eq!(status_field(s.pid(), "Threads"), "1");
     s.signal(libc::SIGTERM);
     assert_eq!(s.wait_exit(WAIT).code(), Some(0));
 }
@@ -99,7 +100,14 @@ fn reload_with_an_invalid_config_keeps_the_workers() {
 
 #[test]
 fn reload_without_lazy_reexecutes_the_master() {
-    let mut s = start("[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\nsocket-timeout = 1\nworker-reload-mercy = 2\n");
+    let mut s = start("[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\nsocket-timeout = 1\nworker-reload-mercy = 2\npidfile = %dmaster.pid\n");
+    // The pidfile is not rewritten by the new image.
+    let pidfile = s.dir.path("master.pid");
+    assert_eq!(
+        std::fs::read_to_string(&pidfile).unwrap(),
+        format!("{}\n", s.pid())
+    );
+    std::fs::write(&pidfile, "marker\n").unwrap();
     let before = s.wait_workers(2, WAIT);
     let port = s.port;
     let in_flight = std::thread::spawn(move || http_get(port, "/sleep?ms=1000"));
@@ -122,6 +130,7 @@ fn reload_without_lazy_reexecutes_the_master() {
     assert!(after.iter().all(|p| !before.contains(p)));
     assert_eq!(s.get("/pid").unwrap().0, 200);
     assert_eq!(status_field(s.pid(), "Threads"), "1");
+    assert_eq!(std::fs::read_to_string(&pidfile).unwrap(), "marker\n");
     s.signal(libc::SIGINT);
     assert_eq!(s.wait_exit(WAIT).code(), Some(0));
 }
@@ -372,4 +381,76 @@ fn sigterm_during_a_reexec_is_not_lost() {
         s.lines.all().join("\n")
     );
     assert!(s.workers().is_empty());
+}
+
+#[test]
+fn second_stop_signal_turns_a_graceful_shutdown_brutal() {
+    let mut s = start("[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 1\nsocket-timeout = 1\n");
+    let port = s.port;
+    let in_flight = std::thread::spawn(move || http_get(port, "/sleep?ms=6000"));
+    std::thread::sleep(Duration::from_millis(300));
+    s.signal(libc::SIGTERM);
+    s.lines.wait_for("graceful shutdown triggered...", WAIT);
+    let t = Instant::now();
+    s.signal(libc::SIGTERM);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert!(
+        in_flight.join().unwrap().is_err(),
+        "the in-flight request is dropped"
+    );
+    s.lines
+        .wait_for("SIGINT/SIGTERM received...killing workers...", WAIT);
+}
+
+#[test]
+fn sigquit_is_a_brutal_stop_even_with_die_on_term() {
+    let mut s = start("[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\ndie-on-term = true\nsocket-timeout = 1\n");
+    let t = Instant::now();
+    s.signal(libc::SIGQUIT);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    s.lines
+        .wait_for("SIGINT/SIGTERM received...killing workers...", WAIT);
+    assert_eq!(s.lines.count(" buried after "), 2);
+    assert!(s.workers().is_empty());
+}
+
+#[test]
+fn exit_on_reload_exits_instead_of_reexecuting() {
+    let mut s = start("[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 1\nexit-on-reload = true\nsocket-timeout = 1\n");
+    s.signal(libc::SIGHUP);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
+    s.lines.wait_for("goodbye to uWSGI.", WAIT);
+    assert_eq!(s.lines.count("binary reloading uWSGI"), 0);
+}
+
+#[test]
+fn a_storm_of_reloads_settles_with_every_slot_served() {
+    let mut s = start(
+        "[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\nlazy = true\nsocket-timeout = 1\nworker-reload-mercy = 2\n",
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = steady_traffic(s.port, stop.clone());
+    for _ in 0..5 {
+        s.signal(libc::SIGHUP);
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        s.collect_notes(Duration::from_millis(100));
+        let last_ready = s.notes.iter().rposition(|n| n.contains("READY=1"));
+        let last_reload = s.notes.iter().rposition(|n| n.contains("RELOADING=1"));
+        if last_ready > last_reload && s.workers().len() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{:?}", s.notes);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let outcomes = traffic.join().unwrap();
+    assert!(outcomes.iter().all(|o| *o == Ok(200)), "{outcomes:?}");
+    assert_eq!(s.get("/pid").unwrap().0, 200);
+    assert_eq!(status_field(s.pid(), "Threads"), "1");
+    s.signal(libc::SIGTERM);
+    assert_eq!(s.wait_exit(WAIT).code(), Some(0));
 }

@@ -124,6 +124,14 @@ fn stats_server_document() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(busy.join().unwrap().unwrap().0, 200);
+    // The 1.5 s request counts in running_time (microseconds).
+    let doc = stats_document(stats_port);
+    let running: u64 = doc
+        .split("\"running_time\":")
+        .skip(1)
+        .map(|rest| rest.split(',').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert!(running >= 1_400_000, "{doc}");
     let victim = s.workers()[0];
     unsafe { libc::kill(victim, libc::SIGKILL) };
     s.lines.wait_for("Respawned uWSGI worker", WAIT);

@@ -206,6 +206,18 @@ impl Server {
         }
     }
 
+    /// Collects the datagrams arriving within `timeout` (no assertion).
+    pub fn collect_notes(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            if let Ok(len) = self.notify.recv(&mut buf) {
+                self.notes
+                    .push(String::from_utf8_lossy(&buf[..len]).into_owned());
+            }
+        }
+    }
+
     pub fn signal(&self, sig: i32) {
         // SAFETY: plain kill on the pid of a child we started.
         unsafe { libc::kill(self.pid(), sig) };
