@@ -479,6 +479,34 @@ fn heka_request_summaries_on_stdout() {
     assert_eq!(missing["Fields"]["code"], 404);
     assert!(missing["Fields"].get("uid").is_none(), "{missing}");
 
+    // An unexpected error (no version file): logged on the root logger with its request.
+    let (status, _, _) = server.send(
+        "GET",
+        "/v1/__version__?v=1",
+        &[("X-Request-Id", "wire-rid-4")],
+        None,
+    );
+    assert_eq!(status, 500);
+    let lines = server.stdout.wait_for("500 lines", |lines| {
+        let found: Vec<Value> = lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["Fields"]["rid"] == "wire-rid-4")
+            .collect();
+        (found.len() >= 2).then_some(found)
+    });
+    assert_eq!(lines[0]["Type"], "root", "{lines:?}");
+    assert_eq!(lines[0]["Severity"], 3);
+    assert_eq!(lines[0]["Fields"]["path"], "/v1/__version__");
+    assert_eq!(lines[0]["Fields"]["errno"], 999);
+    assert_eq!(lines[0]["Fields"]["querystring"], json!({"v": "1"}));
+    assert!(lines[0]["Fields"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("version file"));
+    assert_eq!(lines[1]["Type"], "request.summary");
+    assert_eq!(lines[1]["Fields"]["code"], 500);
+
     // A batch: one summary per sub-request, then the batch's with its size.
     let batch = json!({"requests": [
         {"method": "GET", "path": "/buckets/b1"},

@@ -15,6 +15,7 @@ use crate::error::ApiError;
 use crate::logging::{self, RequestSummary};
 use crate::metrics::{Metrics, RequestMetrics, PROMETHEUS_CONTENT_TYPE};
 use std::cell::Cell;
+use std::sync::Once;
 use std::time::{Duration, Instant};
 use worker::{Request, Response};
 
@@ -43,6 +44,7 @@ pub struct Observation {
 impl Observation {
     /// Starts the clock and sets the thread's request id (`X-Request-Id` or a new UUID).
     pub fn start(request: &Request, metrics: &Metrics) -> Observation {
+        PANIC_HOOK.call_once(chain_panic_hooks);
         let rid = logging::request_id(request.header("X-Request-Id"));
         logging::set_request_id(Some(&rid));
         SUBREQUESTS.with(|n| n.set(0));
@@ -135,6 +137,21 @@ impl Observation {
         });
         logging::set_request_id(None);
     }
+}
+
+/// Set once per process, on the first request: by then the worker has installed its own hook.
+static PANIC_HOOK: Once = Once::new();
+
+/// Panics of a request are logged through the configured logging (root logger at ERROR, so the
+/// Sentry handler reports them, with the request id), then the worker's hook writes its line.
+fn chain_panic_hooks() {
+    let worker_hook = std::panic::take_hook();
+    logging::install_panic_hook();
+    let logging_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        logging_hook(info);
+        worker_hook(info);
+    }));
 }
 
 /// Logs the `subrequest.summary` line of one answered sub-request of a batch.
