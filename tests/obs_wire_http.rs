@@ -633,3 +633,59 @@ fn prometheus_totals_across_workers() {
         );
     }
 }
+
+/// A backend that cannot be reached: the request's 503 and a CRITICAL line.
+#[test]
+fn backend_failures_are_critical() {
+    let dir = TempDir::new("down");
+    let down = "postgresql://postgres@127.0.0.1:1/kinto";
+    let server = Server::start(
+        &dir,
+        &format!(
+            "kinto.storage_backend = kinto.core.storage.postgresql\nkinto.storage_url = {down}\n\
+             kinto.permission_backend = kinto.core.permission.postgresql\n\
+             kinto.permission_url = {down}\n\
+             kinto.cache_backend = kinto.core.cache.postgresql\nkinto.cache_url = {down}\n\
+             multiauth.policies = basicauth\nkinto.userid_hmac_secret = wire-secret\n\
+             kinto.logging_renderer = kinto.core.logs.JsonLogFormatter\n"
+        ),
+        1,
+        "[loggers]\nkeys = root\n[handlers]\nkeys = console\n[formatters]\nkeys = json\n\
+         [logger_root]\nlevel = INFO\nhandlers = console\n\
+         [handler_console]\nclass = StreamHandler\nargs = (sys.stdout,)\nlevel = INFO\n\
+         formatter = json\n[formatter_json]\nformat = %(message)s\n",
+    );
+    let token = base64::engine::general_purpose::STANDARD.encode("alice:secret");
+    let authorization = format!("Basic {token}");
+    let (status, _, _) = server.send(
+        "GET",
+        "/v1/buckets",
+        &[
+            ("Authorization", &authorization),
+            ("X-Request-Id", "wire-down"),
+        ],
+        None,
+    );
+    assert_eq!(status, 503);
+    let lines = server
+        .stdout
+        .wait_for("CRITICAL and summary lines", |lines| {
+            let found: Vec<Value> = lines
+                .iter()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|v| v["Fields"]["rid"] == "wire-down")
+                .collect();
+            found
+                .iter()
+                .any(|v| v["Type"] == "request.summary")
+                .then_some(found)
+        });
+    let critical = lines
+        .iter()
+        .find(|v| v["Severity"] == 2)
+        .unwrap_or_else(|| panic!("no CRITICAL line in {lines:?}"));
+    assert_eq!(critical["Type"], "kinto.core.views.errors", "{critical}");
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["Fields"]["code"], 503, "{summary}");
+    assert_eq!(summary["Fields"]["errno"], 201, "{summary}");
+}
