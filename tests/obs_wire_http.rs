@@ -275,6 +275,7 @@ fn statsd_datagrams_of_record_requests() {
         "kinto.permission.",
         "kinto.users:basicauth.",
         "kinto.authn_type.basicauth:1|c",
+        "kinto.authentication.permits:",
     ];
     let mut datagrams: Vec<String> = Vec::new();
     let deadline = Instant::now() + PATIENCE;

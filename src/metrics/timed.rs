@@ -5,6 +5,7 @@
 //!
 //! Method names are Kinto 26's (the trait's). The fused reads of a transaction are timed under the
 //! Kinto call they replace: `read_object` as `storage.get`, `read_list` as `storage.list_all`.
+//! `check_permission` is also the authorization decision timed as cliquet's `authentication.permits`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -275,8 +276,12 @@ impl Permission for TimedTransaction<'_> {
         principals: &BTreeSet<String>,
         bound_permissions: &[(String, String)],
     ) -> Result<bool> {
-        self.permission("check_permission", |t| {
-            t.check_permission(principals, bound_permissions)
+        // The allow-or-reject decision of a request: also cliquet's `authentication.permits`.
+        let metrics = self.metrics;
+        metrics.time_permits(|| {
+            self.permission("check_permission", |t| {
+                t.check_permission(principals, bound_permissions)
+            })
         })
     }
 }
