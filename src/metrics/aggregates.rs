@@ -26,9 +26,12 @@ const READY: u32 = 2;
 
 #[repr(C)]
 struct Header {
+    /// Series reserved (at most MAX_SERIES).
     series: AtomicU64,
     dropped: AtomicU64,
-    _pad: [u64; 6],
+    /// Entries written to `Table::order`.
+    published: AtomicU64,
+    _pad: [u64; 5],
 }
 
 #[repr(C)]
@@ -47,6 +50,9 @@ struct Slot {
 #[repr(C)]
 struct Table {
     header: Header,
+    /// `slot index + 1` of each series in creation order (0: not written yet), so that a scrape
+    /// reads the used slots only instead of faulting in the whole table.
+    order: [AtomicU32; MAX_SERIES],
     slots: [Slot; SLOTS],
 }
 
@@ -152,7 +158,8 @@ impl Aggregates {
         }
         let hash = fnv1a(key);
         for probe in 0..SLOTS {
-            let slot = &table.slots[(hash as usize).wrapping_add(probe) % SLOTS];
+            let index = (hash as usize).wrapping_add(probe) % SLOTS;
+            let slot = &table.slots[index];
             let mut state = slot.state.load(Ordering::Acquire);
             if state == EMPTY {
                 if table.header.series.fetch_add(1, Ordering::Relaxed) >= MAX_SERIES as u64 {
@@ -175,6 +182,10 @@ impl Aggregates {
                             (&mut *slot.key.get())[..key.len()].copy_from_slice(key);
                         }
                         slot.state.store(READY, Ordering::Release);
+                        let n = table.header.published.fetch_add(1, Ordering::Relaxed) as usize;
+                        if let Some(entry) = table.order.get(n) {
+                            entry.store(index as u32 + 1, Ordering::Release);
+                        }
                         state = READY;
                     }
                     Err(actual) => {
@@ -200,7 +211,13 @@ impl Aggregates {
 
     /// Calls `f(key, count, sum)` for every series.
     pub(crate) fn for_each(&self, mut f: impl FnMut(&[u8], u64, f64)) {
-        for slot in &self.table().slots {
+        let table = self.table();
+        let published = table.header.published.load(Ordering::Relaxed) as usize;
+        for entry in &table.order[..published.min(MAX_SERIES)] {
+            let index = entry.load(Ordering::Acquire) as usize;
+            let Some(slot) = index.checked_sub(1).and_then(|i| table.slots.get(i)) else {
+                continue;
+            };
             if slot.state.load(Ordering::Acquire) == READY {
                 let count = slot.count.load(Ordering::Relaxed);
                 let sum = f64::from_bits(slot.sum.load(Ordering::Relaxed));
