@@ -1,9 +1,7 @@
-//! Accounts of the accounts plugin, outside HTTP: bcrypt password hashing compatible with
-//! Kinto's (`$2b$`, cost 12), login verification with the shared-cache shortcut Kinto uses (so
-//! that every worker process sees password changes at once), and `kinto create-user`.
+//! Accounts of the accounts plugin outside request handling: `kinto create-user`, the plugin's
+//! startup checks, and the bcrypt hashes Kinto stores (`$2b$`, cost 12, so accounts move between
+//! Kinto and kinto-rs).
 
-use crate::auth::hmac_hex;
-use crate::cache::Cache;
 use crate::settings::Settings;
 use crate::storage::{Backend, ListRef};
 use serde_json::Value;
@@ -11,43 +9,14 @@ use serde_json::Value;
 /// Kinto's `ACCOUNT_POLICY_NAME`: the prefix of account user ids, whatever the policy name.
 pub const POLICY_PREFIX: &str = "account";
 
-/// bcrypt cost of new hashes (Python's `bcrypt.gensalt()` default).
-const BCRYPT_COST: u32 = 12;
-
-/// What account verification needs from the settings, parsed once.
-#[derive(Debug, Clone)]
-pub struct AccountSettings {
-    hmac_secret: String,
-    /// `account_cache_ttl_seconds` (default 30).
-    pub cache_ttl_seconds: f64,
+/// Hashes a password as Kinto stores it (`$2b$`, `account_bcrypt_cost` or 12).
+pub fn hash_password(settings: &Settings, password: &str) -> Result<String, String> {
+    hash_with_cost(password, crate::api::accounts::bcrypt_cost(settings))
 }
 
-impl AccountSettings {
-    pub fn new(settings: &Settings) -> Self {
-        let cache_ttl_seconds = settings
-            .raw
-            .get("account_cache_ttl_seconds")
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(30.0);
-        AccountSettings {
-            hmac_secret: settings.userid_hmac_secret.clone(),
-            cache_ttl_seconds,
-        }
-    }
-
-    /// The cache key of a verified login: hex HMAC of `accounts:<id>:verified` (Kinto's
-    /// `ACCOUNT_CACHE_KEY`); the cache backend adds `cache_prefix`.
-    pub fn cache_key(&self, username: &str) -> String {
-        hmac_hex(
-            self.hmac_secret.as_bytes(),
-            format!("accounts:{username}:verified").as_bytes(),
-        )
-    }
-}
-
-/// Hashes a password as Kinto stores it (`$2b$12$…`).
-pub fn hash_password(password: &str) -> Result<String, String> {
-    bcrypt::hash_with_result(password.as_bytes(), BCRYPT_COST)
+/// A `$2b$` bcrypt hash of the given cost.
+pub fn hash_with_cost(password: &str, cost: u32) -> Result<String, String> {
+    bcrypt::hash_with_result(password.as_bytes(), cost)
         .map(|parts| parts.format_for_version(bcrypt::Version::TwoB))
         .map_err(|e| format!("cannot hash the password: {e}"))
 }
@@ -57,74 +26,64 @@ pub fn check_password(password: &str, hashed: &str) -> bool {
     bcrypt::verify(password.as_bytes(), hashed).unwrap_or(false)
 }
 
-/// Kinto's `account_check`: a login recently verified with the same password is accepted from
-/// the shared cache (and its TTL refreshed); otherwise the stored bcrypt hash is checked and a
-/// success is cached. Backend failures count as "not authenticated by this policy".
-pub fn verify(
-    accounts: &AccountSettings,
-    backend: &dyn Backend,
-    cache: &dyn Cache,
-    username: &str,
-    password: &str,
-) -> bool {
-    let key = accounts.cache_key(username);
-    let proof = hmac_hex(key.as_bytes(), password.as_bytes());
-    if let Ok(Some(Value::String(cached))) = cache.get(&key) {
-        if constant_time_eq(cached.as_bytes(), proof.as_bytes()) {
-            let _ = cache.expire(&key, accounts.cache_ttl_seconds);
-            return true;
-        }
+/// The accounts plugin's startup checks (Kinto raises `ConfigurationError`): with
+/// `kinto.plugins.accounts` in `includes`, a `multiauth.policy.<name>.use` must name the accounts
+/// policy, `basicauth` must not come before it in `multiauth.policies`, and every principal of
+/// `account_create_principals` but `system.Everyone` must be in `account_write_principals`.
+/// The server should refuse to start on an error.
+pub fn check_settings(settings: &Settings) -> Result<(), String> {
+    if !settings
+        .includes
+        .iter()
+        .any(|i| i.trim() == "kinto.plugins.accounts")
+    {
+        return Ok(());
     }
-    let stored = match stored_hash(backend, username) {
-        Ok(Some(hash)) => hash,
-        Ok(None) => return false,
-        Err(e) => {
-            log::error!("cannot read account {username:?}: {e}");
-            return false;
-        }
+    let policy = settings.raw.iter().find_map(|(key, value)| {
+        let name = key
+            .strip_prefix("multiauth.policy.")?
+            .strip_suffix(".use")?;
+        let value = value.trim();
+        (value.ends_with("AccountsPolicy") || value.ends_with("AccountsAuthenticationPolicy"))
+            .then(|| name.to_string())
+    });
+    let Some(policy) = policy else {
+        return Err("Account policy missing the 'multiauth.policy.*.use' setting. See \
+                    AccountsPolicy in docs https://kinto.readthedocs.io/en/stable/api/1.x/accounts.html."
+            .into());
     };
-    if !check_password(password, &stored) {
-        return false;
+    let order = &settings.multiauth_policies;
+    let position = |name: &str| order.iter().position(|p| p == name);
+    if let (Some(basic), Some(account)) = (position("basicauth"), position(&policy)) {
+        if basic < account {
+            return Err(format!(
+                "'basicauth' should not be mentioned before '{policy}' in \
+                 'multiauth.policies' setting."
+            ));
+        }
     }
-    if let Err(e) = cache.set(
-        &key,
-        &Value::String(proof),
-        Some(accounts.cache_ttl_seconds),
-    ) {
-        log::error!("cannot cache the login of {username:?}: {e:?}");
+    let split = |name: &str| -> std::collections::BTreeSet<String> {
+        settings
+            .raw
+            .get(name)
+            .map(|v| v.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    let admins = split("account_write_principals");
+    let stuck: Vec<String> = split("account_create_principals")
+        .into_iter()
+        .filter(|p| p != "system.Everyone" && !admins.contains(p))
+        .collect();
+    if !stuck.is_empty() {
+        return Err(format!(
+            "Configuration has some principals in account_create_principals but not in \
+             account_write_principals. These principals will only be able to create their own \
+             accounts. This may not be what you want.\nIf you want these users to be able to \
+             create accounts for other users, add them to account_write_principals.\n\
+             Affected users: {stuck:?}"
+        ));
     }
-    true
-}
-
-/// Compares two secrets in a time that depends on their lengths only, not on where they first
-/// differ: the cached proof is an HMAC of the password, which a timing oracle must not reveal.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    // black_box keeps the optimiser from turning the fold into an early-exit comparison.
-    std::hint::black_box(diff) == 0
-}
-
-/// The stored password hash of an account (its own short read-only transaction).
-fn stored_hash(backend: &dyn Backend, username: &str) -> Result<Option<String>, String> {
-    let mut tx = backend.begin().map_err(|e| format!("{e:?}"))?;
-    let found = tx.get(
-        ListRef {
-            resource_name: "account",
-            parent_id: username,
-        },
-        username,
-    );
-    let _ = tx.rollback();
-    let found = found.map_err(|e| format!("{e:?}"))?;
-    Ok(found.and_then(|account| {
-        account
-            .get("password")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    }))
+    Ok(())
 }
 
 /// Kinto's account id pattern: `^[a-zA-Z0-9][+.@a-zA-Z0-9_-]*$`.
@@ -159,7 +118,7 @@ pub fn create_user(
              ^[a-zA-Z0-9][+.@a-zA-Z0-9_-]*$"
         ));
     }
-    let hashed = hash_password(password)?;
+    let hashed = hash_password(settings, password)?;
     let mut account = serde_json::Map::new();
     account.insert("id".into(), Value::String(username.into()));
     account.insert("password".into(), Value::String(hashed));
@@ -196,7 +155,7 @@ mod tests {
 
     #[test]
     fn hashes_are_kinto_compatible() {
-        let hashed = hash_password("s3cret").unwrap();
+        let hashed = hash_with_cost("s3cret", 12).unwrap();
         assert!(hashed.starts_with("$2b$12$"), "{hashed}");
         assert!(check_password("s3cret", &hashed));
         assert!(!check_password("wrong", &hashed));
@@ -208,14 +167,6 @@ mod tests {
         let kinto = "$2b$12$08XLYqnJJXdsUivW75eoceUFqoyWUn9Lm.Pp9cLhZOV6/dfFQAjdS";
         assert!(check_password("pa", kinto));
         assert!(!check_password("pb", kinto));
-    }
-
-    #[test]
-    fn secret_comparison() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
-        assert!(constant_time_eq(b"", b""));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use crate::metrics::{Aggregates, Metrics, MetricsConfig};
 use crate::settings::Settings;
 use crate::{api, cache, storage};
 use master::{Invocation, ServerConfig, WorkerContext};
+use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -28,6 +29,9 @@ impl KintoApp {
         let logging =
             LoggingConfig::from_settings(&settings).map_err(|e| format!("{file}: {e}"))?;
         let metrics = MetricsConfig::from_settings(&settings)
+            .map_err(|e| format!("{file}: [{}] {e}", crate::settings::SECTION))?;
+        // The accounts plugin's own startup checks, as Kinto's `includeme` makes them.
+        crate::accounts::check_settings(&settings)
             .map_err(|e| format!("{file}: [{}] {e}", crate::settings::SECTION))?;
         let aggregates = metrics.prometheus.then(Aggregates::new);
         Ok(KintoApp {
@@ -98,8 +102,12 @@ pub fn migrate(settings: &Settings, dry_run: bool) -> i32 {
         match result {
             Ok(Ok(statements)) => {
                 if dry_run {
+                    // A closed pipe (`kinto migrate --dry-run | head`) ends the listing quietly.
+                    let mut out = std::io::stdout().lock();
                     for statement in statements {
-                        println!("{}", statement.trim_end());
+                        if writeln!(out, "{}", statement.trim_end()).is_err() {
+                            break;
+                        }
                     }
                 }
             }
@@ -114,4 +122,19 @@ pub fn migrate(settings: &Settings, dry_run: bool) -> i32 {
         }
     }
     0
+}
+
+/// `kinto flush-cache`: removes every cache entry (pagination tokens, verified account passwords).
+pub fn flush_cache(settings: &Settings) -> i32 {
+    let flushed = cache::connect(settings).and_then(|c| c.flush().map_err(|e| format!("{e:?}")));
+    match flushed {
+        Ok(()) => {
+            println!("Cache has been cleared.");
+            0
+        }
+        Err(e) => {
+            eprintln!("kinto flush-cache: {e}");
+            1
+        }
+    }
 }

@@ -3,6 +3,7 @@
 //!
 //! A request is never rejected here: credentials that no policy accepts make it anonymous.
 
+use crate::error::ApiResult;
 use crate::settings::Settings;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -13,8 +14,8 @@ use sha2::Sha256;
 enum PolicyKind {
     /// `kinto.core.authentication.BasicAuthAuthenticationPolicy`: any user:password pair.
     BasicAuth,
-    /// `kinto.plugins.accounts.AccountsPolicy`: needs the accounts plugin (storage lookups);
-    /// recognised so that its challenge is sent, authenticated by the accounts plugin.
+    /// `kinto.plugins.accounts.AccountsPolicy`: `Basic` credentials checked against the
+    /// accounts of the accounts plugin.
     Accounts,
 }
 
@@ -93,42 +94,42 @@ impl Authenticator {
             .collect()
     }
 
-    /// Tries the policies in order; the first that yields a user id wins. Accounts are never
-    /// accepted here (see [`Authenticator::authenticate_with`]).
-    pub fn authenticate(&self, authorization: Option<&str>) -> Option<User> {
-        self.authenticate_with(authorization, &mut |_, _| false)
+    /// True when the accounts policy is configured.
+    pub fn has_accounts(&self) -> bool {
+        self.policies.iter().any(|p| p.kind == PolicyKind::Accounts)
     }
 
-    /// Like [`Authenticator::authenticate`], with `check_account(username, password)` deciding
-    /// the accounts policy (it needs storage and cache lookups).
-    pub fn authenticate_with(
+    /// Tries the policies in order; the first that yields a user id wins. `verify_account`
+    /// checks `(account id, password)` for the accounts policy (it needs the backends).
+    pub fn authenticate(
         &self,
         authorization: Option<&str>,
-        check_account: &mut dyn FnMut(&str, &str) -> bool,
-    ) -> Option<User> {
-        let authorization = authorization?;
+        verify_account: &mut dyn FnMut(&str, &str) -> ApiResult<bool>,
+    ) -> ApiResult<Option<User>> {
+        let Some(authorization) = authorization else {
+            return Ok(None);
+        };
         for policy in &self.policies {
             let found = match policy.kind {
                 PolicyKind::BasicAuth => self
                     .basicauth(authorization)
-                    .map(|id| format!("{}:{}", policy.name, id)),
-                PolicyKind::Accounts => basic_credentials(authorization)
-                    .filter(|(user, password)| check_account(user, password))
-                    .map(|(user, _)| format!("{}:{}", crate::accounts::POLICY_PREFIX, user)),
+                    .map(|id| format!("{}:{id}", policy.name)),
+                // The accounts policy always prefixes with `account`, whatever its name.
+                PolicyKind::Accounts => match basic_credentials(authorization) {
+                    Some((id, password)) if verify_account(&id, &password)? => {
+                        Some(format!("account:{id}"))
+                    }
+                    _ => None,
+                },
             };
             if let Some(id) = found {
-                return Some(User {
+                return Ok(Some(User {
                     id,
                     policy: policy.name.clone(),
-                });
+                }));
             }
         }
-        None
-    }
-
-    /// True when the accounts policy is configured.
-    pub fn has_accounts(&self) -> bool {
-        self.policies.iter().any(|p| p.kind == PolicyKind::Accounts)
+        Ok(None)
     }
 
     /// Kinto's basicauth: hex HMAC-SHA256 of `user:password` keyed with `userid_hmac_secret`.

@@ -15,6 +15,10 @@ pub enum Kind {
     Collection,
     Group,
     Record,
+    /// Accounts of the accounts plugin (`/accounts/<id>`, each its own parent).
+    Account,
+    /// History entries of the history plugin (`/buckets/<bid>/history`, plural only).
+    History,
 }
 
 impl Kind {
@@ -25,7 +29,20 @@ impl Kind {
             Kind::Collection => "collection",
             Kind::Group => "group",
             Kind::Record => "record",
+            Kind::Account => "account",
+            Kind::History => "history",
         }
+    }
+
+    /// Whether `id` is acceptable as an id of this kind (accounts also allow `.`, `@`, `+`).
+    pub fn valid_id(self, id: &str) -> bool {
+        let extra: &[char] = match self {
+            Kind::Account => &['_', '-', '+', '.', '@'],
+            _ => &['_', '-'],
+        };
+        let mut chars = id.chars();
+        chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && chars.all(|c| c.is_ascii_alphanumeric() || extra.contains(&c))
     }
 
     /// The URL segment of the plural endpoint.
@@ -35,6 +52,8 @@ impl Kind {
             Kind::Collection => "collections",
             Kind::Group => "groups",
             Kind::Record => "records",
+            Kind::Account => "accounts",
+            Kind::History => "history",
         }
     }
 
@@ -44,7 +63,7 @@ impl Kind {
         match self {
             Kind::Bucket => &["read", "write", "collection:create", "group:create"],
             Kind::Collection => &["read", "write", "record:create"],
-            Kind::Group | Kind::Record => &["read", "write"],
+            Kind::Group | Kind::Record | Kind::Account | Kind::History => &["read", "write"],
         }
     }
 
@@ -55,14 +74,16 @@ impl Kind {
             Kind::Collection => "collection:create",
             Kind::Group => "group:create",
             Kind::Record => "record:create",
+            Kind::Account => "account:create",
+            Kind::History => "history:create",
         }
     }
 
     /// The kind of the parent object (`None` for buckets: the root).
     pub fn parent(self) -> Option<Kind> {
         match self {
-            Kind::Bucket => None,
-            Kind::Collection | Kind::Group => Some(Kind::Bucket),
+            Kind::Bucket | Kind::Account => None,
+            Kind::Collection | Kind::Group | Kind::History => Some(Kind::Bucket),
             Kind::Record => Some(Kind::Collection),
         }
     }
@@ -75,6 +96,7 @@ pub struct Chain {
     pub collection: Option<String>,
     pub group: Option<String>,
     pub record: Option<String>,
+    pub account: Option<String>,
 }
 
 impl Chain {
@@ -84,6 +106,8 @@ impl Chain {
             Kind::Collection => self.collection.as_deref(),
             Kind::Group => self.group.as_deref(),
             Kind::Record => self.record.as_deref(),
+            Kind::Account => self.account.as_deref(),
+            Kind::History => None,
         }
     }
 }
@@ -130,6 +154,8 @@ fn inheritance(target: Kind, perm: &str) -> &'static [(Kind, &'static [&'static 
             (Collection, &["write", "read"]),
             (Record, &["write", "read"]),
         ],
+        (Account, "write") => &[(Account, &["write"])],
+        (Account, "read") => &[(Account, &["write", "read"])],
         _ => &[],
     }
 }
@@ -156,7 +182,7 @@ pub fn shared_permissions(kind: Kind, write: bool) -> &'static [&'static str] {
     match kind {
         Kind::Bucket => &["write", "read", "collection:create", "group:create"],
         Kind::Collection => &["write", "read", "record:create"],
-        Kind::Group | Kind::Record => &["write", "read"],
+        Kind::Group | Kind::Record | Kind::Account | Kind::History => &["write", "read"],
     }
 }
 

@@ -21,6 +21,10 @@ Commands:
                         --backend sqlite|postgresql|memory (default sqlite)
   migrate             create or upgrade the database schema
                         --dry-run: print the SQL instead of running it
+  flush-cache         remove every entry of the cache backend
+  create-user         create or replace an account of the accounts plugin
+                        -u/--username NAME, -p/--password PASSWORD (read from stdin
+                        when not given)
   version             print the version
 
 Options:
@@ -84,6 +88,12 @@ pub enum Command {
     Migrate {
         dry_run: bool,
     },
+    FlushCache,
+    /// `kinto create-user`: an account with a bcrypt password (accounts plugin).
+    CreateUser {
+        username: Option<String>,
+        password: Option<String>,
+    },
     Version,
     Help,
     /// `--stop` / `--reload`: signal the master named by a pidfile (SIGHUP when `reload`).
@@ -121,6 +131,10 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
     let mut help = false;
     let mut version = false;
     let mut signal = None;
+    let mut username = None;
+    let mut password = None;
+    // Kinto's `create-user -u NAME -p PASSWORD`: there `-p` is the password, not `--processes`.
+    let creating = args.iter().any(|a| a == "create-user");
     let mut i = 0;
     while i < args.len() {
         let arg = args[i].as_str();
@@ -130,6 +144,8 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
                 Some((n, v)) => (n, Some(v.to_string())),
                 None => (rest, None),
             },
+            None if creating && arg == "-u" => ("username", None),
+            None if creating && arg == "-p" => ("password", None),
             None if arg == "-p" => ("processes", None),
             // uWSGI's getopt also takes the value glued to the letter (`-p4`).
             None if arg.len() > 2
@@ -165,6 +181,8 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             "version" => version = true,
             "ini" => ini = Some(value("ini")?),
             "dry-run" => dry_run = true,
+            "username" => username = Some(value("username")?),
+            "password" => password = Some(value("password")?),
             "backend" => {
                 backend = Some(match value("backend")?.as_str() {
                     "sqlite" => InitBackend::Sqlite,
@@ -203,14 +221,25 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             backend: backend.unwrap_or(InitBackend::Sqlite),
         },
         (_, _, None, Some("migrate")) => Command::Migrate { dry_run },
+        (_, _, None, Some("flush-cache")) => Command::FlushCache,
+        (_, _, None, Some("create-user")) => Command::CreateUser {
+            username: username.take(),
+            password: password.take(),
+        },
         (_, _, None, Some(other)) => {
             return Err(format!(
-                "unknown command {other:?} (expected start, init, migrate or version)"
+                "unknown command {other:?} (expected start, init, migrate, flush-cache, \
+                 create-user or version)"
             ))
         }
     };
     if backend.is_some() && !matches!(command, Command::Init { .. } | Command::Help) {
         return Err("--backend only applies to the init command".to_string());
+    }
+    if (username.is_some() || password.is_some())
+        && !matches!(command, Command::CreateUser { .. } | Command::Help)
+    {
+        return Err("--username/--password only apply to the create-user command".to_string());
     }
     if dry_run && !matches!(command, Command::Migrate { .. } | Command::Help) {
         return Err("--dry-run only applies to the migrate command".to_string());
@@ -273,6 +302,14 @@ pub fn main() -> i32 {
             }
         },
         Command::Init { backend } => init(&ini, backend),
+        Command::FlushCache => match load_settings(&ini) {
+            Ok(settings) => crate::app::flush_cache(&settings),
+            Err(code) => code,
+        },
+        Command::CreateUser { username, password } => match load_settings(&ini) {
+            Ok(settings) => create_user(&settings, username, password),
+            Err(code) => code,
+        },
         Command::Migrate { dry_run } => match load_settings(&ini) {
             Ok(settings) => crate::app::migrate(&settings, dry_run),
             Err(code) => code,
@@ -301,6 +338,53 @@ pub fn main() -> i32 {
                 return EXIT_USAGE;
             }
             master::run::<KintoApp>(invocation)
+        }
+    }
+}
+
+/// `kinto create-user`: Kinto's exit codes, 51 for a readonly server and 52 without the
+/// accounts plugin; a missing username or password is read from a line of standard input.
+fn create_user(settings: &Settings, username: Option<String>, password: Option<String>) -> i32 {
+    if settings.readonly {
+        eprintln!("Cannot create a user with a readonly server.");
+        return 51;
+    }
+    if !settings.has_plugin("kinto.plugins.accounts") {
+        eprintln!("Cannot create a user when the accounts plugin is not installed.");
+        return 52;
+    }
+    let read = |what: &str, given: Option<String>| -> Option<String> {
+        given.or_else(|| {
+            eprint!("{what}: ");
+            let mut line = String::new();
+            match std::io::stdin().read_line(&mut line) {
+                Ok(n) if n > 0 => Some(line.trim_end_matches(['\r', '\n']).to_string()),
+                _ => None,
+            }
+        })
+    };
+    let (Some(username), Some(password)) = (
+        read("Username", username),
+        read("Password", password).filter(|p| !p.is_empty()),
+    ) else {
+        eprintln!("kinto create-user: a username and a non-empty password are required");
+        return EXIT_USAGE;
+    };
+    let backend = match crate::storage::connect(settings) {
+        Ok(backend) => backend,
+        Err(e) => {
+            eprintln!("kinto create-user: cannot connect to the storage backend: {e}");
+            return 1;
+        }
+    };
+    match crate::accounts::create_user(settings, &*backend, &username, &password) {
+        Ok(()) => {
+            println!("User {username} created.");
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            1
         }
     }
 }
@@ -465,6 +549,10 @@ mod tests {
         assert_eq!(parse(&args("-h start")).unwrap().command, Command::Help);
         assert_eq!(parse(&args("--version")).unwrap().command, Command::Version);
         assert_eq!(parse(&args("version")).unwrap().command, Command::Version);
+        assert_eq!(
+            parse(&args("flush-cache")).unwrap().command,
+            Command::FlushCache
+        );
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub enum ApiError {
     Unauthorized { challenges: Vec<String> },
     /// 403 errno 121.
     Forbidden,
+    /// 401 errno 999 "Cannot read accounts." (anonymous `GET /accounts`, a Kinto quirk).
+    AccountsUnreadable,
     /// 404 errno 110: the object does not exist (or is a tombstone).
     ObjectNotFound { id: String, resource_name: String },
     /// 404 errno 111 with details: a parent (collection of records, invalid parent id) is missing.
@@ -111,7 +113,7 @@ impl ApiError {
         match self {
             ApiError::Invalid { status, .. } => *status,
             ApiError::BadRequest(_) => 400,
-            ApiError::Unauthorized { .. } => 401,
+            ApiError::Unauthorized { .. } | ApiError::AccountsUnreadable => 401,
             ApiError::Forbidden => 403,
             ApiError::ObjectNotFound { .. }
             | ApiError::ParentNotFound { .. }
@@ -140,7 +142,7 @@ impl ApiError {
             ApiError::Gone => 202,
             ApiError::PreconditionFailed { .. } => 114,
             ApiError::Backend(_) => 201,
-            ApiError::Internal(_) => 999,
+            ApiError::Internal(_) | ApiError::AccountsUnreadable => 999,
             ApiError::Transport(status) => match status {
                 400 | 414 | 431 => 107,
                 411 => 112,
@@ -183,7 +185,9 @@ impl ApiError {
                 "Please authenticate yourself to use this endpoint.".into()
             }
             ApiError::Forbidden => "This user cannot access this resource.".into(),
-            ApiError::ObjectNotFound { .. } | ApiError::ParentNotFound { .. } => return None,
+            ApiError::ObjectNotFound { .. }
+            | ApiError::ParentNotFound { .. }
+            | ApiError::AccountsUnreadable => return None,
             ApiError::UnknownUrl => "The resource you are looking for could not be found.".into(),
             ApiError::VersionNotAvailable => {
                 "The requested API version is not available on this server.".into()
@@ -210,6 +214,7 @@ impl ApiError {
     fn error_title(&self) -> &'static str {
         match self {
             ApiError::Invalid { .. } => "Invalid parameters",
+            ApiError::AccountsUnreadable => "Cannot read accounts.",
             _ => worker::response::reason_phrase(self.status()),
         }
     }

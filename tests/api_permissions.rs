@@ -296,3 +296,37 @@ fn put_if_none_match_needs_create() {
     )
     .expect(403);
 }
+
+// Regression: rewriting an unchanged or overlapping `write` entry must keep the rows
+// (PostgreSQL's replace statement deleted principals it re-inserted).
+on_both_backends!(owner_keeps_access_after_updates, |db| {
+    let mut t = setup(db);
+    let bob = t.user_id("bob");
+    t.call(
+        "PATCH",
+        "/v1/buckets/b1/collections/c1",
+        A,
+        Some(json!({"permissions": {"record:create": [bob]}})),
+    )
+    .expect(200);
+    let url = format!("{REC}/mine");
+    t.call("PUT", &url, B, Some(json!({"data": {"n": 1}})))
+        .expect(201);
+    t.call("PATCH", &url, B, Some(json!({"data": {"n": 2}})))
+        .expect(200);
+    t.call("GET", &url, B, None).expect(200);
+    let r = t
+        .call(
+            "PUT",
+            &url,
+            B,
+            Some(json!({"permissions": {"write": ["x", bob]}})),
+        )
+        .expect(200)
+        .json();
+    assert_eq!(r["permissions"]["write"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        t.call("GET", &url, B, None).expect(200).json()["data"]["n"],
+        json!(2)
+    );
+});

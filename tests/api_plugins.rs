@@ -123,3 +123,97 @@ fn flush_endpoint() {
     let mut t = TestApp::new();
     t.call("POST", "/v1/__flush__", None, None).expect(404);
 }
+
+on_both_backends!(user_data_deletion, |db| {
+    let mut t = TestApp::with(db, |s| {
+        s.raw.insert(
+            "user-data_delete_principals".into(),
+            "basicauth:admin-ish".into(),
+        );
+    });
+    let alice = t.user_id("alice");
+    t.call("PUT", "/v1/buckets/b1", A, None).expect(201);
+    t.call(
+        "PUT",
+        "/v1/buckets/shared",
+        A,
+        Some(json!({"permissions": {"write": ["someone"]}})),
+    )
+    .expect(201);
+    t.call("DELETE", &format!("/v1/__user_data__/{alice}"), None, None)
+        .expect(401);
+    t.call(
+        "DELETE",
+        &format!("/v1/__user_data__/{alice}"),
+        Some("bob"),
+        None,
+    )
+    .expect(403);
+    t.call(
+        "GET",
+        &format!("/v1/__user_data__/{alice}"),
+        Some("bob"),
+        None,
+    )
+    .expect(405);
+    let mut admin = t.reopen(|s| {
+        s.raw
+            .insert("user-data_delete_principals".into(), alice.clone());
+    });
+    let r = admin
+        .call("DELETE", &format!("/v1/__user_data__/{alice}"), A, None)
+        .expect(200)
+        .json();
+    assert_eq!(r, json!({"data": {"principal": alice}}));
+    // b1 (alice the only writer) is gone; `shared` stays, without alice.
+    let mut other = t.reopen(|s| {
+        s.raw.insert(
+            "bucket_read_principals".into(),
+            "system.Authenticated".into(),
+        );
+    });
+    let r = other
+        .call("GET", "/v1/buckets", Some("bob"), None)
+        .expect(200)
+        .json();
+    let ids: Vec<&str> = r["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["shared"]);
+    other.call("GET", "/v1/buckets/shared", A, None).expect(200);
+    other
+        .call("PATCH", "/v1/buckets/shared", A, Some(json!({"data": {}})))
+        .expect(403);
+});
+
+#[test]
+fn personal_bucket_creation_is_recorded_in_history() {
+    let mut t = TestApp::with(Db::Sqlite, |s| {
+        s.includes = vec![
+            "kinto.plugins.default_bucket".into(),
+            "kinto.plugins.history".into(),
+        ];
+    });
+    t.call(
+        "GET",
+        "/v1/buckets/default/collections/tasks/records",
+        A,
+        None,
+    )
+    .expect(200);
+    let r = t
+        .call("GET", "/v1/buckets/default/history", A, None)
+        .expect(200)
+        .json();
+    let mut kinds: Vec<&str> = r["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource_name"].as_str().unwrap())
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, ["bucket", "collection"]);
+}

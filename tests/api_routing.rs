@@ -99,10 +99,13 @@ fn hard_end_of_service() {
 }
 
 #[test]
-fn head_root_has_empty_body() {
+fn head_root_has_the_headers_of_get() {
     let mut t = TestApp::new();
-    let r = t.call("HEAD", "/v1/", None, None).expect(200);
-    assert!(r.body.is_empty());
+    let head = t.call("HEAD", "/v1/", None, None).expect(200);
+    let get = t.call("GET", "/v1/", None, None).expect(200);
+    // The worker sends the would-be Content-Length and no body.
+    assert_eq!(head.body.len(), get.body.len());
+    assert_eq!(head.header("Content-Type"), get.header("Content-Type"));
 }
 
 #[test]

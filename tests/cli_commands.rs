@@ -166,3 +166,128 @@ fn cliquet_is_kinto() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).to_uppercase().contains("CREATE TABLE"));
 }
+
+/// `migrate` creates the SQLite schemas next to the ini; `flush-cache` empties the cache table.
+#[test]
+fn migrate_then_flush_cache_on_sqlite() {
+    let dir = TempDir::new();
+    std::fs::write(
+        dir.0.join("kinto.ini"),
+        "[app:main]\nkinto.storage_backend = sqlite\nkinto.storage_url = sqlite:///data.db\n\
+         kinto.permission_backend = sqlite\n\
+         kinto.cache_backend = sqlite\nkinto.cache_url = sqlite:///cache.db\n",
+    )
+    .unwrap();
+    let out = run(Path::new(KINTO), &dir.0, &["--ini", "kinto.ini", "migrate"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(dir.0.join("data.db").exists());
+    let db = rusqlite::Connection::open(dir.0.join("cache.db")).unwrap();
+    db.execute(
+        "INSERT INTO cache (key, value, ttl) VALUES ('some-key', '\"v\"', NULL)",
+        [],
+    )
+    .unwrap();
+    let count = |db: &rusqlite::Connection| -> i64 {
+        db.query_row("SELECT count(*) FROM cache", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(count(&db), 1);
+    let out = run(
+        Path::new(KINTO),
+        &dir.0,
+        &["--ini", "kinto.ini", "flush-cache"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(count(&db), 0);
+}
+
+/// `--stop PIDFILE` sends SIGINT to the pid in the file (uWSGI's convenience command).
+#[test]
+fn stop_signals_the_pid_in_the_pidfile() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = TempDir::new();
+    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    let pidfile = dir.0.join("kinto.pid");
+    std::fs::write(&pidfile, format!("{}\n", sleeper.id())).unwrap();
+    let out = run(Path::new(KINTO), &dir.0, &["--stop", "kinto.pid"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let status = sleeper.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGINT));
+
+    let out = run(Path::new(KINTO), &dir.0, &["--reload", "missing.pid"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("missing.pid"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// `kinto create-user` writes an account that then logs in over the API; `-p` is the password
+/// there, and Kinto's exit code 52 answers a configuration without the accounts plugin.
+#[test]
+fn create_user_makes_an_account_that_logs_in() {
+    use worker::Handler;
+    let dir = TempDir::new();
+    let ini = dir.0.join("kinto.ini");
+    let body = "[app:main]\n\
+        kinto.storage_backend = sqlite\nkinto.storage_url = sqlite:///kinto.db\n\
+        kinto.permission_backend = sqlite\nkinto.permission_url = sqlite:///kinto.db\n\
+        kinto.cache_backend = sqlite\nkinto.cache_url = sqlite:///kinto.db\n\
+        kinto.includes = kinto.plugins.accounts\n\
+        multiauth.policies = account\n\
+        multiauth.policy.account.use = kinto.plugins.accounts.AccountsPolicy\n\
+        kinto.account_bcrypt_cost = 4\n\
+        kinto.userid_hmac_secret = cli-test\n";
+    std::fs::write(&ini, body).unwrap();
+    let ini_arg = ini.to_str().unwrap();
+    let out = run(Path::new(KINTO), &dir.0, &["--ini", ini_arg, "migrate"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = run(
+        Path::new(KINTO),
+        &dir.0,
+        &[
+            "--ini",
+            ini_arg,
+            "create-user",
+            "-u",
+            "alice",
+            "-p",
+            "s3cret",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let settings = std::sync::Arc::new(kinto::settings::Settings::load(&ini).unwrap());
+    let backend = kinto::storage::connect(&settings).unwrap();
+    let cache = kinto::cache::connect(&settings).unwrap();
+    let mut app = kinto::api::App::new(settings, backend, cache);
+    let hello = |app: &mut kinto::api::App, password: &str| {
+        let mut request = worker::Request::empty();
+        request.method = "GET".into();
+        request.target = "/v1/".into();
+        let token = base64_basic("alice", password);
+        request.headers = vec![("Authorization".into(), format!("Basic {token}"))];
+        let response = app.handle(&request);
+        serde_json::from_slice::<serde_json::Value>(&response.body).unwrap()
+    };
+    assert_eq!(hello(&mut app, "s3cret")["user"]["id"], "account:alice");
+    assert!(hello(&mut app, "wrong").get("user").is_none());
+
+    std::fs::write(
+        &ini,
+        body.replace("kinto.includes = kinto.plugins.accounts\n", ""),
+    )
+    .unwrap();
+    let out = run(
+        Path::new(KINTO),
+        &dir.0,
+        &["--ini", ini_arg, "create-user", "-u", "bob", "-p", "x"],
+    );
+    assert_eq!(out.status.code(), Some(52), "{}", text(&out.stderr));
+}
+
+fn base64_basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+}

@@ -55,14 +55,16 @@ struct Server {
 impl Server {
     /// Starts `kinto --ini <dir>/kinto.ini` with `processes` workers and waits until it is ready.
     fn start(dir: &TempDir, app_main: &str, processes: usize, env: &[(&str, &str)]) -> Server {
+        let text = format!(
+            "[app:main]\n{app_main}\n\n[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = {processes}\nmaster = true\nharakiri = 10\n"
+        );
+        Server::start_ini(dir, &text, env)
+    }
+
+    /// Starts the binary on a whole ini text written to `<dir>/kinto.ini`.
+    fn start_ini(dir: &TempDir, text: &str, env: &[(&str, &str)]) -> Server {
         let ini = dir.0.join("kinto.ini");
-        std::fs::write(
-            &ini,
-            format!(
-                "[app:main]\n{app_main}\n\n[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = {processes}\nmaster = true\nharakiri = 10\n"
-            ),
-        )
-        .unwrap();
+        std::fs::write(&ini, text).unwrap();
         let notify_path = dir.0.join("notify.sock");
         let notify = UnixDatagram::bind(&notify_path).unwrap();
         let mut child = Command::new(KINTO)
@@ -314,6 +316,46 @@ fn memory_round_trip() {
     let dir = TempDir::new("memory");
     let server = Server::start(&dir, AUTH, 1, &[("KINTO_PROJECT_NAME", "e2e-from-env")]);
     round_trip(&server);
+}
+
+/// The repository's `kinto.ini` runs as it is (here on port 0): accounts, personal bucket.
+#[test]
+fn repository_kinto_ini_serves_accounts() {
+    let dir = TempDir::new("repo");
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/kinto.ini")).unwrap();
+    assert!(shipped.contains("http-socket = 127.0.0.1:8888"));
+    let text = shipped.replace("http-socket = 127.0.0.1:8888", "http-socket = 127.0.0.1:0");
+    let server = Server::start_ini(&dir, &text, &[]);
+    let (status, body) = server.request(
+        "PUT",
+        "/v1/accounts/alice",
+        None,
+        Some(&json!({"data": {"password": "secret"}})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, root) = server.request("GET", "/v1/", Some("alice"), None);
+    assert_eq!(status, 200);
+    assert_eq!(root["user"]["id"], "account:alice");
+    for capability in ["accounts", "default_bucket"] {
+        assert!(root["capabilities"][capability].is_object(), "{root}");
+    }
+    let (status, record) = server.request(
+        "PUT",
+        "/v1/buckets/default/collections/tasks/records/r1",
+        Some("alice"),
+        Some(&json!({"data": {"done": false}})),
+    );
+    assert_eq!(status, 201, "{record}");
+    let (status, _) = server.request(
+        "GET",
+        "/v1/buckets/default/collections/tasks/records/r1",
+        Some("bob"),
+        None,
+    );
+    // With basicauth also listed, bob is a basicauth user whose `default` is his own bucket.
+    assert_eq!(status, 404);
+    assert!(dir.0.join("kinto.db").exists());
 }
 
 /// A reload (SIGHUP) re-reads the settings; an invalid file is refused and the old workers go on.

@@ -79,7 +79,13 @@ pub fn ensure(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiRe
     };
     let bucket_is_put = put && target.kind == Kind::Bucket;
     if !bucket_is_put {
-        create_missing(ctx, tx, bucket_list, &bucket, &format!("/buckets/{bucket}"))?;
+        let bucket_target = Target {
+            kind: Kind::Bucket,
+            bucket: String::new(),
+            collection: String::new(),
+            id: Some(bucket.clone()),
+        };
+        create_missing(ctx, tx, &bucket_target, bucket_list, &bucket)?;
     }
     let collection = match (target.kind, &target.id) {
         (Kind::Record, _) => Some((target.collection.clone(), false)),
@@ -100,44 +106,36 @@ pub fn ensure(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiRe
                 resource_name: "collection",
                 parent_id: &parent,
             };
-            create_missing(ctx, tx, list, &cid, &format!("{parent}/collections/{cid}"))?;
+            let collection_target = Target {
+                kind: Kind::Collection,
+                bucket: bucket.clone(),
+                collection: String::new(),
+                id: Some(cid.clone()),
+            };
+            create_missing(ctx, tx, &collection_target, list, &cid)?;
         }
     }
     Ok(())
 }
 
+/// Creates the object like a normal creation (owner gets `write`, history entry).
 fn create_missing(
     ctx: &Ctx,
     tx: &mut dyn Transaction,
+    target: &Target,
     list: ListRef,
     id: &str,
-    uri: &str,
 ) -> ApiResult<()> {
     if tx.get(list, id)?.is_some() {
         return Ok(());
     }
     let mut object = Object::new();
     object.insert("id".into(), Value::String(id.to_string()));
-    if let Ok(created) = tx.create(list, object)? {
+    if let Ok(stored) = tx.create(list, object)? {
         let mut permissions = ObjectPermissions::new();
         permissions.insert("write".into(), [ctx.writer()].into());
-        tx.replace_object_permissions(uri, &permissions)?;
-        // Recorded in the history like any creation (history plugin).
-        let (kind, bucket) = match list.resource_name {
-            "bucket" => (Kind::Bucket, id.to_string()),
-            _ => (
-                Kind::Collection,
-                list.parent_id.trim_start_matches("/buckets/").to_string(),
-            ),
-        };
-        let change = super::history::Change {
-            action: "create",
-            kind,
-            bucket,
-            collection: None,
-            object: created,
-        };
-        super::history::record(ctx, tx, vec![change])?;
+        tx.replace_object_permissions(&target.object_uri(id), &permissions)?;
+        super::history::record(ctx, tx, target, id, "create", &stored, &permissions)?;
     }
     Ok(())
 }

@@ -1,24 +1,32 @@
-//! The Kinto HTTP API: routing, utility endpoints and the resource endpoints.
+//! The Kinto HTTP API: routing, utility endpoints, the resource endpoints and the plugins.
 //!
-//! Layout: a [`worker::Request`] is routed ([`route`]) to a [`route::Route`]; [`App::handle`]
-//! runs the steps common to every request (end of service, CORS, readonly, authentication), then
-//! the endpoint's handler, a function of a [`Ctx`] (and a storage transaction for resources);
-//! finally the headers present on every response are added. Settings that never change per
-//! request live in [`Config`], built once in [`App::new`].
+//! A [`worker::Request`] is routed ([`route`]) to a [`route::Route`]; the [`worker::Handler`]
+//! impl of [`App`] runs the steps common to every request (end of service, CORS preflight and
+//! origin, readonly mode), then the endpoint's handler, a function of a [`Ctx`] (plus a storage
+//! transaction for resources, one per request or per batch); finally the headers present on
+//! every response are added. Settings that never change per request live in [`Config`], built
+//! once in [`App::new`].
+//!
+//! Layout: [`resource`] (buckets, collections, groups, records and the plugin resources
+//! accounts and history), [`utility`] (root, heartbeats, version, OpenAPI), [`batch`],
+//! [`default_bucket`], [`accounts`], [`history`], [`permissions`], [`user_data`], [`cors`],
+//! [`schema`] (JSON-schema validation), [`signals`] (Backoff, end of service), [`http`]
+//! (shared HTTP helpers).
 
 pub mod accounts;
 pub mod batch;
 pub mod cors;
+pub mod counters;
 pub mod default_bucket;
 pub mod history;
 pub mod http;
 pub mod observe;
-pub mod permissions_endpoint;
-pub mod plugin_list;
-pub mod plugins;
+pub mod permissions;
 pub mod resource;
 pub mod route;
+pub mod schema;
 pub mod signals;
+pub mod user_data;
 pub mod utility;
 
 use crate::auth::{Authenticator, User};
@@ -50,10 +58,8 @@ pub struct Config {
     pub hello_config: serde_json::Value,
     /// The personal bucket plugin (`kinto.plugins.default_bucket`).
     pub default_bucket: bool,
-    /// The other plugins enabled by `includes` (accounts, history, permissions endpoint).
-    pub plugins: plugins::Plugins,
-    /// Account verification (accounts policy), parsed once.
-    pub accounts: crate::accounts::AccountSettings,
+    /// The history plugin.
+    pub history: history::HistorySettings,
     /// The `/__version__` file, read once.
     pub version_file: Option<serde_json::Value>,
 }
@@ -83,11 +89,8 @@ impl Config {
             .filter(|(k, _)| k.ends_with("cache_expires_seconds"))
             .filter_map(|(k, v)| Some((k.clone(), v.trim().parse::<i64>().ok()?)))
             .collect();
-        let plugins = plugins::Plugins::new(&settings);
         Config {
             errors,
-            plugins,
-            accounts: crate::accounts::AccountSettings::new(&settings),
             auth: Authenticator::new(&settings),
             grants: SettingsGrants::new(&settings),
             routing: RoutingSettings {
@@ -95,7 +98,11 @@ impl Config {
                 trailing_slash_redirect: settings.trailing_slash_redirect_enabled,
                 flush_enabled: settings.flush_endpoint_enabled
                     || settings.includes.iter().any(|i| i == "kinto.plugins.flush"),
-                plugins,
+                accounts_enabled: accounts::enabled(&settings),
+                history_enabled: history::HistorySettings::new(&settings).enabled,
+                permissions_enabled: settings.experimental_permissions_endpoint
+                    || settings.includes.iter().any(|i| i == "kinto.plugins.admin"),
+                counters_enabled: counters::enabled(&settings),
             },
             cors: Cors::new(&settings.cors_origins, settings.cors_max_age_seconds),
             eos: signals::EndOfService::new(
@@ -106,6 +113,7 @@ impl Config {
             ),
             disabled_methods,
             cache_expires,
+            history: history::HistorySettings::new(&settings),
             default_bucket: settings
                 .includes
                 .iter()
@@ -117,8 +125,9 @@ impl Config {
     }
 }
 
-/// A cache write (`key`, `value`, `ttl`) to run once the storage transaction is committed.
-pub type CacheWrite = (String, serde_json::Value, Option<f64>);
+/// A cache write (`key`, `value` or `None` to delete, `ttl`) to run once the storage
+/// transaction is committed.
+pub type CacheWrite = (String, Option<serde_json::Value>, Option<f64>);
 
 /// What one request hands to the next sub-request of a batch, and to the end of the batch.
 #[derive(Debug, Default)]
@@ -127,9 +136,9 @@ pub struct Carry {
     principals: Option<(Option<String>, BTreeSet<String>)>,
     /// Cache writes deferred until the commit (SQLite would block them during the transaction).
     cache_writes: Vec<CacheWrite>,
-    /// The last caller authenticated: `(Authorization header, user)`, so that a batch
-    /// authenticates once.
-    user: Option<(Option<String>, Option<User>)>,
+    /// The last authentication: `(Authorization header, user)`, reused by the next
+    /// sub-request carrying the same header.
+    authenticated: Option<(String, Option<User>)>,
 }
 
 /// Per-request state shared by the handlers.
@@ -225,6 +234,10 @@ pub struct App {
     backend: Arc<dyn Backend>,
     cache: Arc<dyn Cache>,
     metrics: crate::metrics::Metrics,
+    /// When this worker last refreshed the TTL of each account verification entry: Kinto
+    /// refreshes it on every hit (a cache write per request); refreshing once per half TTL
+    /// keeps entries alive just as well.
+    refreshed: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl App {
@@ -234,6 +247,7 @@ impl App {
             backend: Arc::from(backend),
             cache: Arc::from(cache),
             metrics: crate::metrics::Metrics::disabled(),
+            refreshed: Default::default(),
         }
     }
 
@@ -288,7 +302,6 @@ impl App {
             (Route::Plural(_), "GET") => Exposed::PluralGet,
             (Route::Plural(_), "HEAD") => Exposed::PluralHead,
             (Route::Object(_), "GET" | "HEAD") => Exposed::Object,
-            (Route::Plugin(p), _) => plugins::exposed(p, &method),
             _ => Exposed::Base,
         };
         if method == "OPTIONS" {
@@ -301,7 +314,7 @@ impl App {
         }
         let mut carry = Carry::default();
         let served = self.serve(request, route, None, &mut carry);
-        observed.authenticated(carry.user.and_then(|(_, user)| user));
+        observed.authenticated(carry.authenticated.and_then(|(_, user)| user));
         served
     }
 
@@ -348,7 +361,7 @@ impl App {
             }
             Route::OpenApi => {
                 utility_methods(&["GET", "HEAD"])?;
-                Ok((utility::openapi(&self.new_ctx(request)?), None))
+                Ok((utility::openapi(&self.new_ctx(request, carry)?), None))
             }
             Route::Contribute => {
                 utility_methods(&["GET", "HEAD"])?;
@@ -359,6 +372,14 @@ impl App {
                 self.backend.flush()?;
                 self.cache.flush()?;
                 Ok((http::json(202, &serde_json::json!({})), None))
+            }
+            Route::Counters => {
+                utility_methods(&["GET", "HEAD"])?;
+                let response = match shared {
+                    Some(tx) => counters::get(tx)?,
+                    None => self.in_transaction(counters::get)?,
+                };
+                Ok((response, None))
             }
             Route::Batch => {
                 utility_methods(&["POST"])?;
@@ -372,9 +393,48 @@ impl App {
                 self.write_cache(&mut batch_carry)?;
                 Ok((response, None))
             }
+            Route::UserData(principal) => {
+                utility_methods(&["DELETE"])?;
+                let mut ctx = self.new_ctx(request, carry)?;
+                ctx.seed_principals(carry);
+                let response = match shared {
+                    Some(tx) => user_data::delete(&mut ctx, tx, &principal)?,
+                    None => {
+                        self.in_transaction(|tx| user_data::delete(&mut ctx, tx, &principal))?
+                    }
+                };
+                Ok((response, None))
+            }
+            Route::Snapshot {
+                bucket,
+                collection,
+                timestamp,
+            } => {
+                utility_methods(&["GET", "HEAD"])?;
+                let mut ctx = self.new_ctx(request, carry)?;
+                ctx.seed_principals(carry);
+                let run = |ctx: &mut Ctx, tx: &mut dyn Transaction| {
+                    history::snapshot(ctx, tx, &bucket, &collection, &timestamp)
+                };
+                let response = match shared {
+                    Some(tx) => run(&mut ctx, tx)?,
+                    None => self.in_transaction(|tx| run(&mut ctx, tx))?,
+                };
+                Ok((response, None))
+            }
+            Route::Permissions => {
+                utility_methods(&["GET", "HEAD"])?;
+                let mut ctx = self.new_ctx(request, carry)?;
+                ctx.seed_principals(carry);
+                let response = match shared {
+                    Some(tx) => permissions::list(&mut ctx, tx)?,
+                    None => self.in_transaction(|tx| permissions::list(&mut ctx, tx))?,
+                };
+                Ok((response, None))
+            }
             Route::Root => {
                 utility_methods(&["GET", "HEAD"])?;
-                let mut ctx = self.new_ctx_carried(request, carry)?;
+                let mut ctx = self.new_ctx(request, carry)?;
                 let response = match (ctx.user.is_some(), shared) {
                     (false, _) => utility::hello(&mut ctx, None)?,
                     (true, Some(tx)) => utility::hello(&mut ctx, Some(tx))?,
@@ -387,7 +447,7 @@ impl App {
                     if self.cfg.settings.readonly {
                         return Err(ApiError::MethodNotAllowed { allow: None });
                     }
-                    let user = self.authenticate_carried(request, carry).ok_or_else(|| {
+                    let user = self.authenticate(request, carry)?.ok_or_else(|| {
                         ApiError::Unauthorized {
                             challenges: self.cfg.auth.challenges(),
                         }
@@ -399,56 +459,7 @@ impl App {
                 }
                 self.serve_resource(request, &target, shared, carry, false)
             }
-            Route::Plugin(plugin) => self.serve_plugin(request, &plugin, shared, carry),
         }
-    }
-
-    /// A plugin endpoint (accounts, history, permissions), like [`App::serve_resource`].
-    fn serve_plugin(
-        &self,
-        request: &Request,
-        plugin: &plugins::PluginRoute,
-        shared: Option<&mut dyn Transaction>,
-        carry: &mut Carry,
-    ) -> ApiResult<(Response, Option<String>)> {
-        let mut ctx = self.new_ctx_carried(request, carry)?;
-        ctx.seed_principals(carry);
-        let fresh = shared.is_none();
-        let response = match shared {
-            Some(tx) => plugins::handle(&mut ctx, tx, plugin),
-            None => self.in_transaction(|tx| plugins::handle(&mut ctx, tx, plugin)),
-        };
-        ctx.carry_over(carry);
-        if fresh && response.is_ok() {
-            self.write_cache(carry)?;
-        }
-        Ok((response?, ctx.alert))
-    }
-
-    /// The request's user, reusing the previous sub-request's when the `Authorization`
-    /// header is the same (a batch authenticates once).
-    fn authenticate_carried(&self, request: &Request, carry: &mut Carry) -> Option<User> {
-        let authorization = request.header("Authorization");
-        if let Some((previous, user)) = &carry.user {
-            if previous.as_deref() == authorization {
-                return user.clone();
-            }
-        }
-        let user = self.authenticate(authorization);
-        carry.user = Some((authorization.map(str::to_string), user.clone()));
-        user
-    }
-
-    /// [`App::new_ctx`] with the user carried from a previous sub-request.
-    fn new_ctx_carried<'a>(
-        &'a self,
-        request: &'a Request,
-        carry: &mut Carry,
-    ) -> ApiResult<Ctx<'a>> {
-        let user = self.authenticate_carried(request, carry);
-        let mut ctx = self.new_ctx_as(request, user)?;
-        ctx.seed_principals(carry);
-        Ok(ctx)
     }
 
     /// A resource endpoint; `personal` first creates the personal bucket and collection.
@@ -461,18 +472,14 @@ impl App {
         personal: bool,
     ) -> ApiResult<(Response, Option<String>)> {
         let plural = target.id.is_none();
-        let mut ctx = self.new_ctx_carried(request, carry)?;
+        let mut ctx = self.new_ctx(request, carry)?;
+        ctx.seed_principals(carry);
         let fresh = shared.is_none();
         let run = |ctx: &mut Ctx, tx: &mut dyn Transaction| {
             if personal {
                 default_bucket::ensure(ctx, tx, target)?;
             }
-            let response = resource::handle(ctx, tx, target, plural)?;
-            let method = ctx.request.method.to_ascii_uppercase();
-            if !matches!(method.as_str(), "GET" | "HEAD") && response.status < 300 {
-                history::after_write(ctx, tx, target, &method, &response)?;
-            }
-            Ok(response)
+            resource::handle(ctx, tx, target, plural)
         };
         let response = match shared {
             Some(tx) => run(&mut ctx, tx),
@@ -506,7 +513,10 @@ impl App {
             Err(e) if e.status() >= 500 => return Err(e),
             Err(e) => (e.errno(), e.into_response(&self.cfg.errors)),
         };
-        let user = carry.user.as_ref().and_then(|(_, user)| user.as_ref());
+        let user = carry
+            .authenticated
+            .as_ref()
+            .and_then(|(_, user)| user.as_ref());
         observe::subrequest(request, &response, errno, started, user);
         Ok(response)
     }
@@ -514,21 +524,103 @@ impl App {
     /// Runs the cache writes of a committed request (or batch).
     fn write_cache(&self, carry: &mut Carry) -> ApiResult<()> {
         for (key, value, ttl) in carry.cache_writes.drain(..) {
-            self.cache.set(&key, &value, ttl)?;
+            match value {
+                Some(value) => self.cache.set(&key, &value, ttl)?,
+                None => {
+                    self.cache.delete(&key)?;
+                }
+            }
         }
         Ok(())
     }
 
-    fn new_ctx<'a>(&'a self, request: &'a Request) -> ApiResult<Ctx<'a>> {
-        self.new_ctx_as(request, self.authenticate(request.header("Authorization")))
+    /// Authenticates the request, reusing the previous sub-request's result for the same
+    /// `Authorization` header.
+    fn authenticate(&self, request: &Request, carry: &mut Carry) -> ApiResult<Option<User>> {
+        let header = request.header("Authorization");
+        if let (Some(header), Some((seen, user))) = (header, &carry.authenticated) {
+            if header == seen {
+                return Ok(user.clone());
+            }
+        }
+        let user = self.cfg.auth.authenticate(header, &mut |id, password| {
+            self.verify_account(id, password)
+        })?;
+        if let Some(header) = header {
+            carry.authenticated = Some((header.to_string(), user.clone()));
+        }
+        Ok(user)
     }
 
-    fn new_ctx_as<'a>(&'a self, request: &'a Request, user: Option<User>) -> ApiResult<Ctx<'a>> {
+    /// The accounts policy check: a verification cached in the shared cache, else bcrypt
+    /// against the stored account (then cached for `account_cache_ttl_seconds`).
+    fn verify_account(&self, id: &str, password: &str) -> ApiResult<bool> {
+        if !crate::authz::Kind::Account.valid_id(id) {
+            return Ok(false);
+        }
+        let ttl = accounts::cache_ttl(&self.cfg.settings);
+        let key = accounts::cache_key(&self.cfg.settings.userid_hmac_secret, id);
+        let expected = accounts::cache_value(&key, password);
+        if let Some(serde_json::Value::String(cached)) = self.cache.get(&key)? {
+            if cached == expected {
+                self.refresh_verification(&key, ttl)?;
+                return Ok(true);
+            }
+        }
+        let stored = {
+            let mut tx = self.backend.begin()?;
+            let list = crate::storage::ListRef {
+                resource_name: "account",
+                parent_id: id,
+            };
+            let stored = tx.get(list, id)?;
+            let _ = tx.rollback();
+            stored
+        };
+        let verified = stored
+            .as_ref()
+            .and_then(|account| account.get("password"))
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|hash| accounts::verify(password, hash));
+        if verified {
+            self.cache
+                .set(&key, &serde_json::Value::String(expected), Some(ttl))?;
+            self.refreshed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, std::time::Instant::now());
+        }
+        Ok(verified)
+    }
+
+    /// Refreshes the TTL of a verification entry unless this worker did so less than half a
+    /// TTL ago.
+    fn refresh_verification(&self, key: &str, ttl: f64) -> ApiResult<()> {
+        let now = std::time::Instant::now();
+        let half = std::time::Duration::from_secs_f64(ttl / 2.0);
+        {
+            let mut refreshed = self.refreshed.lock().unwrap_or_else(|e| e.into_inner());
+            if refreshed
+                .get(key)
+                .is_some_and(|at| now.duration_since(*at) < half)
+            {
+                return Ok(());
+            }
+            if refreshed.len() > 10_000 {
+                refreshed.clear();
+            }
+            refreshed.insert(key.to_string(), now);
+        }
+        self.cache.expire(key, ttl)?;
+        Ok(())
+    }
+
+    fn new_ctx<'a>(&'a self, request: &'a Request, carry: &mut Carry) -> ApiResult<Ctx<'a>> {
         Ok(Ctx {
             cfg: &self.cfg,
             request,
             query: http::parse_query(request.query())?,
-            user,
+            user: self.authenticate(request, carry)?,
             cache: &*self.cache,
             principals: None,
             alert: None,
@@ -545,7 +637,6 @@ impl App {
                 resource::allowed_methods(&self.cfg, target, target.id.is_none())
             }
             Route::Flush if !readonly => vec!["POST", "OPTIONS"],
-            Route::Plugin(p) => plugins::allowed_methods(&self.cfg, p),
             Route::Redirect { .. } => {
                 vec!["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
             }
@@ -632,9 +723,8 @@ impl App {
         } else if let Some(alert) = alert {
             headers.push(("Alert".into(), alert));
         }
-        if request.method.eq_ignore_ascii_case("HEAD") {
-            response.body.clear();
-        }
+        // HEAD keeps the would-be body: the worker sends its `Content-Length` (as Kinto does)
+        // and never the body itself.
     }
 }
 

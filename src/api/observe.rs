@@ -7,7 +7,6 @@
 //! summary fields are built only when the `request.summary` logger is enabled.
 
 use super::default_bucket;
-use super::plugins::PluginRoute;
 use super::route::{RedirectKind, Route, Target};
 use crate::auth::User;
 use crate::authz::Kind;
@@ -71,12 +70,11 @@ impl Observation {
             Route::Plural(target) | Route::Object(target) => {
                 target_ids(target, [bucket, collection, group, record])
             }
-            Route::Plugin(PluginRoute::History { bucket: b }) => b.clone_into(bucket),
-            Route::Plugin(PluginRoute::Snapshot {
+            Route::Snapshot {
                 bucket: b,
                 collection: c,
                 ..
-            }) => {
+            } => {
                 b.clone_into(bucket);
                 c.clone_into(collection);
             }
@@ -236,6 +234,10 @@ fn endpoint(route: &Route, default_bucket: bool) -> &'static str {
         Route::Contribute => "contribute.json",
         Route::Flush => "flush",
         Route::Batch => "batch",
+        Route::Permissions => "permissions-plural",
+        Route::Counters => "counters",
+        Route::UserData(_) => "user-data-object",
+        Route::Snapshot { .. } => "history_snapshot",
         Route::Plural(target) | Route::Object(target)
             if default_bucket && default_bucket::addresses_default(target) =>
         {
@@ -249,19 +251,17 @@ fn endpoint(route: &Route, default_bucket: bool) -> &'static str {
             Kind::Collection => "collection-plural",
             Kind::Group => "group-plural",
             Kind::Record => "record-plural",
+            Kind::Account => "account-plural",
+            Kind::History => "history-plural",
         },
         Route::Object(target) => match target.kind {
             Kind::Bucket => "bucket-object",
             Kind::Collection => "collection-object",
             Kind::Group => "group-object",
             Kind::Record => "record-object",
-        },
-        Route::Plugin(plugin) => match plugin {
-            PluginRoute::Accounts { id: None } => "account-plural",
-            PluginRoute::Accounts { id: Some(_) } => "account-object",
-            PluginRoute::History { .. } => "history-plural",
-            PluginRoute::Snapshot { .. } => "history_snapshot",
-            PluginRoute::Permissions => "permissions-plural",
+            Kind::Account => "account-object",
+            // The history has no object URL.
+            Kind::History => "unnamed",
         },
         Route::Redirect {
             kind: RedirectKind::VersionPrefix,
@@ -278,8 +278,9 @@ fn endpoint(route: &Route, default_bucket: bool) -> &'static str {
 /// Copies the ids of a bucket-hierarchy URL, the object id under its `<resource>_id` name.
 fn target_ids(target: &Target, [bucket, collection, group, record]: [&mut String; 4]) {
     match target.kind {
-        Kind::Bucket => {}
-        Kind::Collection | Kind::Group => target.bucket.clone_into(bucket),
+        // An account id is `account_id`, not among the URL ids Kinto labels metrics with.
+        Kind::Bucket | Kind::Account => {}
+        Kind::Collection | Kind::Group | Kind::History => target.bucket.clone_into(bucket),
         Kind::Record => {
             target.bucket.clone_into(bucket);
             target.collection.clone_into(collection);
@@ -291,6 +292,7 @@ fn target_ids(target: &Target, [bucket, collection, group, record]: [&mut String
             Kind::Collection => collection,
             Kind::Group => group,
             Kind::Record => record,
+            Kind::Account | Kind::History => return,
         };
         id.clone_into(slot);
     }

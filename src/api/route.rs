@@ -22,14 +22,27 @@ impl Target {
     pub fn parent_id(&self) -> String {
         match self.kind {
             Kind::Bucket => String::new(),
-            Kind::Collection | Kind::Group => format!("/buckets/{}", self.bucket),
+            // Each account is its own parent; a plural URL spans them all.
+            Kind::Account => self.id.clone().unwrap_or_else(|| "*".into()),
+            Kind::Collection | Kind::Group | Kind::History => format!("/buckets/{}", self.bucket),
             Kind::Record => format!("/buckets/{}/collections/{}", self.bucket, self.collection),
+        }
+    }
+
+    /// The storage `parent_id` of the object `id` of this list.
+    pub fn list_parent(&self, id: &str) -> String {
+        match self.kind {
+            Kind::Account => id.to_string(),
+            _ => self.parent_id(),
         }
     }
 
     /// The URI of the plural endpoint (`/buckets/b/collections`).
     pub fn plural_uri(&self) -> String {
-        format!("{}/{}", self.parent_id(), self.kind.plural())
+        match self.kind {
+            Kind::Bucket | Kind::Account => format!("/{}", self.kind.plural()),
+            _ => format!("{}/{}", self.parent_id(), self.kind.plural()),
+        }
     }
 
     /// The URI of an object of this list.
@@ -40,7 +53,7 @@ impl Target {
     /// The URIs of the parents, plus the object itself when `id` is given.
     pub fn chain(&self, id: Option<&str>) -> Chain {
         let mut chain = Chain::default();
-        if self.kind != Kind::Bucket {
+        if !matches!(self.kind, Kind::Bucket | Kind::Account) {
             chain.bucket = Some(format!("/buckets/{}", self.bucket));
         }
         if self.kind == Kind::Record {
@@ -53,6 +66,8 @@ impl Target {
                 Kind::Collection => chain.collection = Some(uri),
                 Kind::Group => chain.group = Some(uri),
                 Kind::Record => chain.record = Some(uri),
+                Kind::Account => chain.account = Some(uri),
+                Kind::History => {}
             }
         }
         chain
@@ -60,7 +75,7 @@ impl Target {
 
     /// The first parent id (in path order) that is not a valid object id, with its kind.
     pub fn invalid_parent(&self) -> Option<(&str, Kind)> {
-        if self.kind != Kind::Bucket && !valid_id(&self.bucket) {
+        if !matches!(self.kind, Kind::Bucket | Kind::Account) && !valid_id(&self.bucket) {
             return Some((&self.bucket, Kind::Bucket));
         }
         if self.kind == Kind::Record && !valid_id(&self.collection) {
@@ -72,9 +87,7 @@ impl Target {
 
 /// Kinto's id pattern for buckets, collections, groups and records: `^[a-zA-Z0-9][a-zA-Z0-9_-]*$`.
 pub fn valid_id(id: &str) -> bool {
-    let mut chars = id.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    Kind::Bucket.valid_id(id)
 }
 
 /// Where a request goes.
@@ -88,10 +101,20 @@ pub enum Route {
     Contribute,
     Flush,
     Batch,
+    /// `/permissions` (experimental endpoint).
+    Permissions,
+    /// `/__counters__` (counters plugin).
+    Counters,
+    /// `/__user_data__/{principal}` (decoded principal).
+    UserData(String),
+    /// `/buckets/{bid}/snapshot/collections/{cid}@{timestamp}` (history plugin).
+    Snapshot {
+        bucket: String,
+        collection: String,
+        timestamp: String,
+    },
     Plural(Target),
     Object(Target),
-    /// A URL added by a plugin (or the batch endpoint).
-    Plugin(super::plugins::PluginRoute),
     /// 307 to another path of this server (path and query, absolute URL built later); `ttl` is the
     /// cache duration setting to apply.
     Redirect {
@@ -114,7 +137,14 @@ pub struct RoutingSettings {
     pub version_prefix_redirect: bool,
     pub trailing_slash_redirect: bool,
     pub flush_enabled: bool,
-    pub plugins: super::plugins::Plugins,
+    /// The accounts plugin (`/accounts`).
+    pub accounts_enabled: bool,
+    /// The history plugin (`/buckets/<bid>/history`).
+    pub history_enabled: bool,
+    /// `experimental_permissions_endpoint` (`/permissions`).
+    pub permissions_enabled: bool,
+    /// The counters plugin (`/__counters__`).
+    pub counters_enabled: bool,
 }
 
 /// Routes a raw (undecoded) path; `query` is kept verbatim for redirects.
@@ -169,14 +199,22 @@ fn route_inner(inner: &str, settings: RoutingSettings) -> ApiResult<Route> {
         "__api__" => Some(Route::OpenApi),
         "contribute.json" => Some(Route::Contribute),
         "batch" => Some(Route::Batch),
+        "permissions" if settings.permissions_enabled => Some(Route::Permissions),
         "__flush__" if settings.flush_enabled => Some(Route::Flush),
+        "__counters__" if settings.counters_enabled => Some(Route::Counters),
         _ => None,
     };
     if let Some(route) = simple {
         return Ok(route);
     }
-    if let Some(plugin) = super::plugins::route(inner, settings.plugins)? {
-        return Ok(Route::Plugin(plugin));
+    if let Some(principal) = inner.strip_prefix("__user_data__/") {
+        if principal.is_empty() || principal.ends_with('/') {
+            return Ok(Route::NotFound);
+        }
+        return match decode_segment(principal) {
+            Some(p) => Ok(Route::UserData(p)),
+            None => Err(ApiError::BadRequest("Invalid URL path.".into())),
+        };
     }
     let raw: Vec<&str> = inner.split('/').collect();
     if raw.iter().any(|s| s.is_empty()) {
@@ -197,11 +235,30 @@ fn route_inner(inner: &str, settings: RoutingSettings) -> ApiResult<Route> {
         id: id.map(str::to_string),
     };
     Ok(match seg.as_slice() {
+        ["accounts"] if settings.accounts_enabled => {
+            Route::Plural(target(Kind::Account, "", "", None))
+        }
+        ["accounts", a] if settings.accounts_enabled => {
+            Route::Object(target(Kind::Account, "", "", Some(a)))
+        }
         ["buckets"] => Route::Plural(target(Kind::Bucket, "", "", None)),
         ["buckets", b] => Route::Object(target(Kind::Bucket, "", "", Some(b))),
         ["buckets", b, "collections"] => Route::Plural(target(Kind::Collection, b, "", None)),
         ["buckets", b, "collections", c] => Route::Object(target(Kind::Collection, b, "", Some(c))),
         ["buckets", b, "groups"] => Route::Plural(target(Kind::Group, b, "", None)),
+        ["buckets", b, "snapshot", "collections", c] if settings.history_enabled => {
+            match c.rsplit_once('@') {
+                Some((collection, timestamp)) => Route::Snapshot {
+                    bucket: b.to_string(),
+                    collection: collection.to_string(),
+                    timestamp: timestamp.to_string(),
+                },
+                None => Route::NotFound,
+            }
+        }
+        ["buckets", b, "history"] if settings.history_enabled => {
+            Route::Plural(target(Kind::History, b, "", None))
+        }
         ["buckets", b, "groups", g] => Route::Object(target(Kind::Group, b, "", Some(g))),
         ["buckets", b, "collections", c, "records"] => {
             Route::Plural(target(Kind::Record, b, c, None))

@@ -67,6 +67,16 @@ fn capabilities(cfg: &Config) -> Value {
             }),
         );
     }
+    if cfg.routing.accounts_enabled {
+        caps.insert(
+            "accounts".into(),
+            json!({
+                "description": "Manage user accounts.",
+                "url": "https://kinto.readthedocs.io/en/latest/api/1.x/accounts.html",
+                "validation_enabled": false,
+            }),
+        );
+    }
     if cfg.default_bucket {
         caps.insert(
             "default_bucket".into(),
@@ -75,6 +85,36 @@ fn capabilities(cfg: &Config) -> Value {
                 "url": "https://kinto.readthedocs.io/en/latest/api/1.x/buckets.html#personal-bucket-default",
             }),
         );
+    }
+    if cfg.history.enabled {
+        caps.insert(
+            "history".into(),
+            json!({
+                "description": "Track changes on data.",
+                "url": "http://kinto.readthedocs.io/en/latest/api/1.x/history.html",
+            }),
+        );
+    }
+    if cfg.settings.experimental_collection_schema_validation {
+        caps.insert(
+            "schema".into(),
+            json!({
+                "description": "Validates collection records with JSON schemas.",
+                "url": "https://kinto.readthedocs.io/en/latest/api/1.x/collections.html#collection-json-schema",
+            }),
+        );
+    }
+    if cfg.routing.permissions_enabled {
+        caps.insert(
+            "permissions_endpoint".into(),
+            json!({
+                "description": "The permissions endpoint can be used to list all user objects permissions.",
+                "url": "https://kinto.readthedocs.io/en/latest/configuration/settings.html#activating-the-permissions-endpoint",
+            }),
+        );
+    }
+    if cfg.routing.counters_enabled {
+        caps.insert("counters_endpoint".into(), super::counters::capability());
     }
     if cfg.routing.flush_enabled {
         caps.insert(
@@ -85,7 +125,6 @@ fn capabilities(cfg: &Config) -> Value {
             }),
         );
     }
-    super::plugins::capabilities(cfg, &mut caps);
     Value::Object(caps)
 }
 

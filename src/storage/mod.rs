@@ -141,6 +141,19 @@ pub trait Storage {
         parent_id: &str,
         filters: &[Filter],
     ) -> Result<usize>;
+    /// Number of tombstones of matching lists (`parent_id` may contain `*`), for `__counters__`.
+    /// The default reads them; backends answer with a count query.
+    fn count_tombstones(&mut self, resource_name: &str, parent_id: &str) -> Result<usize> {
+        let query = ListQuery {
+            include_deleted: true,
+            ..ListQuery::default()
+        };
+        let all = self.list_all(resource_name, parent_id, &query)?;
+        Ok(all
+            .iter()
+            .filter(|o| o.get("deleted") == Some(&Value::Bool(true)))
+            .count())
+    }
 }
 
 /// One database transaction carrying the storage and permission roles.

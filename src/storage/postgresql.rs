@@ -740,6 +740,14 @@ impl Storage for PgTx {
         let row = self.conn.query_one(&q.sql, &q.refs())?;
         Ok(row.get::<_, i64>(0) as usize)
     }
+
+    fn count_tombstones(&mut self, resource_name: &str, parent_id: &str) -> Result<usize> {
+        let mut q = PgSql::new("SELECT count(*) FROM objects WHERE ");
+        pg_query::scope(resource_name, parent_id, &mut q);
+        q.push(" AND deleted");
+        let row = self.conn.query_one(&q.sql, &q.refs())?;
+        Ok(row.get::<_, i64>(0) as usize)
+    }
 }
 
 impl Transaction for PgTx {

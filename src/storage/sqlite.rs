@@ -669,6 +669,19 @@ impl Storage for SqliteTx<'_> {
             .map_err(sql_err)?;
         Ok(count as usize)
     }
+
+    fn count_tombstones(&mut self, resource_name: &str, parent_id: &str) -> Result<usize> {
+        let mut sql = String::from("SELECT count(*) FROM objects WHERE ");
+        let mut params = Vec::new();
+        sqlite_query::scope(resource_name, parent_id, &mut sql, &mut params);
+        sql.push_str(" AND deleted");
+        let count: i64 = self
+            .conn
+            .prepare_cached(&sql)
+            .and_then(|mut s| s.query_row(params_from_iter(params.iter()), |r| r.get(0)))
+            .map_err(sql_err)?;
+        Ok(count as usize)
+    }
 }
 
 impl Transaction for SqliteTx<'_> {

@@ -281,7 +281,7 @@ pub fn check_data(kind: Kind, data: &mut Map<String, Value>) -> ApiResult<()> {
                 }
             }
         }
-        Kind::Record => {}
+        Kind::Record | Kind::Account | Kind::History => {}
     }
     if details.is_empty() {
         Ok(())

@@ -25,11 +25,16 @@ use worker::Response;
 /// The methods of a plural or object URL, minus those disabled by settings or readonly mode,
 /// in the order of Kinto's `Allow` header.
 pub fn allowed_methods(cfg: &Config, target: &Target, plural: bool) -> Vec<&'static str> {
-    let all: &[&'static str] = if plural {
+    let all: &[&'static str] = if target.kind == Kind::History {
+        &["HEAD", "GET", "DELETE", "OPTIONS"]
+    } else if plural {
         &["HEAD", "GET", "POST", "DELETE", "OPTIONS"]
     } else {
         &["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"]
     };
+    if cfg.disabled_methods.is_empty() && !cfg.settings.readonly {
+        return all.to_vec();
+    }
     let prefix = if plural { "plural" } else { "object" };
     all.iter()
         .copied()
@@ -113,7 +118,7 @@ pub fn read_access(
     id: &str,
     bound: &[(String, String)],
 ) -> ApiResult<Access> {
-    let parent_id = target.parent_id();
+    let parent_id = target.list_parent(id);
     let uri = target.object_uri(id);
     let bucket_uri = format!("/buckets/{}", target.bucket);
     let collection_list = ListRef {
@@ -130,6 +135,7 @@ pub fn read_access(
         tx,
         list_ref(target, &parent_id),
         id,
+        target.kind.valid_id(id),
         &uri,
         bound,
         &parents,
@@ -143,11 +149,13 @@ pub fn read_access(
 }
 
 /// One `read_object` round trip; `allowed` reflects ACEs only.
+#[allow(clippy::too_many_arguments)]
 fn read_with(
     ctx: &mut Ctx,
     tx: &mut dyn Transaction,
     list: ListRef,
     id: &str,
+    id_valid: bool,
     uri: &str,
     bound: &[(String, String)],
     parents: &[(ListRef, &str)],
@@ -165,7 +173,7 @@ fn read_with(
         (None, None) => (Vec::new(), BTreeSet::from([EVERYONE.to_string()])),
     };
     let parents_valid = parents.iter().all(|(_, p)| valid_id(p));
-    let valid = valid_id(id) && parents_valid;
+    let valid = id_valid && parents_valid;
     let request = ReadRequest {
         list,
         id,
@@ -196,7 +204,7 @@ pub fn read_list_access(
 ) -> ApiResult<Access> {
     let bucket_uri = format!("/buckets/{}", target.bucket);
     let mut access = match target.kind {
-        Kind::Bucket => {
+        Kind::Bucket | Kind::Account => {
             let principals = ctx.principals(tx)?;
             Access {
                 principals,
@@ -206,12 +214,21 @@ pub fn read_list_access(
                 parent_exists: true,
             }
         }
-        Kind::Collection | Kind::Group => {
+        Kind::Collection | Kind::Group | Kind::History => {
             let list = ListRef {
                 resource_name: "bucket",
                 parent_id: "",
             };
-            let mut access = read_with(ctx, tx, list, &target.bucket, &bucket_uri, bound, &[])?;
+            let mut access = read_with(
+                ctx,
+                tx,
+                list,
+                &target.bucket,
+                valid_id(&target.bucket),
+                &bucket_uri,
+                bound,
+                &[],
+            )?;
             // Collections and groups do not require their bucket to exist.
             access.parent_exists = true;
             access
@@ -222,7 +239,16 @@ pub fn read_list_access(
                 parent_id: &bucket_uri,
             };
             let uri = target.parent_id();
-            let mut access = read_with(ctx, tx, list, &target.collection, &uri, bound, &[])?;
+            let mut access = read_with(
+                ctx,
+                tx,
+                list,
+                &target.collection,
+                valid_id(&target.collection),
+                &uri,
+                bound,
+                &[],
+            )?;
             access.parent_exists = access.object.is_some() && valid_id(&target.bucket);
             access
         }
@@ -254,7 +280,7 @@ pub fn check(
 pub fn read_permission(kind: Kind) -> &'static str {
     match kind {
         Kind::Bucket | Kind::Collection => authz::READ_ATTRIBUTES,
-        Kind::Group | Kind::Record => "read",
+        Kind::Group | Kind::Record | Kind::Account | Kind::History => "read",
     }
 }
 
@@ -405,8 +431,8 @@ pub fn precondition_failed(existing: Option<&Object>, timestamp: Option<i64>) ->
 /// Generates an id for a new object (`8-char name` or UUID4).
 pub fn generate_id(kind: Kind) -> String {
     match kind {
-        Kind::Record => uuid::Uuid::new_v4().to_string(),
-        _ => {
+        Kind::Record | Kind::Account | Kind::History => uuid::Uuid::new_v4().to_string(),
+        Kind::Bucket | Kind::Collection | Kind::Group => {
             use rand::Rng;
             const FIRST: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
             const REST: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-";
@@ -434,6 +460,7 @@ pub fn cascade_delete(tx: &mut dyn Transaction, kind: Kind, uri: &str) -> ApiRes
                 &everything,
                 false,
             )?;
+            tx.delete_all("history", uri, &everything, false)?;
             tx.delete_object_permissions(&[uri.to_string(), format!("{uri}/*")])?;
         }
         Kind::Collection => {
@@ -444,7 +471,7 @@ pub fn cascade_delete(tx: &mut dyn Transaction, kind: Kind, uri: &str) -> ApiRes
             tx.remove_principal(uri)?;
             tx.delete_object_permissions(&[uri.to_string()])?;
         }
-        Kind::Record => {
+        Kind::Record | Kind::Account | Kind::History => {
             tx.delete_object_permissions(&[uri.to_string()])?;
         }
     }
@@ -483,12 +510,30 @@ pub fn sync_members(
     Ok(())
 }
 
+/// The principal a write adds to the object's `write` entry (6.4; accounts: 5.3).
+pub fn owner(ctx: &Ctx, target: &Target, id: &str, principals: &BTreeSet<String>) -> String {
+    match target.kind {
+        Kind::Account => super::accounts::owner(ctx, id, principals),
+        _ => ctx.writer(),
+    }
+}
+
+/// The caller's principals plus the owner principal of a write: an account written by an
+/// administrator or anonymously shows its permissions in the response, as in Kinto, where
+/// the account becomes the writer.
+pub fn with_owner(principals: &BTreeSet<String>, owner: &str) -> BTreeSet<String> {
+    let mut all = principals.clone();
+    all.insert(owner.to_string());
+    all
+}
+
 /// Writes the ACEs of an object: `set` replaces the named permissions (an empty set removes
-/// one); the writer is added to `write` when `explicit_permissions` is on.
+/// one); `owner` is added to `write` when `explicit_permissions` is on.
 pub fn write_permissions(
     ctx: &Ctx,
     tx: &mut dyn Transaction,
     uri: &str,
+    owner: &str,
     current: &ObjectPermissions,
     mut set: ObjectPermissions,
 ) -> ApiResult<ObjectPermissions> {
@@ -496,10 +541,30 @@ pub fn write_permissions(
         let write = set
             .entry("write".into())
             .or_insert_with(|| current.get("write").cloned().unwrap_or_default());
-        write.insert(ctx.writer());
+        write.insert(owner.to_string());
     }
-    if !set.is_empty() {
-        tx.replace_object_permissions(uri, &set)?;
+    // Only what changes is written (usually nothing on updates by the owner). Permissions the
+    // object did not have yet are set in one statement; existing ones are edited principal by
+    // principal, so that rows kept are never deleted and re-inserted.
+    let mut fresh = ObjectPermissions::new();
+    for (perm, holders) in &set {
+        let before = current.get(perm).cloned().unwrap_or_default();
+        if before == *holders {
+            continue;
+        }
+        if before.is_empty() {
+            fresh.insert(perm.clone(), holders.clone());
+            continue;
+        }
+        for removed in before.difference(holders) {
+            tx.remove_principal_from_ace(uri, perm, removed)?;
+        }
+        for added in holders.difference(&before) {
+            tx.add_principal_to_ace(uri, perm, added)?;
+        }
+    }
+    if !fresh.is_empty() {
+        tx.replace_object_permissions(uri, &fresh)?;
     }
     let mut result = current.clone();
     for (perm, holders) in set {
@@ -602,4 +667,44 @@ pub fn listed_permissions(body: &body::BodyPermissions) -> ObjectPermissions {
     body.iter()
         .filter_map(|(perm, holders)| holders.as_ref().map(|h| (perm.clone(), h.clone())))
         .collect()
+}
+
+/// JSON-schema validation of a write (section 7.4), when enabled: records against their
+/// collection's `schema` (then stamped with the collection's `last_modified`) and the bucket's
+/// `record:schema`; collections and groups against the bucket's `collection:schema` and
+/// `group:schema`.
+pub fn validate_schemas(
+    ctx: &Ctx,
+    tx: &mut dyn Transaction,
+    target: &Target,
+    data: &mut serde_json::Map<String, Value>,
+) -> ApiResult<()> {
+    if !ctx.cfg.settings.experimental_collection_schema_validation {
+        return Ok(());
+    }
+    let bucket_field = match target.kind {
+        Kind::Record => "record:schema",
+        Kind::Collection => "collection:schema",
+        Kind::Group => "group:schema",
+        _ => return Ok(()),
+    };
+    if target.kind == Kind::Record {
+        let collection = parent_collection(tx, target)?;
+        if let Some(schema) = collection.get("schema").filter(|s| s.is_object()) {
+            super::schema::validate(data, schema).map_err(|f| f.into_error())?;
+            if let Some(ts) = collection.get("last_modified") {
+                data.insert("schema".into(), ts.clone());
+            }
+        }
+    }
+    let buckets = ListRef {
+        resource_name: "bucket",
+        parent_id: "",
+    };
+    if let Some(bucket) = tx.get(buckets, &target.bucket)? {
+        if let Some(schema) = bucket.get(bucket_field).filter(|s| s.is_object()) {
+            super::schema::validate(data, schema).map_err(|f| f.into_error())?;
+        }
+    }
+    Ok(())
 }

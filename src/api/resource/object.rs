@@ -5,7 +5,7 @@
 use super::body::{self, Mode};
 use super::patch;
 use super::*;
-use crate::api::route::valid_id;
+use crate::api::{accounts, history};
 use crate::error::{ApiError, ApiResult, Location};
 use crate::storage::{Object, Transaction};
 use serde_json::{Map, Value};
@@ -97,11 +97,12 @@ pub fn get(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResul
         return Err(ctx.deny());
     }
     check_parents(target)?;
-    if !valid_id(&loaded.id) {
+    if !target.kind.valid_id(&loaded.id) {
         return Err(invalid_id());
     }
     let conditions = conditions(ctx)?;
-    let fields = query::parse(&ctx.query)?.fields;
+    // Object URLs only know `_fields`; other parameters are ignored.
+    let fields = query::fields(&ctx.query);
     require_collection(target, &loaded)?;
     // Anonymous record reads need the collection for its `cache_expires`.
     let collection = if target.kind == Kind::Record && ctx.user.is_none() {
@@ -172,7 +173,13 @@ pub fn put(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResul
     let id = target.id.clone().unwrap_or_default();
     let loaded = load(ctx, tx, target, &object_bound(target, &id, "write"))?;
     require_collection(target, &loaded)?;
-    let allowed = if loaded.existing().is_some() && conditions.if_none_match != Some(Condition::Any)
+    // A user only sees their own account: another one is "missing" to them (Kinto's parent
+    // scoping), so writing it needs the create permission and fails on the id check.
+    let foreign = target.kind == Kind::Account
+        && accounts::foreign(ctx, &loaded.id, &loaded.access.principals);
+    let allowed = if loaded.existing().is_some()
+        && !foreign
+        && conditions.if_none_match != Some(Condition::Any)
     {
         loaded.access.allowed
     } else {
@@ -183,12 +190,16 @@ pub fn put(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResul
         return Err(ctx.deny());
     }
     check_parents(target)?;
-    if !valid_id(&loaded.id) {
+    if !target.kind.valid_id(&loaded.id) {
         return Err(invalid_id());
     }
     let envelope = body::envelope(target.kind, body::parse_json(&ctx.request.body)?)?;
     check_write_conditions(&conditions, loaded.existing(), None)?;
     let existing = loaded.existing();
+    let password_sent = envelope
+        .data
+        .as_ref()
+        .is_some_and(|d| d.contains_key("password"));
     let mut data = match (envelope.data, existing) {
         (Some(data), _) => data,
         (None, Some(existing)) => user_fields(existing),
@@ -197,7 +208,12 @@ pub fn put(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResul
     check_id_matches(&data, &loaded.id)?;
     keep_timestamp_hint(&mut data, existing);
     body::check_data(target.kind, &mut data)?;
-    let parent_id = target.parent_id();
+    validate_schemas(ctx, tx, target, &mut data)?;
+    if target.kind == Kind::Account {
+        let principals = loaded.access.principals.clone();
+        accounts::prepare_write(ctx, &loaded.id, &principals, &mut data, password_sent)?;
+    }
+    let parent_id = target.list_parent(&loaded.id);
     let stored = tx.update(
         list_ref(target, &parent_id),
         &loaded.id,
@@ -219,12 +235,19 @@ pub fn put(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResul
         }
         None => ObjectPermissions::new(),
     };
-    let permissions = write_permissions(ctx, tx, &loaded.uri, &current, set)?;
+    let owner = owner(ctx, target, &loaded.id, &loaded.access.principals);
+    let permissions = write_permissions(ctx, tx, &loaded.uri, &owner, &current, set)?;
     if target.kind == Kind::Group {
         sync_members(tx, &loaded.uri, existing, &stored)?;
     }
+    let action = if existing.is_some() {
+        "update"
+    } else {
+        "create"
+    };
+    history::record(ctx, tx, target, &loaded.id, action, &stored, &permissions)?;
     let status = if existing.is_some() { 200 } else { 201 };
-    let visible = visible_permissions(&permissions, &loaded.access.principals);
+    let visible = visible_permissions(&permissions, &with_owner(&loaded.access.principals, &owner));
     Ok(object_response(
         status,
         Value::Object(stored),
@@ -296,7 +319,7 @@ pub fn patch(
     require_collection(target, &loaded)?;
     authorize_write(ctx, tx, target, &loaded)?;
     check_parents(target)?;
-    if !valid_id(&loaded.id) {
+    if !target.kind.valid_id(&loaded.id) {
         return Err(invalid_id());
     }
     let conditions = conditions(ctx)?;
@@ -413,19 +436,29 @@ pub fn patch(
     check_id_matches(&data, &loaded.id)?;
     keep_timestamp_hint(&mut data, Some(existing));
     body::check_data(target.kind, &mut data)?;
-    let parent_id = target.parent_id();
+    validate_schemas(ctx, tx, target, &mut data)?;
+    if target.kind == Kind::Account {
+        // Any new password value (also through JSON-Patch) is hashed.
+        let password_sent = data.get("password") != existing.get("password");
+        let principals = loaded.access.principals.clone();
+        accounts::prepare_write(ctx, &loaded.id, &principals, &mut data, password_sent)?;
+    }
+    let parent_id = target.list_parent(&loaded.id);
     let stored = tx.update(
         list_ref(target, &parent_id),
         &loaded.id,
         with_id(data, &loaded.id),
     )?;
-    let permissions = write_permissions(ctx, tx, &loaded.uri, &current_perms, set)?;
+    let owner = owner(ctx, target, &loaded.id, &loaded.access.principals);
+    let permissions = write_permissions(ctx, tx, &loaded.uri, &owner, &current_perms, set)?;
     if target.kind == Kind::Group {
         sync_members(tx, &loaded.uri, Some(existing), &stored)?;
     }
+    history::record(ctx, tx, target, &loaded.id, "update", &stored, &permissions)?;
     let response = match behavior {
         Behavior::Full => {
-            let visible = visible_permissions(&permissions, &loaded.access.principals);
+            let visible =
+                visible_permissions(&permissions, &with_owner(&loaded.access.principals, &owner));
             object_response(200, Value::Object(stored), Some(visible))
         }
         Behavior::Light | Behavior::Diff => {
@@ -461,7 +494,7 @@ pub fn delete(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiRe
     require_collection(target, &loaded)?;
     authorize_write(ctx, tx, target, &loaded)?;
     check_parents(target)?;
-    if !valid_id(&loaded.id) {
+    if !target.kind.valid_id(&loaded.id) {
         return Err(invalid_id());
     }
     let conditions = conditions(ctx)?;
@@ -492,10 +525,23 @@ pub fn delete(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiRe
         return Err(not_found(target, &loaded.id));
     };
     let hint = hint.filter(|h| *h > last_modified(existing));
-    let parent_id = target.parent_id();
+    let parent_id = target.list_parent(&loaded.id);
     let tombstone = tx
         .delete(list_ref(target, &parent_id), &loaded.id, true, hint)?
         .ok_or_else(|| not_found(target, &loaded.id))?;
     cascade_delete(tx, target.kind, &loaded.uri)?;
+    if target.kind == Kind::Account {
+        accounts::forget_verification(ctx, &loaded.id);
+    }
+    let no_permissions = ObjectPermissions::new();
+    history::record(
+        ctx,
+        tx,
+        target,
+        &loaded.id,
+        "delete",
+        &tombstone,
+        &no_permissions,
+    )?;
     Ok(object_response(200, Value::Object(tombstone), None))
 }

@@ -33,6 +33,12 @@ pub fn page_size(limit: Option<u64>, paginate_by: Option<usize>, max_fetch: usiz
 }
 
 pub fn decode(token: &str) -> ApiResult<Token> {
+    decode_with(token, true)
+}
+
+/// Decodes a token; `require_timestamp` is false for lists without `last_modified`
+/// (`/permissions` entries).
+pub fn decode_with(token: &str, require_timestamp: bool) -> ApiResult<Token> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(token.trim())
         .map_err(|_| invalid_token())?;
@@ -53,7 +59,7 @@ pub fn decode(token: &str) -> ApiResult<Token> {
         .get("last_modified")
         .and_then(Value::as_i64)
         .is_some_and(|n| n >= 0);
-    if !valid_timestamp {
+    if require_timestamp && !valid_timestamp {
         return Err(invalid_token());
     }
     for value in last_object.values() {

@@ -6,7 +6,7 @@ use super::body;
 use super::pagination;
 use super::query::{self, PluralQuery};
 use super::*;
-use crate::api::route::valid_id;
+use crate::api::{accounts, history};
 use crate::authz::shared_permissions;
 use crate::error::{ApiError, ApiResult, Location};
 use crate::storage::{Filter, FilterOp, ListQuery, Object, Transaction};
@@ -118,6 +118,16 @@ fn page_size(ctx: &Ctx, parsed: &PluralQuery) -> usize {
     )
 }
 
+/// The querystring; history entries have a fixed schema.
+fn parse_query(ctx: &Ctx, target: &Target) -> ApiResult<PluralQuery> {
+    let mut parsed = query::parse(&ctx.query)?;
+    if target.kind == Kind::History {
+        let sorts: Vec<String> = parsed.sorting.iter().map(|s| s.field.clone()).collect();
+        history::check_fields(&mut parsed.filters, &sorts)?;
+    }
+    Ok(parsed)
+}
+
 /// `GET`/`HEAD` of a list.
 pub fn get(
     ctx: &mut Ctx,
@@ -125,8 +135,12 @@ pub fn get(
     target: &Target,
     head: bool,
 ) -> ApiResult<Response> {
+    if target.kind == Kind::Account && ctx.user.is_none() {
+        // Kinto quirk (replicated): 401 with errno 999 and no message nor challenge.
+        return Err(ApiError::AccountsUnreadable);
+    }
     let (view, collection) = prepare(ctx, tx, target, false)?;
-    let parsed = query::parse(&ctx.query)?;
+    let parsed = parse_query(ctx, target)?;
     if parsed.deprecated_to {
         ctx.alert = Some(
             json!({
@@ -222,7 +236,7 @@ pub fn post(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResu
     let lookup_id = given_id
         .as_ref()
         .and_then(Value::as_str)
-        .filter(|id| valid_id(id))
+        .filter(|id| target.kind.valid_id(id))
         .map(str::to_string);
     let create = list_bound(target, target.kind.create_permission());
     // One round trip: the named object (read permission) or the parent (create permission).
@@ -230,7 +244,12 @@ pub fn post(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResu
         Some(id) => {
             let bound = object_bound(target, id, read_permission(target.kind));
             let mut access = read_access(ctx, tx, target, id, &bound)?;
-            let existing = access.object.take();
+            let mut existing = access.object.take();
+            // Another user's account is "missing" to a non-administrator (Kinto's parent
+            // scoping): the creation path then refuses the id.
+            if target.kind == Kind::Account && accounts::foreign(ctx, id, &access.principals) {
+                existing = None;
+            }
             if existing.is_none() {
                 access.allowed = check(ctx, tx, target, &create, &access.principals)?;
             }
@@ -248,7 +267,6 @@ pub fn post(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResu
         return Err(ctx.deny());
     }
     let principals = access.principals;
-    let parent_id = target.parent_id();
     check_parents(target)?;
     let envelope = body::envelope(target.kind, raw?)?;
     let conditions = conditions(ctx)?;
@@ -276,15 +294,35 @@ pub fn post(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResu
         return Err(precondition_failed(None, None));
     }
     let id = match given_id {
-        Some(Value::String(id)) if valid_id(&id) => id,
+        Some(Value::String(id)) if target.kind.valid_id(&id) => id,
         Some(_) => return Err(invalid_id()),
+        // Accounts have no id generator: the id is the user name.
+        None if target.kind == Kind::Account => {
+            // Users posting for themselves get Kinto's later check's message.
+            let description = if accounts::foreign(ctx, "", &principals) {
+                "Accounts must have an ID."
+            } else {
+                "data.id in body: Required"
+            };
+            return Err(ApiError::invalid(
+                Location::Body,
+                Some("data.id"),
+                description,
+            ));
+        }
         None => generate_id(target.kind),
     };
     let mut data = envelope.data.unwrap_or_default();
     keep_timestamp_hint(&mut data, None);
     body::check_data(target.kind, &mut data)?;
+    validate_schemas(ctx, tx, target, &mut data)?;
+    if target.kind == Kind::Account {
+        let sent = data.contains_key("password");
+        accounts::prepare_write(ctx, &id, &principals, &mut data, sent)?;
+    }
     let uri = target.object_uri(&id);
-    let created = tx.create(list_ref(target, &parent_id), with_id(data, &id))?;
+    let list_parent = target.list_parent(&id);
+    let created = tx.create(list_ref(target, &list_parent), with_id(data, &id))?;
     let (status, stored) = match created {
         Ok(stored) => (201, stored),
         // Created meanwhile by someone else: answer as for an existing id.
@@ -298,11 +336,13 @@ pub fn post(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResu
         .as_ref()
         .map(listed_permissions)
         .unwrap_or_default();
-    let permissions = write_permissions(ctx, tx, &uri, &ObjectPermissions::new(), set)?;
+    let owner = owner(ctx, target, &id, &principals);
+    let permissions = write_permissions(ctx, tx, &uri, &owner, &ObjectPermissions::new(), set)?;
     if target.kind == Kind::Group {
         sync_members(tx, &uri, None, &stored)?;
     }
-    let visible = visible_permissions(&permissions, &principals);
+    history::record(ctx, tx, target, &id, "create", &stored, &permissions)?;
+    let visible = visible_permissions(&permissions, &with_owner(&principals, &owner));
     Ok(object_response(
         status,
         Value::Object(stored),
@@ -312,8 +352,12 @@ pub fn post(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResu
 
 /// `DELETE` on a list: deletes one page of matching objects the caller may write.
 pub fn delete(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResult<Response> {
+    if target.kind == Kind::Account && ctx.user.is_none() {
+        // Same quirk as the anonymous listing.
+        return Err(ApiError::AccountsUnreadable);
+    }
     let (view, _) = prepare(ctx, tx, target, true)?;
-    let parsed = query::parse(&ctx.query)?;
+    let parsed = parse_query(ctx, target)?;
     let token = parsed
         .token
         .as_deref()
@@ -375,6 +419,11 @@ pub fn delete(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiRe
     for tombstone in &tombstones {
         if let Some(id) = tombstone.get("id").and_then(Value::as_str) {
             cascade_delete(tx, target.kind, &target.object_uri(id))?;
+            if target.kind == Kind::Account {
+                accounts::forget_verification(ctx, id);
+            }
+            let no_permissions = ObjectPermissions::new();
+            history::record(ctx, tx, target, id, "delete", tombstone, &no_permissions)?;
         }
     }
     let etag = tombstones
@@ -394,7 +443,7 @@ pub fn delete(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiRe
         // Stored once the deletion is committed (before any storage write on SQLite).
         ctx.cache_writes.push((
             nonce.clone(),
-            Value::String(String::new()),
+            Some(Value::String(String::new())),
             Some(ctx.cfg.settings.pagination_token_validity_seconds as f64),
         ));
         let last = matching.last().expect("a non-empty page");

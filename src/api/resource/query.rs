@@ -99,6 +99,22 @@ fn split_operator(param: &str) -> (FilterOp, &str) {
     (FilterOp::Eq, param)
 }
 
+/// The `_fields` parameter alone (object URLs).
+pub fn fields(pairs: &[(String, String)]) -> Option<Vec<String>> {
+    pairs
+        .iter()
+        .rev()
+        .find(|(name, _)| name.trim() == "_fields")
+        .map(|(_, value)| split_fields(value))
+}
+
+fn split_fields(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(|f| f.trim().to_string())
+        .filter(|f| !f.is_empty())
+        .collect()
+}
+
 /// Parses the querystring of a plural request.
 pub fn parse(pairs: &[(String, String)]) -> ApiResult<PluralQuery> {
     let mut query = PluralQuery::default();
@@ -140,12 +156,7 @@ pub fn parse(pairs: &[(String, String)]) -> ApiResult<PluralQuery> {
                 continue;
             }
             "_fields" => {
-                let fields = raw_value
-                    .split(',')
-                    .map(|f| f.trim().to_string())
-                    .filter(|f| !f.is_empty())
-                    .collect();
-                query.fields = Some(fields);
+                query.fields = Some(split_fields(raw_value));
                 continue;
             }
             _ if name.starts_with('_') => continue,
