@@ -380,6 +380,7 @@ fn statsd_kinto_names() {
         "kinto.users:auth.basicauth.userid.".to_string(),
         "kinto.authentication:type.basicauth|s".to_string(),
         "kinto.request_size:".to_string(),
+        "kinto.authentication.basicauth.seconds.method.authenticated_userid:".to_string(),
     ];
     let mut datagrams: Vec<String> = Vec::new();
     let deadline = Instant::now() + PATIENCE;

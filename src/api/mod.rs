@@ -543,9 +543,15 @@ impl App {
                 return Ok(user.clone());
             }
         }
+        let started = std::time::Instant::now();
         let user = self.cfg.auth.authenticate(header, &mut |id, password| {
             self.verify_account(id, password)
         })?;
+        if let Some(user) = &user {
+            let step = "authenticated_userid";
+            self.metrics
+                .authentication_step(&user.policy, step, started.elapsed());
+        }
         if let Some(header) = header {
             carry.authenticated = Some((header.to_string(), user.clone()));
         }

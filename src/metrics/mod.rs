@@ -183,6 +183,15 @@ impl Metrics {
         result
     }
 
+    /// Records one step of an authentication policy timed by the caller (when the policy is
+    /// known only once the step is over, as with several policies tried in turn).
+    #[inline]
+    pub fn authentication_step(&self, policy: &str, step: &str, duration: Duration) {
+        if let Some(inner) = &self.inner {
+            inner.record(&Metric::AuthenticationStep(policy, step, duration));
+        }
+    }
+
     /// Runs `f`, the authorization decision of a request (allow or reject), and times it
     /// (`authentication.permits` in the cliquet names; Kinto 26 has no such timer).
     #[inline]
