@@ -206,7 +206,17 @@ fn migrate_then_flush_cache_on_sqlite() {
 fn stop_signals_the_pid_in_the_pidfile() {
     use std::os::unix::process::ExitStatusExt;
     let dir = TempDir::new();
-    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    use std::os::unix::process::CommandExt;
+    let mut sleeper = Command::new("sleep");
+    sleeper.arg("30");
+    // A shell running us in the background leaves SIGINT ignored, and children inherit that.
+    unsafe {
+        sleeper.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let mut sleeper = sleeper.spawn().unwrap();
     let pidfile = dir.0.join("kinto.pid");
     std::fs::write(&pidfile, format!("{}\n", sleeper.id())).unwrap();
     let out = run(Path::new(KINTO), &dir.0, &["--stop", "kinto.pid"]);
