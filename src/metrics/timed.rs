@@ -156,6 +156,17 @@ impl Storage for TimedTransaction<'_> {
         })
     }
 
+    fn purge_deleted_retaining(
+        &mut self,
+        resource_name: &str,
+        parent_id: &str,
+        max_retained: usize,
+    ) -> Result<usize> {
+        self.storage("purge_deleted", |t| {
+            t.purge_deleted_retaining(resource_name, parent_id, max_retained)
+        })
+    }
+
     fn list_all(
         &mut self,
         resource_name: &str,
