@@ -23,4 +23,4 @@ fi
 pg_ready || { echo "test.sh: PostgreSQL is not answering on 127.0.0.1:5432" >&2; exit 1; }
 
 export KINTO_TEST_PG_URL="${KINTO_TEST_PG_URL:-postgresql://postgres@127.0.0.1:5432/postgres}"
-cargo test --workspace -- --test-threads="${TEST_THREADS:-4}"
+cargo test --workspace --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"

@@ -3,7 +3,7 @@
 //! own backends and serves.
 
 use crate::logging::{self, Logger, LoggingConfig};
-use crate::metrics::MetricsConfig;
+use crate::metrics::{Aggregates, Metrics, MetricsConfig};
 use crate::settings::Settings;
 use crate::{api, cache, storage};
 use master::{Invocation, ServerConfig, WorkerContext};
@@ -15,6 +15,10 @@ use std::sync::Arc;
 pub struct KintoApp {
     settings: Arc<Settings>,
     logging: LoggingConfig,
+    metrics: MetricsConfig,
+    /// The Prometheus aggregates every worker adds to (`kinto.plugins.prometheus` only): mapped
+    /// here, before the fork, so that a scrape sums all the workers.
+    aggregates: Option<Aggregates>,
 }
 
 impl KintoApp {
@@ -24,14 +28,17 @@ impl KintoApp {
         let file = settings.ini_path.display();
         let logging =
             LoggingConfig::from_settings(&settings).map_err(|e| format!("{file}: {e}"))?;
-        MetricsConfig::from_settings(&settings)
+        let metrics = MetricsConfig::from_settings(&settings)
             .map_err(|e| format!("{file}: [{}] {e}", crate::settings::SECTION))?;
         // The accounts plugin's own startup checks, as Kinto's `includeme` makes them.
         crate::accounts::check_settings(&settings)
             .map_err(|e| format!("{file}: [{}] {e}", crate::settings::SECTION))?;
+        let aggregates = metrics.prometheus.then(Aggregates::new);
         Ok(KintoApp {
             settings: Arc::new(settings),
             logging,
+            metrics,
+            aggregates,
         })
     }
 }
@@ -61,7 +68,9 @@ impl master::App for KintoApp {
             Ok(cache) => cache,
             Err(e) => return init_failed(id, "cache backend", &e),
         };
-        let app = api::App::new(self.settings.clone(), backend, cache);
+        // The StatsD socket is the worker's own.
+        let metrics = Metrics::with_aggregates(&self.metrics, self.aggregates.as_ref());
+        let app = api::App::new(self.settings.clone(), backend, cache).with_metrics(metrics);
         // Kinto's startup line, once per process as under uWSGI with lazy-apps.
         log::info!(
             target: "kinto.core",

@@ -22,6 +22,9 @@ Commands:
   migrate             create or upgrade the database schema
                         --dry-run: print the SQL instead of running it
   flush-cache         remove every entry of the cache backend
+  purge-deleted RESOURCE... MAX_RETAINED
+                      remove tombstones of those resource types (record, collection, ...),
+                        keeping the MAX_RETAINED most recent of each list
   create-user         create or replace an account of the accounts plugin
                         -u/--username NAME, -p/--password PASSWORD (read from stdin
                         when not given)
@@ -89,6 +92,11 @@ pub enum Command {
         dry_run: bool,
     },
     FlushCache,
+    /// `kinto purge-deleted RESOURCE... MAX_RETAINED`.
+    PurgeDeleted {
+        resources: Vec<String>,
+        max_retained: usize,
+    },
     /// `kinto create-user`: an account with a bcrypt password (accounts plugin).
     CreateUser {
         username: Option<String>,
@@ -206,6 +214,20 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             }
         }
     }
+    let purge = if positional.first() == Some(&"purge-deleted") {
+        let rest: Vec<String> = positional.drain(1..).map(str::to_string).collect();
+        let usage = "purge-deleted needs RESOURCE... MAX_RETAINED (e.g. `purge-deleted record 0`)";
+        let (last, resources) = rest.split_last().ok_or(usage)?;
+        let max_retained = last
+            .parse::<usize>()
+            .map_err(|_| format!("{usage}: {last:?} is not a number"))?;
+        if resources.is_empty() {
+            return Err(usage.to_string());
+        }
+        Some((resources.to_vec(), max_retained))
+    } else {
+        None
+    };
     if positional.len() > 1 {
         return Err(format!("unexpected argument {:?}", positional[1]));
     }
@@ -222,6 +244,13 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
         },
         (_, _, None, Some("migrate")) => Command::Migrate { dry_run },
         (_, _, None, Some("flush-cache")) => Command::FlushCache,
+        (_, _, None, Some("purge-deleted")) => {
+            let (resources, max_retained) = purge.unwrap_or_default();
+            Command::PurgeDeleted {
+                resources,
+                max_retained,
+            }
+        }
         (_, _, None, Some("create-user")) => Command::CreateUser {
             username: username.take(),
             password: password.take(),
@@ -306,6 +335,13 @@ pub fn main() -> i32 {
             Ok(settings) => crate::app::flush_cache(&settings),
             Err(code) => code,
         },
+        Command::PurgeDeleted {
+            resources,
+            max_retained,
+        } => match load_settings(&ini) {
+            Ok(settings) => purge_deleted(&settings, &resources, max_retained),
+            Err(code) => code,
+        },
         Command::CreateUser { username, password } => match load_settings(&ini) {
             Ok(settings) => create_user(&settings, username, password),
             Err(code) => code,
@@ -338,6 +374,37 @@ pub fn main() -> i32 {
                 return EXIT_USAGE;
             }
             master::run::<KintoApp>(invocation)
+        }
+    }
+}
+
+/// `kinto purge-deleted`: tombstones of every list of those resource types, but the
+/// `max_retained` most recent of each, in one transaction.
+fn purge_deleted(settings: &Settings, resources: &[String], max_retained: usize) -> i32 {
+    let purged = crate::storage::connect(settings).and_then(|backend| {
+        let fail = |e: crate::storage::BackendError| format!("storage error: {e:?}");
+        let mut tx = backend.begin().map_err(fail)?;
+        let mut count = 0;
+        for resource in resources {
+            match tx.purge_deleted_retaining(resource, "*", max_retained) {
+                Ok(n) => count += n,
+                Err(e) => {
+                    let _ = tx.rollback();
+                    return Err(fail(e));
+                }
+            }
+        }
+        tx.commit().map_err(fail)?;
+        Ok(count)
+    });
+    match purged {
+        Ok(count) => {
+            println!("{count} tombstone(s) deleted.");
+            0
+        }
+        Err(e) => {
+            eprintln!("kinto purge-deleted: {e}");
+            1
         }
     }
 }

@@ -261,11 +261,15 @@ impl ApiError {
 
     /// The complete error response: status, JSON body and the headers tied to the error kind.
     pub fn into_response(self, settings: &ErrorSettings) -> worker::Response {
-        if let ApiError::Internal(reason) = &self {
-            log::error!("internal error: {reason}");
-        }
+        // Internal errors are logged with their request by `api::observe`; backend failures are
+        // CRITICAL, as Kinto's error view logs them.
         if let ApiError::Backend(reason) = &self {
-            log::error!("backend failure: {reason:?}");
+            crate::logging::emit(
+                "kinto.core.views.errors",
+                crate::logging::Level::Critical,
+                &format!("backend failure: {reason:?}"),
+                &serde_json::Map::new(),
+            );
         }
         let mut response = worker::Response::new(self.status());
         response

@@ -206,7 +206,17 @@ fn migrate_then_flush_cache_on_sqlite() {
 fn stop_signals_the_pid_in_the_pidfile() {
     use std::os::unix::process::ExitStatusExt;
     let dir = TempDir::new();
-    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    use std::os::unix::process::CommandExt;
+    let mut sleeper = Command::new("sleep");
+    sleeper.arg("30");
+    // A shell running us in the background leaves SIGINT ignored, and children inherit that.
+    unsafe {
+        sleeper.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let mut sleeper = sleeper.spawn().unwrap();
     let pidfile = dir.0.join("kinto.pid");
     std::fs::write(&pidfile, format!("{}\n", sleeper.id())).unwrap();
     let out = run(Path::new(KINTO), &dir.0, &["--stop", "kinto.pid"]);
@@ -290,4 +300,44 @@ fn create_user_makes_an_account_that_logs_in() {
 fn base64_basic(user: &str, password: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+}
+
+/// `kinto purge-deleted RESOURCE... MAX_RETAINED` keeps that many tombstones per list.
+#[test]
+fn purge_deleted_keeps_the_most_recent_tombstones() {
+    use kinto::storage::ListRef;
+    let dir = TempDir::new();
+    let ini = dir.0.join("kinto.ini");
+    std::fs::write(
+        &ini,
+        "[app:main]\nkinto.storage_backend = sqlite\nkinto.storage_url = sqlite:///kinto.db\n\
+         kinto.permission_backend = sqlite\nkinto.permission_url = sqlite:///kinto.db\n\
+         kinto.cache_backend = sqlite\nkinto.cache_url = sqlite:///kinto.db\n",
+    )
+    .unwrap();
+    let ini_arg = ini.to_str().unwrap();
+    let out = run(Path::new(KINTO), &dir.0, &["--ini", ini_arg, "migrate"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let settings = kinto::settings::Settings::load(&ini).unwrap();
+    let backend = kinto::storage::connect(&settings).unwrap();
+    let list = ListRef {
+        resource_name: "record",
+        parent_id: "/buckets/b/collections/c",
+    };
+    let mut tx = backend.begin().unwrap();
+    for id in ["r1", "r2", "r3"] {
+        let obj = serde_json::json!({"id": id}).as_object().unwrap().clone();
+        tx.create(list, obj).unwrap().unwrap();
+        tx.delete(list, id, true, None).unwrap().unwrap();
+    }
+    tx.commit().unwrap();
+
+    let purge = |args: &[&str]| run(Path::new(KINTO), &dir.0, args);
+    let out = purge(&["--ini", ini_arg, "purge-deleted", "record", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "2 tombstone(s) deleted.");
+    let out = purge(&["--ini", ini_arg, "purge-deleted", "record", "0"]);
+    assert_eq!(text(&out.stdout).trim(), "1 tombstone(s) deleted.");
+    let out = purge(&["--ini", ini_arg, "purge-deleted", "record"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }

@@ -458,6 +458,47 @@ fn bulk_delete_increasing_timestamps(db: &TestDb) {
     tx.commit().unwrap();
 }
 
+/// `kinto purge-deleted RESOURCE... MAX_RETAINED`: each list keeps its most recent tombstones.
+fn purge_keeps_the_most_recent_tombstones_per_list(db: &TestDb) {
+    const OTHER: &str = "/buckets/b/collections/other";
+    let backend = db.backend();
+    let mut tx = backend.begin().unwrap();
+    for parent in [COLL, OTHER] {
+        for id in ["a", "b", "c", "d"] {
+            tx.create(records(parent), obj(json!({"id": id})))
+                .unwrap()
+                .unwrap();
+            tx.delete(records(parent), id, true, None).unwrap().unwrap();
+        }
+    }
+    tx.create(records(COLL), obj(json!({"id": "live"})))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        tx.purge_deleted_retaining("record", "/buckets/b/collections/*", 1)
+            .unwrap(),
+        6
+    );
+    let q_tombs = ListQuery {
+        include_deleted: true,
+        filters: vec![filter("deleted", FilterOp::Eq, json!(true))],
+        ..Default::default()
+    };
+    for parent in [COLL, OTHER] {
+        assert_eq!(
+            ids(&tx.list_all("record", parent, &q_tombs).unwrap()),
+            vec!["d"]
+        );
+    }
+    assert!(tx.get(records(COLL), "live").unwrap().is_some());
+    assert_eq!(
+        tx.purge_deleted_retaining("record", "/buckets/b/collections/*", 0)
+            .unwrap(),
+        2
+    );
+    tx.commit().unwrap();
+}
+
 fn seed_in(tx: &mut dyn kinto::storage::Transaction, new_ids: &[&str]) -> usize {
     new_ids
         .iter()
@@ -1769,6 +1810,7 @@ conformance!(
     exhausted_pool_is_unavailable,
     concurrent_writer_processes,
     cache_migrate_creates_table,
+    purge_keeps_the_most_recent_tombstones_per_list,
 );
 
 /// PostgreSQL only: the schema shared with Kinto and its migrations.

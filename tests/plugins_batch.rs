@@ -288,6 +288,16 @@ mod counting {
             self.tick();
             self.inner.purge_deleted(resource_name, parent_id, before)
         }
+        fn purge_deleted_retaining(
+            &mut self,
+            resource_name: &str,
+            parent_id: &str,
+            max_retained: usize,
+        ) -> Result<usize> {
+            self.tick();
+            self.inner
+                .purge_deleted_retaining(resource_name, parent_id, max_retained)
+        }
         fn list_all(
             &mut self,
             resource_name: &str,

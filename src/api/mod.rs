@@ -20,6 +20,7 @@ pub mod counters;
 pub mod default_bucket;
 pub mod history;
 pub mod http;
+pub mod observe;
 pub mod permissions;
 pub mod resource;
 pub mod route;
@@ -232,6 +233,7 @@ pub struct App {
     pub(crate) cfg: Config,
     backend: Arc<dyn Backend>,
     cache: Arc<dyn Cache>,
+    metrics: crate::metrics::Metrics,
     /// When this worker last refreshed the TTL of each account verification entry: Kinto
     /// refreshes it on every hit (a cache write per request); refreshing once per half TTL
     /// keeps entries alive just as well.
@@ -244,8 +246,17 @@ impl App {
             cfg: Config::new(settings),
             backend: Arc::from(backend),
             cache: Arc::from(cache),
+            metrics: crate::metrics::Metrics::disabled(),
             refreshed: Default::default(),
         }
+    }
+
+    /// Reports the requests and times the backend calls with `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> App {
+        self.backend = crate::metrics::timed::timed_backend(self.backend, &metrics);
+        self.cache = crate::metrics::timed::timed_cache(self.cache, &metrics);
+        self.metrics = metrics;
+        self
     }
 
     /// Runs `f` in one storage transaction: committed on success, rolled back on error.
@@ -273,13 +284,19 @@ impl App {
         &self,
         request: &Request,
         exposed: &mut Exposed,
+        observed: &mut observe::Observation,
     ) -> ApiResult<(Response, Option<String>)> {
         if let Some(eos) = &self.cfg.eos {
             if eos.reached() {
                 return Err(ApiError::Gone);
             }
         }
+        if let Some(page) = observe::metrics_page(request, &self.metrics) {
+            observed.routed_to(observe::METRICS_ENDPOINT);
+            return Ok((page, None));
+        }
         let route = route::route(request.path(), request.query(), self.cfg.routing)?;
+        observed.routed(&route, self.cfg.default_bucket);
         let method = request.method.to_ascii_uppercase();
         *exposed = match (&route, method.as_str()) {
             (Route::Plural(_), "GET") => Exposed::PluralGet,
@@ -295,7 +312,10 @@ impl App {
         if self.cfg.settings.readonly && !readonly_exempt {
             return Err(ApiError::MethodNotAllowed { allow: None });
         }
-        self.serve(request, route, None, &mut Carry::default())
+        let mut carry = Carry::default();
+        let served = self.serve(request, route, None, &mut carry);
+        observed.authenticated(carry.authenticated.and_then(|(_, user)| user));
+        served
     }
 
     /// Answers a routed request. `shared` is the transaction of the enclosing batch, if any
@@ -480,18 +500,25 @@ impl App {
         tx: &mut dyn Transaction,
         carry: &mut Carry,
     ) -> ApiResult<Response> {
+        let started = std::time::Instant::now();
         let served = route::route(request.path(), request.query(), self.cfg.routing)
             .and_then(|route| self.serve(request, route, Some(tx), carry));
-        match served {
+        let (errno, response) = match served {
             Ok((mut response, alert)) => {
                 if let Some(alert) = alert {
                     response.headers.push(("Alert".into(), alert));
                 }
-                Ok(response)
+                (0, response)
             }
-            Err(e) if e.status() >= 500 => Err(e),
-            Err(e) => Ok(e.into_response(&self.cfg.errors)),
-        }
+            Err(e) if e.status() >= 500 => return Err(e),
+            Err(e) => (e.errno(), e.into_response(&self.cfg.errors)),
+        };
+        let user = carry
+            .authenticated
+            .as_ref()
+            .and_then(|(_, user)| user.as_ref());
+        observe::subrequest(request, &response, errno, started, user);
+        Ok(response)
     }
 
     /// Runs the cache writes of a committed request (or batch).
@@ -516,9 +543,15 @@ impl App {
                 return Ok(user.clone());
             }
         }
+        let started = std::time::Instant::now();
         let user = self.cfg.auth.authenticate(header, &mut |id, password| {
             self.verify_account(id, password)
         })?;
+        if let Some(user) = &user {
+            let step = "authenticated_userid";
+            self.metrics
+                .authentication_step(&user.policy, step, started.elapsed());
+        }
         if let Some(header) = header {
             carry.authenticated = Some((header.to_string(), user.clone()));
         }
@@ -703,12 +736,17 @@ impl App {
 
 impl worker::Handler for App {
     fn handle(&mut self, request: &Request) -> Response {
+        let mut observed = observe::Observation::start(request, &self.metrics);
         let mut exposed = Exposed::Base;
-        let (mut response, alert) = match self.dispatch(request, &mut exposed) {
+        let (mut response, alert) = match self.dispatch(request, &mut exposed, &mut observed) {
             Ok(answer) => answer,
-            Err(error) => (error.into_response(&self.cfg.errors), None),
+            Err(error) => {
+                observed.failed(request, &error);
+                (error.into_response(&self.cfg.errors), None)
+            }
         };
         self.finish(request, &mut response, exposed, alert);
+        observed.finish(&self.metrics, request, &response);
         response
     }
 

@@ -3,13 +3,17 @@
 //!
 //! Layout: `config` decides what is enabled from the settings, `names` holds the two naming schemes
 //! (Kinto 26 and the older cliquet names of the production docs), `statsd` formats and sends
-//! datagrams, `prometheus` keeps the aggregates and renders the text format.
+//! datagrams, `prometheus` keeps the aggregates (in the cross-worker table of `aggregates`) and
+//! renders the text format, `timed` wraps the backends so that each call is timed.
 
+mod aggregates;
 mod config;
 mod names;
 mod prometheus;
 mod statsd;
+pub mod timed;
 
+pub use aggregates::Aggregates;
 pub use config::{MetricsConfig, MetricsError, Naming};
 
 use std::sync::Arc;
@@ -88,6 +92,12 @@ impl Metrics {
     /// Builds the handle of one process (call it in each worker, after the fork: the UDP socket
     /// and the aggregates are per process).
     pub fn new(config: &MetricsConfig) -> Metrics {
+        Metrics::with_aggregates(config, None)
+    }
+
+    /// [`Metrics::new`], adding the Prometheus aggregates to `aggregates` (the table the master
+    /// created before forking, shared by all its workers) instead of a table of this process.
+    pub fn with_aggregates(config: &MetricsConfig, aggregates: Option<&Aggregates>) -> Metrics {
         let statsd = config.statsd.as_ref().and_then(|target| {
             statsd::Statsd::connect(target, &config.prefix, config.naming)
                 .map_err(|e| {
@@ -97,9 +107,10 @@ impl Metrics {
                 })
                 .ok()
         });
-        let prometheus = config
-            .prometheus
-            .then(|| prometheus::Registry::new(&config.prefix));
+        let prometheus = config.prometheus.then(|| {
+            let table = aggregates.cloned().unwrap_or_default();
+            prometheus::Registry::new(&config.prefix, table)
+        });
         if statsd.is_none() && prometheus.is_none() {
             return Metrics::disabled();
         }
@@ -172,6 +183,15 @@ impl Metrics {
         result
     }
 
+    /// Records one step of an authentication policy timed by the caller (when the policy is
+    /// known only once the step is over, as with several policies tried in turn).
+    #[inline]
+    pub fn authentication_step(&self, policy: &str, step: &str, duration: Duration) {
+        if let Some(inner) = &self.inner {
+            inner.record(&Metric::AuthenticationStep(policy, step, duration));
+        }
+    }
+
     /// Runs `f`, the authorization decision of a request (allow or reject), and times it
     /// (`authentication.permits` in the cliquet names; Kinto 26 has no such timer).
     #[inline]
@@ -232,11 +252,8 @@ impl Metrics {
         });
     }
 
-    /// The Prometheus text exposition of this process's aggregates, or `None` when the
-    /// `kinto.plugins.prometheus` plugin is not enabled (then `/__metrics__` is a 404).
-    ///
-    /// Each worker process keeps its own aggregates and answers with them; summing across the
-    /// workers of one master (a shared-memory area, or the master collecting them) is left for later.
+    /// The Prometheus text exposition of the aggregates (of every worker sharing the table), or
+    /// `None` when the `kinto.plugins.prometheus` plugin is not enabled (then `/__metrics__` is a 404).
     pub fn render_prometheus(&self) -> Option<String> {
         let registry = self.inner.as_ref()?.prometheus.as_ref()?;
         Some(registry.render())

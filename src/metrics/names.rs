@@ -61,6 +61,19 @@ pub(crate) fn cliquet_endpoint(endpoint: &str) -> String {
     }
 }
 
+/// The backend method name cliquet timed for a Kinto 26 one: the production docs list
+/// `storage.collection_timestamp`, `storage.get_all`, `permission.user_principals` and
+/// `permission.object_permission_principals`, renamed since.
+pub(crate) fn cliquet_method(method: &str) -> &str {
+    match method {
+        "resource_timestamp" => "collection_timestamp",
+        "list_all" => "get_all",
+        "get_user_principals" => "user_principals",
+        "get_object_permission_principals" => "object_permission_principals",
+        other => other,
+    }
+}
+
 /// Milliseconds with six decimals, as the Python StatsD client writes timers.
 pub(crate) fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
@@ -86,5 +99,7 @@ mod tests {
         assert_eq!(cliquet_endpoint("record-plural"), "record-collection");
         assert_eq!(cliquet_endpoint("bucket-object"), "bucket-record");
         assert_eq!(cliquet_endpoint("hello"), "hello");
+        assert_eq!(cliquet_method("list_all"), "get_all");
+        assert_eq!(cliquet_method("get"), "get");
     }
 }

@@ -1,19 +1,19 @@
-//! In-process aggregates of the metrics, rendered in the Prometheus text format (version 0.0.4)
+//! Aggregates of the metrics, rendered in the Prometheus text format (version 0.0.4)
 //! with the names of Kinto's `kinto.plugins.prometheus`: `<prefix>_<name>` with `.`/`-` turned into
 //! `_`, counters suffixed `_total`, timers in seconds. Timers and sizes are summaries (`_sum`,
 //! `_count`) rather than Kinto's histograms.
 //!
-//! The number of series is bounded (labels such as `userid` are unbounded in number): past
-//! [`MAX_SERIES`], new series are dropped and counted in `<prefix>_metrics_dropped_series_total`.
+//! The aggregates live in an [`Aggregates`] table shared by every worker of the master, so a scrape
+//! sums all of them. The number of series is bounded (labels such as `userid` are unbounded in
+//! number): past [`MAX_SERIES`], new series are dropped and counted in
+//! `<prefix>_metrics_dropped_series_total`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::time::Duration;
 
+use super::aggregates::{Aggregates, MAX_SERIES};
 use super::names::Metric;
-
-pub(crate) const MAX_SERIES: usize = 10_000;
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Kind {
@@ -21,26 +21,23 @@ enum Kind {
     Summary,
 }
 
-#[derive(Default)]
-struct Series {
-    /// Counter value, or the number of observations of a summary.
-    count: u64,
-    /// Sum of a summary's observations.
-    sum: f64,
+impl Kind {
+    fn tag(self) -> u8 {
+        match self {
+            Kind::Counter => b'c',
+            Kind::Summary => b's',
+        }
+    }
 }
+
+/// The series of one metric: rendered labels -> (count, sum).
+type Family = BTreeMap<String, (u64, f64)>;
 
 pub(crate) struct Registry {
     /// `kinto_`: Kinto strips `_` from the cleaned prefix and lower-cases it.
     prefix: String,
-    /// Metric name -> kind and series by rendered label set.
-    families: Mutex<Families>,
-}
-
-#[derive(Default)]
-struct Families {
-    metrics: BTreeMap<String, (Kind, BTreeMap<String, Series>)>,
-    series: usize,
-    dropped: u64,
+    /// Series keyed `<kind tag><name>\0<rendered labels>`.
+    aggregates: Aggregates,
 }
 
 fn clean(name: &str) -> String {
@@ -77,7 +74,7 @@ fn render_labels(labels: &[(&str, &str)]) -> String {
 }
 
 impl Registry {
-    pub(crate) fn new(prefix: &str) -> Registry {
+    pub(crate) fn new(prefix: &str, aggregates: Aggregates) -> Registry {
         let cleaned = clean(prefix).replace('_', "").to_lowercase();
         Registry {
             prefix: if cleaned.is_empty() {
@@ -85,7 +82,7 @@ impl Registry {
             } else {
                 format!("{cleaned}_")
             },
-            families: Mutex::new(Families::default()),
+            aggregates,
         }
     }
 
@@ -142,55 +139,53 @@ impl Registry {
     }
 
     fn add(&self, kind: Kind, name: &str, labels: &[(&str, &str)], value: f64) {
-        let name = clean(name);
-        let labels = render_labels(labels);
-        // A panic elsewhere while holding the lock leaves plain numbers: keep using them.
-        let mut families = self.families.lock().unwrap_or_else(|e| e.into_inner());
-        let families = &mut *families;
-        let full = families.series >= MAX_SERIES;
-        let (_, series) = families
-            .metrics
-            .entry(name)
-            .or_insert_with(|| (kind, BTreeMap::new()));
-        let entry = match series.get_mut(&labels) {
-            Some(entry) => entry,
-            None if full => {
-                families.dropped += 1;
-                return;
-            }
-            None => {
-                families.series += 1;
-                series.entry(labels).or_default()
-            }
-        };
+        let mut key = String::with_capacity(64);
+        key.push(kind.tag() as char);
+        key.push_str(&clean(name));
+        key.push('\0');
+        key.push_str(&render_labels(labels));
         match kind {
-            Kind::Counter => entry.count += value as u64,
-            Kind::Summary => {
-                entry.count += 1;
-                entry.sum += value;
-            }
-        }
+            Kind::Counter => self.aggregates.add(key.as_bytes(), value as u64, 0.0),
+            Kind::Summary => self.aggregates.add(key.as_bytes(), 1, value),
+        };
     }
 
     pub(crate) fn render(&self) -> String {
-        let families = self.families.lock().unwrap_or_else(|e| e.into_inner());
+        // Name -> kind and series by rendered label set, sorted for a stable output.
+        let mut families: BTreeMap<String, (Kind, Family)> = BTreeMap::new();
+        self.aggregates.for_each(|key, count, sum| {
+            let kind = match key.first() {
+                Some(b'c') => Kind::Counter,
+                Some(b's') => Kind::Summary,
+                _ => return,
+            };
+            let text = String::from_utf8_lossy(&key[1..]);
+            let Some((name, labels)) = text.split_once('\0') else {
+                return;
+            };
+            families
+                .entry(name.to_owned())
+                .or_insert_with(|| (kind, BTreeMap::new()))
+                .1
+                .insert(labels.to_owned(), (count, sum));
+        });
         let mut out = String::new();
         let p = &self.prefix;
-        for (name, (kind, series)) in &families.metrics {
+        for (name, (kind, series)) in &families {
             match kind {
                 Kind::Counter => {
                     let _ = writeln!(out, "# HELP {p}{name}_total Counter of {name}");
                     let _ = writeln!(out, "# TYPE {p}{name}_total counter");
-                    for (labels, s) in series {
-                        let _ = writeln!(out, "{p}{name}_total{} {}", braces(labels), s.count);
+                    for (labels, (count, _)) in series {
+                        let _ = writeln!(out, "{p}{name}_total{} {count}", braces(labels));
                     }
                 }
                 Kind::Summary => {
                     let _ = writeln!(out, "# HELP {p}{name} Summary of {name}");
                     let _ = writeln!(out, "# TYPE {p}{name} summary");
-                    for (labels, s) in series {
-                        let _ = writeln!(out, "{p}{name}_sum{} {}", braces(labels), s.sum);
-                        let _ = writeln!(out, "{p}{name}_count{} {}", braces(labels), s.count);
+                    for (labels, (count, sum)) in series {
+                        let _ = writeln!(out, "{p}{name}_sum{} {sum}", braces(labels));
+                        let _ = writeln!(out, "{p}{name}_count{} {count}", braces(labels));
                     }
                 }
             }
@@ -200,7 +195,11 @@ impl Registry {
             "# HELP {p}metrics_dropped_series_total Observations dropped past {MAX_SERIES} series"
         );
         let _ = writeln!(out, "# TYPE {p}metrics_dropped_series_total counter");
-        let _ = writeln!(out, "{p}metrics_dropped_series_total {}", families.dropped);
+        let _ = writeln!(
+            out,
+            "{p}metrics_dropped_series_total {}",
+            self.aggregates.dropped()
+        );
         out
     }
 }
@@ -220,7 +219,7 @@ mod tests {
 
     #[test]
     fn renders_counters_and_summaries() {
-        let r = Registry::new("kinto");
+        let r = Registry::new("kinto", Aggregates::new());
         let req = RequestMetrics {
             method: "GET",
             endpoint: "record-object",
@@ -263,7 +262,7 @@ mod tests {
 
     #[test]
     fn series_are_bounded() {
-        let r = Registry::new("my-proj");
+        let r = Registry::new("my-proj", Aggregates::new());
         for i in 0..MAX_SERIES + 5 {
             r.add(Kind::Counter, "users", &[("userid", &i.to_string())], 1.0);
         }

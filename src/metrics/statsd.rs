@@ -11,7 +11,7 @@ use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use cadence::{MetricSink, UdpMetricSink};
 
 use super::config::{Naming, StatsdTarget};
-use super::names::{cliquet_endpoint, millis, push_labels, user_segment, Metric};
+use super::names::{cliquet_endpoint, cliquet_method, millis, push_labels, user_segment, Metric};
 
 pub(crate) struct Statsd {
     sink: UdpMetricSink,
@@ -116,7 +116,7 @@ impl Statsd {
             Metric::BackendCall(backend, method, d) => self.emit(format_args!(
                 "{}.{}:{:.6}|ms",
                 backend.as_str(),
-                method,
+                cliquet_method(method),
                 millis(*d)
             )),
             Metric::AuthenticationStep(policy, step, d) => self.emit(format_args!(

@@ -125,6 +125,14 @@ pub trait Storage {
         parent_id: &str,
         before: Option<i64>,
     ) -> Result<usize>;
+    /// Removes the tombstones of each matching list but its `max_retained` most recent ones
+    /// (`kinto purge-deleted RESOURCE... MAX_RETAINED`); returns the count.
+    fn purge_deleted_retaining(
+        &mut self,
+        resource_name: &str,
+        parent_id: &str,
+        max_retained: usize,
+    ) -> Result<usize>;
     /// Objects of the list matching the query. `parent_id` may contain `*` wildcards, and
     /// `resource_name` may be `"*"`. Pagination rules use [`Filter::missing`] for fields the
     /// last object lacked.

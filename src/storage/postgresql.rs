@@ -710,6 +710,27 @@ impl Storage for PgTx {
         Ok(n as usize)
     }
 
+    fn purge_deleted_retaining(
+        &mut self,
+        resource_name: &str,
+        parent_id: &str,
+        max_retained: usize,
+    ) -> Result<usize> {
+        let mut q = PgSql::new(
+            "DELETE FROM objects AS o USING (SELECT id, parent_id, resource_name, row_number() \
+             OVER (PARTITION BY parent_id, resource_name ORDER BY last_modified DESC) AS rank \
+             FROM objects WHERE ",
+        );
+        pg_query::scope(resource_name, parent_id, &mut q);
+        let p = q.bind(max_retained as i64);
+        q.push(&format!(
+            " AND deleted) AS r WHERE r.rank > {p}::BIGINT AND o.id = r.id \
+             AND o.parent_id = r.parent_id AND o.resource_name = r.resource_name"
+        ));
+        let n = self.write(None)?.execute(&q.sql, &q.refs())?;
+        Ok(n as usize)
+    }
+
     fn list_all(
         &mut self,
         resource_name: &str,

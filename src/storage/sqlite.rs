@@ -634,6 +634,27 @@ impl Storage for SqliteTx<'_> {
             .map_err(sql_err)
     }
 
+    fn purge_deleted_retaining(
+        &mut self,
+        resource_name: &str,
+        parent_id: &str,
+        max_retained: usize,
+    ) -> Result<usize> {
+        let mut sql = String::from(
+            "DELETE FROM objects WHERE (id, parent_id, resource_name) IN (SELECT id, parent_id, \
+             resource_name FROM (SELECT id, parent_id, resource_name, row_number() OVER \
+             (PARTITION BY parent_id, resource_name ORDER BY last_modified DESC) AS rank \
+             FROM objects WHERE ",
+        );
+        let mut params = Vec::new();
+        sqlite_query::scope(resource_name, parent_id, &mut sql, &mut params);
+        sql.push_str(" AND deleted) WHERE rank > ?)");
+        params.push(SqlValue::Integer(max_retained as i64));
+        self.write()?
+            .execute(&sql, params_from_iter(params.iter()))
+            .map_err(sql_err)
+    }
+
     fn list_all(
         &mut self,
         resource_name: &str,
