@@ -421,6 +421,9 @@ mod counting {
             self.tick();
             self.inner.read_object(req)
         }
+        fn lock_list(&mut self, list: ListRef) -> Result<()> {
+            self.inner.lock_list(list)
+        }
     }
 }
 

@@ -308,6 +308,11 @@ impl Transaction for TimedTransaction<'_> {
         metrics.time_backend(Role::Storage, "rollback", || inner.rollback())
     }
 
+    // Delegated, or object writes would read without the list's lock (lost updates).
+    fn lock_list(&mut self, list: ListRef) -> Result<()> {
+        self.inner.lock_list(list)
+    }
+
     // Delegated whole, so that a backend answering in one round trip (PostgreSQL) still does.
     fn read_object(&mut self, req: &ReadRequest) -> Result<ReadResult> {
         self.storage("get", |t| t.read_object(req))

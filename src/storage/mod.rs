@@ -175,10 +175,8 @@ pub trait Transaction: Storage + Permission {
     /// Begins the write transaction now, holding the list's write lock (the one every write
     /// takes), so that a read-check-write sequence (`If-Match`, PATCH) is not interleaved with
     /// another worker's write to that list.
-    /// The default does nothing (wrappers that add no storage of their own).
-    fn lock_list(&mut self, _list: ListRef) -> Result<()> {
-        Ok(())
-    }
+    /// No default: a wrapper that forgot to delegate it would silently lose the lock.
+    fn lock_list(&mut self, list: ListRef) -> Result<()>;
     /// Object, ACEs, principals, permission check and parents in one round trip (PostgreSQL);
     /// the default runs the equivalent queries one after the other.
     fn read_object(&mut self, req: &ReadRequest) -> Result<ReadResult> {
