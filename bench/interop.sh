@@ -7,7 +7,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 SHARED="${KINTO_SHARED:-$ROOT/../shared}"
-STATE="$ROOT/bench/.ref-kinto"
+STATE="${REF_DIR:-$ROOT/bench/.ref-kinto}"
 (cd "$ROOT/bench" && "$SHARED/ref/reference-kinto.sh" start --port 8801 --processes 2 \
     --venv "${REF_VENV:-$ROOT/bench/.ref-venv}" --dir "$STATE") >/dev/null
 (cd "$ROOT" && cargo build --release --quiet)

@@ -11,6 +11,7 @@
 # ../shared/bench/workload.sh against each, alternating, then the ceilings (nginx `return 200`
 # with 2 workers, pgbench single-row select/insert) and prints the comparison table
 # (bench/compare.py) with a JSON copy. Everything targets 127.0.0.1 and is bounded in time.
+# Environment: REF_VENV, REF_DIR (the reference's virtualenv and state folder, default bench/.ref-*).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -65,9 +66,9 @@ BIN="$ROOT/target/release/kinto"
 
 log "Starting the reference Kinto (uWSGI, 2 processes, port $REF_PORT)"
 (cd "$ROOT/bench" && "$SHARED/ref/reference-kinto.sh" start --port "$REF_PORT" --processes 2 \
-    --venv "${REF_VENV:-$ROOT/bench/.ref-venv}" --dir "$ROOT/bench/.ref-kinto") >"$OUT/reference-start.log" 2>&1 \
+    --venv "${REF_VENV:-$ROOT/bench/.ref-venv}" --dir "${REF_DIR:-$ROOT/bench/.ref-kinto}") >"$OUT/reference-start.log" 2>&1 \
     || { tail -20 "$OUT/reference-start.log"; die "reference Kinto did not start"; }
-REF_PIDFILE="$ROOT/bench/.ref-kinto/uwsgi.pid"
+REF_PIDFILE="${REF_DIR:-$ROOT/bench/.ref-kinto}/uwsgi.pid"
 
 log "Starting kinto-rs (2 processes, port $RS_PORT, database kinto_rs_bench)"
 psql -q -h 127.0.0.1 -U postgres -tc "SELECT 1 FROM pg_database WHERE datname = 'kinto_rs_bench'" \
@@ -133,21 +134,26 @@ curl -sf -o /dev/null "http://127.0.0.1:$RS_PORT/v1/" || { tail -20 "$OUT/kinto-
 
 common=(--duration "$DURATION" --connections "$CONNS" --records "$RECORDS" --db-pattern '^postgres: '
         --out "$OUT/workload.tsv")
-seeded_ref=0 seeded_rs=0
+# Seed both servers identically (workload.sh's own seeding, with a 1 s throwaway S1), then let
+# PostgreSQL gather statistics on both databases, as autovacuum would soon do on its own: a
+# freshly seeded table is otherwise planned as if it were empty.
+"$SHARED/bench/workload.sh" --url "http://127.0.0.1:$REF_PORT/v1" --records "$RECORDS" \
+    --scenarios S1 --duration 1s --warmup 0 | tee -a "$OUT/seed.log"
+"$SHARED/bench/workload.sh" --url "http://127.0.0.1:$RS_PORT/v1" --records "$RECORDS" \
+    --scenarios S1 --duration 1s --warmup 0 | tee -a "$OUT/seed.log"
+ref_db="$(sed -n 's#^kinto.storage_url = ##p' "${REF_DIR:-$ROOT/bench/.ref-kinto}/kinto.ini")"
+psql -q "$ref_db" -c "ANALYZE"
+psql -q "$PG_URL" -c "ANALYZE"
+
 for round in $(seq 1 "$ROUNDS"); do
     for s in ${SCENARIOS//,/ }; do
         # Alternate the two servers scenario by scenario, so that machine noise hits both alike.
-        # Each server is seeded once (identically), then later runs keep its data.
-        ref_seed=(--no-seed --no-flush); [ "$seeded_ref" = 0 ] && ref_seed=()
         "$SHARED/bench/workload.sh" --url "http://127.0.0.1:$REF_PORT/v1" --label "kinto-uwsgi-r$round" \
-            --server-pid-file "$REF_PIDFILE" --scenarios "$s" "${common[@]}" "${ref_seed[@]}" \
+            --server-pid-file "$REF_PIDFILE" --scenarios "$s" --no-seed --no-flush "${common[@]}" \
             | tee -a "$OUT/workload.log"
-        seeded_ref=1
-        rs_seed=(--no-seed --no-flush); [ "$seeded_rs" = 0 ] && rs_seed=()
         "$SHARED/bench/workload.sh" --url "http://127.0.0.1:$RS_PORT/v1" --label "kinto-rs-r$round" \
-            --server-pid-file "$STATE/kinto-rs.pid" --scenarios "$s" "${common[@]}" "${rs_seed[@]}" \
+            --server-pid-file "$STATE/kinto-rs.pid" --scenarios "$s" --no-seed --no-flush "${common[@]}" \
             | tee -a "$OUT/workload.log"
-        seeded_rs=1
     done
 done
 
