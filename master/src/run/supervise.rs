@@ -149,7 +149,10 @@ impl<A: App> Master<A> {
             if age >= Duration::from_secs(10) && matches!(state, STATE_ACCEPTING | STATE_BUSY) {
                 self.slots[i].init_failures = 0;
             }
+            // A worker still booting has no SIGHUP handler yet (it would die or miss the
+            // request); its lifetime is checked again once it accepts.
             if !lifetime.is_zero()
+                && matches!(state, STATE_ACCEPTING | STATE_BUSY)
                 && age >= lifetime + self.config.max_worker_lifetime_delta * i as u32
             {
                 log::line(&format!(
