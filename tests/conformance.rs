@@ -1829,7 +1829,12 @@ mod postgresql_schema {
         let db = TestDb::postgresql_empty();
         let backend = db.backend();
         let scripts = backend.migrate(true).unwrap();
-        assert_eq!(scripts.len(), 3, "storage, permission, cache");
+        assert_eq!(
+            scripts.len(),
+            4,
+            "storage, permission, cache, kinto-rs indexes"
+        );
+        assert!(scripts[3].contains("USING gin (data jsonb_path_ops)"));
         assert!(scripts[0].contains("CREATE TABLE IF NOT EXISTS objects"));
         assert!(scripts[0].contains("tgr_objects_last_modified"));
         assert_eq!(db.query_text("SELECT to_regclass('objects')::text"), None);

@@ -232,8 +232,15 @@ fn migrate_accepts_a_database_built_from_kintos_schema_files() {
     let ini = production_ini(dir.path(), &db);
     let dry = kinto(&ini, &["migrate", "--dry-run"]);
     assert_ok(&dry);
-    assert_eq!(stdout(&dry).trim(), "", "current schema: nothing to do");
+    // Kinto's current schema: nothing of it to change, only kinto-rs's own filter index to add.
+    let planned = stdout(&dry);
+    assert!(
+        planned.contains("idx_objects_data_jsonb_path_ops") && !planned.contains("CREATE TABLE"),
+        "{planned}"
+    );
     assert_ok(&kinto(&ini, &["migrate"]));
+    let dry = kinto(&ini, &["migrate", "--dry-run"]);
+    assert_eq!(stdout(&dry).trim(), "", "up to date");
     assert_eq!(db.version("storage_schema_version").as_deref(), Some("26"));
     assert_eq!(
         db.text("SELECT id FROM objects WHERE resource_name = 'bucket'")

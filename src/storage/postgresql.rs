@@ -26,6 +26,8 @@ pub const PERMISSION_SCHEMA_VERSION: i64 = 2;
 
 const STORAGE_SCHEMA: &str = include_str!("../../sql/postgresql/storage_schema.sql");
 const PERMISSION_SCHEMA: &str = include_str!("../../sql/postgresql/permission_schema.sql");
+/// Indexes of kinto-rs's own on Kinto's tables (unversioned: Kinto ignores them).
+const EXTRA_INDEXES: &str = include_str!("../../sql/postgresql/kinto_rs_indexes.sql");
 /// The cache table (unversioned).
 pub const CACHE_SCHEMA: &str = include_str!("../../sql/postgresql/cache_schema.sql");
 /// Storage migrations this code knows: `(from version, script)`.
@@ -349,6 +351,9 @@ impl Backend for PgBackend {
         )?);
         if !table_exists(&mut conn, "cache")? {
             scripts.push(CACHE_SCHEMA.to_string());
+        }
+        if !table_exists(&mut conn, "idx_objects_data_jsonb_path_ops")? {
+            scripts.push(EXTRA_INDEXES.to_string());
         }
         if dry_run || scripts.is_empty() {
             return Ok(scripts);
