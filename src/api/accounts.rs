@@ -55,7 +55,7 @@ pub fn cache_value(key: &str, password: &str) -> String {
 
 /// Checks a password against a stored bcrypt hash.
 pub fn verify(password: &str, hash: &str) -> bool {
-    bcrypt::verify(password, hash).unwrap_or(false)
+    crate::accounts::check_password(password, hash)
 }
 
 /// True when one of the principals is in `account_write_principals`.
@@ -113,8 +113,8 @@ pub fn prepare_write(
             "Required",
         )),
         Some(Value::String(password)) if password_sent => {
-            let hash = bcrypt::hash(password, bcrypt_cost(&ctx.cfg.settings))
-                .map_err(|e| ApiError::Internal(format!("bcrypt: {e}")))?;
+            let hash = crate::accounts::hash_password(&ctx.cfg.settings, password)
+                .map_err(ApiError::Internal)?;
             data.insert("password".into(), Value::String(hash));
             forget_verification(ctx, id);
             Ok(())
