@@ -319,7 +319,10 @@ impl<A: App> Master<A> {
                 STATE_STARTING => starting += 1,
                 _ => {}
             }
-            if s.epoch != self.epoch || s.curse.is_some() {
+            // Workers of an older configuration hold READY back during a reload; a worker
+            // recycled by max-worker-lifetime or max-requests does not (with a short lifetime
+            // it may be cursed in the very turn it is first seen accepting).
+            if s.epoch != self.epoch {
                 stale += 1;
             }
         }
