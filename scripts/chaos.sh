@@ -3,8 +3,8 @@
 # same tests CI runs quickly (tests/faults_*.rs, tests/hostile_*.rs), with longer durations:
 #
 #   scripts/chaos.sh faults   # ~3 min: SIGKILL a worker every second for 30 s, SIGHUP every 2 s
-#                             # for 30 s, PostgreSQL stopped for 10 s, slowloris with more slow
-#                             # clients than workers, If-Match races, hostile HTTP and API
+#                             # for 30 s, PostgreSQL stopped for 10 s, slowloris with 200 slow
+#                             # clients on 3 workers, If-Match races, hostile HTTP and API
 #   scripts/chaos.sh fuzz     # 2 x 10 min (nightly): the HTTP request parser and the
 #                             # querystring/filter parser, coverage-guided (libFuzzer)
 #   scripts/chaos.sh          # both
@@ -24,8 +24,8 @@ faults() {
   export CHAOS_KILL_SECS="${CHAOS_KILL_SECS:-30}"
   export CHAOS_RELOAD_SECS="${CHAOS_RELOAD_SECS:-30}"
   export CHAOS_OUTAGE_SECS="${CHAOS_OUTAGE_SECS:-10}"
-  export CHAOS_SLOW_CLIENTS="${CHAOS_SLOW_CLIENTS:-6}"
-  export CHAOS_SLOW_SECS="${CHAOS_SLOW_SECS:-40}"
+  export CHAOS_SLOW_CLIENTS="${CHAOS_SLOW_CLIENTS:-200}"
+  export CHAOS_SLOW_SECS="${CHAOS_SLOW_SECS:-25}"
   # Debug build by default (the one CI already has); CHAOS_RELEASE=1 for optimised figures.
   cargo test ${CHAOS_RELEASE:+--release} \
     --test faults_workers --test faults_database --test faults_concurrency \

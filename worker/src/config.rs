@@ -47,8 +47,9 @@ pub struct HttpConfig {
     pub log_x_forwarded_for: bool,
 }
 
-/// Most parked keep-alive connections a worker keeps (4.2); the oldest is closed beyond it.
-pub const MAX_PARKED: usize = 64;
+/// Most parked connections (idle keep-alive ones and heads still arriving) a worker keeps (4.2);
+/// the least recently active is closed beyond it.
+pub const MAX_PARKED: usize = 512;
 
 impl Default for HttpConfig {
     /// uWSGI's defaults.

@@ -1,5 +1,6 @@
 //! Serving one connection: read the head, read the body, run the handler, write the response, then
-//! close, go on with a pipelined request, or hand the connection back for parking (4.1-4.5).
+//! close, go on with a pipelined request, or hand the connection back for parking (4.1-4.5). A head
+//! that arrives in pieces is parked between pieces, so slow clients never hold the worker.
 
 use crate::chunked::{ChunkError, ChunkedDecoder};
 use crate::head::{ConnectionOption, Framing, Head, HeadError};
@@ -31,6 +32,9 @@ enum HeadRead {
     Ready(Head),
     /// Nothing received and nothing available: park the connection.
     Idle,
+    /// Part of a head received and nothing more available: park it with those bytes until the
+    /// head's deadline.
+    Partial(Instant),
     /// EOF, a socket error, or silence before the first byte: close without answering.
     Gone,
     /// Silence after part of a head (or past the total head time): 408.
@@ -58,21 +62,29 @@ struct Written {
 }
 
 impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
-    /// Serves requests on `conn` until it must be closed or can be parked.
-    pub(crate) fn serve(&mut self, conn: Conn) -> Served {
-        self.filled = 0;
+    /// Serves requests on `conn` until it must be closed or can be parked. `pending` is the part
+    /// of a head received before the connection was parked, due by `head_deadline`.
+    pub(crate) fn serve(
+        &mut self,
+        conn: Conn,
+        pending: &[u8],
+        mut head_deadline: Option<Instant>,
+    ) -> Served {
+        self.buf[..pending.len()].copy_from_slice(pending);
+        self.filled = pending.len();
         self.maybe_more = false;
         conn.peer.write_to(&mut self.req.remote_addr);
         loop {
             let start = Instant::now();
             let wall = SystemTime::now();
-            let head = match self.read_head(&conn) {
+            let head = match self.read_head(&conn, head_deadline.take()) {
                 HeadRead::Ready(head) => head,
                 HeadRead::Idle => return Served::Park(conn),
+                HeadRead::Partial(deadline) => return Served::Wait(conn, deadline),
                 HeadRead::Gone => return Served::Closed,
                 HeadRead::TimedOut => {
                     // 4.5: no request line for a head that never completed.
-                    self.refuse(conn, 408, Version::Http11);
+                    self.expire_head(conn);
                     return Served::Closed;
                 }
                 HeadRead::Refused(error) => {
@@ -102,8 +114,11 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
         }
     }
 
-    fn read_head(&mut self, conn: &Conn) -> HeadRead {
-        let deadline = Instant::now() + self.config.head_timeout;
+    /// Parses what is received and reads what is available, never waiting: a connection with
+    /// nothing or part of a head to show goes back to the loop's poll. `deadline` bounds the
+    /// whole head (30 s from its first read unless resumed).
+    fn read_head(&mut self, conn: &Conn, deadline: Option<Instant>) -> HeadRead {
+        let deadline = deadline.unwrap_or_else(|| Instant::now() + self.config.head_timeout);
         loop {
             if self.filled > 0 {
                 match self
@@ -114,40 +129,26 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
                     Ok(None) => {}
                     Err(error) => return HeadRead::Refused(error),
                 }
-            } else if conn.keep_alive {
-                // Keep-alive: a connection with nothing to read yet waits parked, not here.
-                let room = self.buf.len();
-                match conn.stream.try_read(&mut self.buf) {
-                    Ok(Some(0)) | Err(_) => return HeadRead::Gone,
-                    Ok(Some(n)) => {
-                        self.filled = n;
-                        self.maybe_more = n == room;
-                        continue;
-                    }
-                    Ok(None) => {
-                        self.maybe_more = false;
-                        return HeadRead::Idle;
-                    }
+                if Instant::now() >= deadline {
+                    return HeadRead::TimedOut;
                 }
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return HeadRead::TimedOut;
-            }
+            // The parser refuses a full buffer, so there is always room here.
             let room = self.buf.len() - self.filled;
-            match conn.stream.read(
-                &mut self.buf[self.filled..],
-                self.config.socket_timeout.min(left),
-            ) {
-                Ok(0) => return HeadRead::Gone,
-                Ok(n) => {
+            match conn.stream.try_read(&mut self.buf[self.filled..]) {
+                Ok(Some(0)) | Err(_) => return HeadRead::Gone,
+                Ok(Some(n)) => {
                     self.filled += n;
                     self.maybe_more = n == room;
                 }
-                Err(e) if e.kind() == io::ErrorKind::TimedOut && self.filled > 0 => {
-                    return HeadRead::TimedOut
+                Ok(None) => {
+                    self.maybe_more = false;
+                    return if self.filled == 0 {
+                        HeadRead::Idle
+                    } else {
+                        HeadRead::Partial(deadline)
+                    };
                 }
-                Err(_) => return HeadRead::Gone,
             }
         }
     }
@@ -451,6 +452,23 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
             write_failed: written.failed,
         };
         self.log.request(&record);
+    }
+
+    /// Answers 408 to a parked head that missed its deadline, without waiting on the client: the
+    /// loop serves everyone else meanwhile, and a slow client may have many such connections.
+    pub(crate) fn expire_head(&mut self, conn: Conn) {
+        let response = self.error_response(408);
+        encode_head(
+            &mut self.head_out,
+            Version::Http11,
+            &response,
+            &self.config.add_headers,
+            Persistence::Close,
+        );
+        let _ = conn
+            .stream
+            .write_all(&[&self.head_out, &response.body], 1, Duration::ZERO);
+        conn.stream.drain_close();
     }
 
     /// Answers `status` with `Connection: close` (nothing is logged here) and closes.

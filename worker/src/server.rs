@@ -1,5 +1,6 @@
 //! The worker loop (7.4): one `mio::Poll` over the listeners, the master-liveness pipe, the worker's
-//! signals and the parked keep-alive connections; requests are served one at a time, synchronously.
+//! signals and the parked connections (idle keep-alive ones and heads still arriving); requests are
+//! served one at a time, synchronously, once their head is complete.
 
 use crate::config::{HttpConfig, HttpListener, MAX_PARKED};
 use crate::head::{HeadLimits, HeadParser};
@@ -48,13 +49,23 @@ pub(crate) struct Conn {
 #[derive(Debug)]
 struct Parked {
     conn: Conn,
+    /// Last activity: the oldest is closed first when the table is full.
     since: Instant,
+    /// Closed (after a 408 when a head is pending) past this.
+    expires: Instant,
+    /// The part of a head received so far (empty for an idle connection).
+    pending: Vec<u8>,
+    /// When `pending` must be complete.
+    head_deadline: Option<Instant>,
 }
 
 /// What became of a connection after serving it.
 pub(crate) enum Served {
     Closed,
+    /// Idle between requests (or before the first): parked until readable or its idle timeout.
     Park(Conn),
+    /// Part of a head received (in the worker's buffer): parked with it until the head deadline.
+    Wait(Conn, Instant),
 }
 
 struct Acceptor {
@@ -102,6 +113,8 @@ pub(crate) struct Worker<'s, H, S: ?Sized> {
     acceptors: Vec<Option<Acceptor>>,
     keep_alive: Vec<bool>,
     parked: Vec<Option<Parked>>,
+    /// No parked connection expires before this (recomputed when reached).
+    next_expiry: Instant,
     poll: Poll,
     master_alive: Option<OwnedFd>,
     signals: Option<WorkerSignals>,
@@ -232,6 +245,7 @@ impl<'s, H: Handler, S: Slot + ?Sized> Worker<'s, H, S> {
             acceptors,
             keep_alive,
             parked: (0..MAX_PARKED).map(|_| None).collect(),
+            next_expiry: Instant::now() + Duration::from_secs(1),
             poll,
             master_alive,
             signals,
@@ -274,19 +288,17 @@ impl<'s, H: Handler, S: Slot + ?Sized> Worker<'s, H, S> {
                     Token(i) => self.serve_parked(i - PARKED),
                 }
             }
-            self.expire_parked(Instant::now());
+            let now = Instant::now();
+            if now >= self.next_expiry {
+                self.expire_parked(now);
+            }
         }
     }
 
-    /// Until the earliest parked connection expires, at most 1 s.
+    /// Until the next expiry sweep, at most 1 s.
     fn poll_timeout(&self) -> Duration {
-        let now = Instant::now();
-        self.parked
-            .iter()
-            .flatten()
-            .map(|p| (p.since + self.config.keepalive_timeout).saturating_duration_since(now))
-            .min()
-            .unwrap_or(Duration::from_secs(1))
+        self.next_expiry
+            .saturating_duration_since(Instant::now())
             .min(Duration::from_secs(1))
     }
 
@@ -312,9 +324,8 @@ impl<'s, H: Handler, S: Slot + ?Sized> Worker<'s, H, S> {
                         listener: index,
                         keep_alive: self.keep_alive[index],
                     };
-                    if let Served::Park(conn) = self.serve(conn) {
-                        self.park_new(conn);
-                    }
+                    let served = self.serve(conn, &[], None);
+                    self.park_new(served);
                     self.after_request();
                 }
                 Ok(None) => return,
@@ -331,24 +342,52 @@ impl<'s, H: Handler, S: Slot + ?Sized> Worker<'s, H, S> {
         let Some(parked) = self.parked.get_mut(index).and_then(Option::take) else {
             return;
         };
-        match self.serve(parked.conn) {
-            // Still registered under the same token: just put it back.
-            Served::Park(conn) => {
-                self.parked[index] = Some(Parked {
-                    conn,
-                    since: Instant::now(),
-                })
-            }
-            Served::Closed => {}
+        let mut pending = parked.pending;
+        let served = self.serve(parked.conn, &pending, parked.head_deadline);
+        // Still registered under the same token: just put it back.
+        if let Some(entry) = self.parked_entry(served, std::mem::take(&mut pending)) {
+            self.parked[index] = Some(entry);
         }
         self.after_request();
     }
 
+    /// The parked form of a served connection, reusing `pending`'s allocation for a partial head.
+    fn parked_entry(&mut self, served: Served, mut pending: Vec<u8>) -> Option<Parked> {
+        let now = Instant::now();
+        let entry = match served {
+            Served::Closed => return None,
+            Served::Park(conn) => Parked {
+                conn,
+                since: now,
+                expires: now + self.config.keepalive_timeout,
+                pending: Vec::new(),
+                head_deadline: None,
+            },
+            Served::Wait(conn, deadline) => {
+                pending.clear();
+                pending.extend_from_slice(&self.buf[..self.filled]);
+                Parked {
+                    conn,
+                    since: now,
+                    // Silence between pieces of a head is bounded like any read (4.5).
+                    expires: (now + self.config.socket_timeout).min(deadline),
+                    pending,
+                    head_deadline: Some(deadline),
+                }
+            }
+        };
+        self.next_expiry = self.next_expiry.min(entry.expires);
+        Some(entry)
+    }
+
     /// Parks a connection that is not registered yet, closing the oldest one when full.
-    fn park_new(&mut self, conn: Conn) {
+    fn park_new(&mut self, served: Served) {
         if self.stop_requested() {
             return;
         }
+        let Some(entry) = self.parked_entry(served, Vec::new()) else {
+            return;
+        };
         let index = match self.parked.iter().position(Option::is_none) {
             Some(free) => free,
             None => {
@@ -359,11 +398,11 @@ impl<'s, H: Handler, S: Slot + ?Sized> Worker<'s, H, S> {
                     .filter_map(|(i, p)| p.as_ref().map(|p| (i, p.since)))
                     .min_by_key(|&(_, since)| since)
                     .map_or(0, |(i, _)| i);
-                self.unpark(oldest);
+                drop(self.unpark(oldest));
                 oldest
             }
         };
-        let fd = conn.stream.raw_fd();
+        let fd = entry.conn.stream.raw_fd();
         if self
             .poll
             .registry()
@@ -374,32 +413,39 @@ impl<'s, H: Handler, S: Slot + ?Sized> Worker<'s, H, S> {
             )
             .is_ok()
         {
-            self.parked[index] = Some(Parked {
-                conn,
-                since: Instant::now(),
-            });
+            self.parked[index] = Some(entry);
         }
     }
 
-    /// Closes a parked connection silently.
-    fn unpark(&mut self, index: usize) {
-        if let Some(parked) = self.parked[index].take() {
-            let _ = self
-                .poll
-                .registry()
-                .deregister(&mut SourceFd(&parked.conn.stream.raw_fd()));
-        }
+    /// Takes a connection out of the parked table and the poll.
+    fn unpark(&mut self, index: usize) -> Option<Parked> {
+        let parked = self.parked[index].take()?;
+        let _ = self
+            .poll
+            .registry()
+            .deregister(&mut SourceFd(&parked.conn.stream.raw_fd()));
+        Some(parked)
     }
 
+    /// Closes the expired connections (a 408 for a pending head, silently otherwise) and sets
+    /// the next sweep at the earliest remaining expiry.
     fn expire_parked(&mut self, now: Instant) {
+        let mut next = now + Duration::from_secs(1);
         for i in 0..self.parked.len() {
-            let expired = self.parked[i]
-                .as_ref()
-                .is_some_and(|p| now >= p.since + self.config.keepalive_timeout);
-            if expired {
-                self.unpark(i);
+            let Some(expires) = self.parked[i].as_ref().map(|p| p.expires) else {
+                continue;
+            };
+            if now < expires {
+                next = next.min(expires);
+                continue;
+            }
+            if let Some(parked) = self.unpark(i) {
+                if !parked.pending.is_empty() {
+                    self.expire_head(parked.conn);
+                }
             }
         }
+        self.next_expiry = next;
     }
 
     /// After a request: recycling (3.7) and stop requests noticed during it.
@@ -434,7 +480,7 @@ impl<'s, H: Handler, S: Slot + ?Sized> Worker<'s, H, S> {
             }
         }
         for i in 0..self.parked.len() {
-            self.unpark(i);
+            drop(self.unpark(i));
         }
     }
 

@@ -180,6 +180,20 @@ impl Stream {
         (written, body_writes, None)
     }
 
+    /// Closes after discarding what is already received, without waiting for more: a close with
+    /// unread bytes would be a reset that can destroy the answer just written.
+    pub fn drain_close(self) {
+        // SAFETY: plain shutdown of an owned socket.
+        unsafe { libc::shutdown(self.raw_fd(), libc::SHUT_WR) };
+        let mut scratch = [0u8; 4096];
+        for _ in 0..16 {
+            match self.try_read(&mut scratch) {
+                Ok(Some(n)) if n > 0 => {}
+                _ => break,
+            }
+        }
+    }
+
     /// Closes after reading and discarding what the client still sends, so that unread request
     /// bytes do not turn the close into a reset that destroys the response before the client reads
     /// it (nginx's lingering close). Stops at EOF, after `quiet` without data, or after `limit`.

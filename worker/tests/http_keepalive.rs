@@ -121,21 +121,21 @@ fn a_parked_connection_does_not_hold_the_worker() {
 }
 
 #[test]
-fn at_most_64_parked_connections_oldest_closed() {
+fn at_most_max_parked_connections_oldest_closed() {
     let config = HttpConfig {
         keepalive_timeout: Duration::from_secs(20),
         ..HttpConfig::default()
     };
     let server = TestServer::start(config, true);
     let mut streams = Vec::new();
-    for _ in 0..65 {
+    for _ in 0..=worker::config::MAX_PARKED {
         let mut stream = server.connect();
         let mut buffer = Vec::new();
         stream.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
         read_reply(&mut stream, &mut buffer, false);
         streams.push(stream);
     }
-    // The first one was closed to park the 65th; the last one is still served.
+    // The first one was closed to park the last; the last one is still served.
     let started = Instant::now();
     assert!(read_to_close(&mut streams[0]).is_empty());
     assert!(started.elapsed() < Duration::from_secs(5));

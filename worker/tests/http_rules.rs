@@ -582,3 +582,38 @@ fn a_head_dripping_past_the_total_head_time_gets_408() {
     );
     drip.join().unwrap();
 }
+
+#[test]
+fn dripping_heads_never_hold_the_worker() {
+    // One worker, a hundred clients each dripping a head (slowloris): they are parked between
+    // bytes, so a normal client is answered at once, and each slow one gets its 408 at the
+    // head deadline.
+    let config = HttpConfig {
+        socket_timeout: Duration::from_secs(2),
+        head_timeout: Duration::from_millis(2500),
+        ..HttpConfig::default()
+    };
+    let server = TestServer::start(config, true);
+    let slow: Vec<std::net::TcpStream> = (0..100).map(|_| server.connect()).collect();
+    let mut latencies = Vec::new();
+    let started = Instant::now();
+    for round in 0..8 {
+        for mut stream in slow.iter() {
+            let piece = &b"GET / HTTP/1.1\r\nX-Slow: a"[round * 3..round * 3 + 3];
+            stream.write_all(piece).unwrap();
+        }
+        let sent = Instant::now();
+        let reply = only_reply(&server.exchange(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"));
+        assert_eq!(reply.status, 200);
+        latencies.push(sent.elapsed());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let max = latencies.iter().max().unwrap();
+    assert!(*max < Duration::from_millis(500), "{latencies:?}");
+    for mut stream in slow {
+        let data = read_to_close(&mut stream);
+        assert_eq!(only_reply(&data).status, 408);
+    }
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_millis(4000), "{waited:?}");
+}
