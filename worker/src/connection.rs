@@ -5,14 +5,13 @@
 use crate::chunked::{ChunkError, ChunkedDecoder};
 use crate::head::{ConnectionOption, Framing, Head, HeadError};
 use crate::log::RequestRecord;
-use crate::request::Version;
+use crate::request::{Request, Version};
 use crate::respond::{asks_close, bodiless, encode_head, Persistence};
 use crate::response::Response;
 use crate::server::{Conn, Served, Worker};
 use crate::signals::{set_handler_client, set_timeout_response};
 use crate::slot::Slot;
 use crate::Handler;
-use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -50,6 +49,38 @@ enum BodyFail {
     TooLarge,
 }
 
+/// What a parked connection waits for.
+#[derive(Debug)]
+pub(crate) enum Waiting {
+    /// The next request (or the first).
+    Request,
+    /// The rest of a head: the bytes received so far and when the whole head is due.
+    Head(Vec<u8>, Instant),
+    /// The rest of a body.
+    Body(Box<PendingBody>),
+}
+
+/// A request whose body is still arriving, parked with its connection.
+#[derive(Debug)]
+pub(crate) struct PendingBody {
+    req: Request,
+    progress: BodyProgress,
+}
+
+/// Where reading a body stands.
+#[derive(Debug)]
+struct BodyProgress {
+    head: Head,
+    /// `Content-Length` bytes still to read.
+    remaining: u64,
+    /// The chunked body's decoder, instead.
+    decoder: Option<ChunkedDecoder>,
+    /// `100 Continue` is due before the first read from the client.
+    continue_owed: bool,
+    start: Instant,
+    wall: SystemTime,
+}
+
 /// What writing a response achieved, for the log line and the scoreboard.
 struct Written {
     status: u16,
@@ -62,45 +93,68 @@ struct Written {
 }
 
 impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
-    /// Serves requests on `conn` until it must be closed or can be parked. `pending` is the part
-    /// of a head received before the connection was parked, due by `head_deadline`.
-    pub(crate) fn serve(
-        &mut self,
-        conn: Conn,
-        pending: &[u8],
-        mut head_deadline: Option<Instant>,
-    ) -> Served {
-        self.buf[..pending.len()].copy_from_slice(pending);
-        self.filled = pending.len();
+    /// Serves requests on `conn` until it must be closed or parked, resuming what it waited for.
+    pub(crate) fn serve(&mut self, mut conn: Conn, waiting: Waiting) -> Served {
+        self.filled = 0;
         self.maybe_more = false;
+        let mut head_deadline = None;
+        let mut resumed = None;
+        match waiting {
+            Waiting::Request => {}
+            Waiting::Head(pending, deadline) => {
+                self.buf[..pending.len()].copy_from_slice(&pending);
+                self.filled = pending.len();
+                head_deadline = Some(deadline);
+            }
+            Waiting::Body(pending) => {
+                let PendingBody { req, progress } = *pending;
+                self.spare_req = Some(std::mem::replace(&mut self.req, req));
+                resumed = Some(progress);
+            }
+        }
         conn.peer.write_to(&mut self.req.remote_addr);
         loop {
-            let start = Instant::now();
-            let wall = SystemTime::now();
-            let head = match self.read_head(&conn, head_deadline.take()) {
-                HeadRead::Ready(head) => head,
-                HeadRead::Idle => return Served::Park(conn),
-                HeadRead::Partial(deadline) => return Served::Wait(conn, deadline),
-                HeadRead::Gone => return Served::Closed,
-                HeadRead::TimedOut => {
-                    // 4.5: no request line for a head that never completed.
-                    self.expire_head(conn);
-                    return Served::Closed;
-                }
-                HeadRead::Refused(error) => {
-                    self.refused_head(conn, error, start, wall);
-                    return Served::Closed;
+            let mut progress = match resumed.take() {
+                Some(progress) => progress,
+                None => {
+                    let start = Instant::now();
+                    let wall = SystemTime::now();
+                    let head = match self.read_head(&conn, head_deadline.take()) {
+                        HeadRead::Ready(head) => head,
+                        HeadRead::Idle => return Served::Park(conn, Waiting::Request),
+                        HeadRead::Partial(deadline) => {
+                            let pending = self.buf[..self.filled].to_vec();
+                            return Served::Park(conn, Waiting::Head(pending, deadline));
+                        }
+                        HeadRead::Gone => return Served::Closed,
+                        HeadRead::TimedOut => {
+                            // 4.5: no request line for a head that never completed.
+                            self.expire_head(conn);
+                            return Served::Closed;
+                        }
+                        HeadRead::Refused(error) => {
+                            self.refused_head(conn, error, start, wall);
+                            return Served::Closed;
+                        }
+                    };
+                    self.begin_body(head, start, wall)
                 }
             };
-            self.req.body.clear();
-            match self.read_body(&conn, &head) {
-                Ok(()) => {}
+            match self.read_body(&conn, &mut progress) {
+                Ok(true) => {}
+                Ok(false) => {
+                    let spare = self.spare_req.take().unwrap_or_else(Request::empty);
+                    let req = std::mem::replace(&mut self.req, spare);
+                    let pending = Box::new(PendingBody { req, progress });
+                    return Served::Park(conn, Waiting::Body(pending));
+                }
                 Err(fail) => {
-                    self.failed_body(conn, fail, start, wall);
+                    self.failed_body(conn, fail, progress.start, progress.wall, true);
                     return Served::Closed;
                 }
             }
-            let keep = self.respond(&conn, &head, start, wall);
+            let keep = self.respond(&conn, &progress.head, progress.start, progress.wall);
+            conn.served = true;
             if !keep {
                 if self.filled > 0 {
                     // Pipelined bytes left unread: drain them so the close is not a reset.
@@ -109,7 +163,7 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
                 return Served::Closed;
             }
             if self.filled == 0 && !self.maybe_more {
-                return Served::Park(conn);
+                return Served::Park(conn, Waiting::Request);
             }
         }
     }
@@ -153,56 +207,45 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
         }
     }
 
-    /// Reads the whole body into `req.body`; leaves what follows it at the start of the buffer.
-    fn read_body(&mut self, conn: &Conn, head: &Head) -> Result<(), BodyFail> {
-        let mut pos = head.len;
+    /// Takes the head out of the buffer and the start of a `Content-Length` body with it.
+    fn begin_body(&mut self, head: Head, start: Instant, wall: SystemTime) -> BodyProgress {
+        self.req.body.clear();
+        let mut used = head.len;
+        let mut remaining = 0;
+        let mut decoder = None;
         match head.framing {
             Framing::None => {}
             Framing::Length(length) => {
-                let take = ((self.filled - pos) as u64).min(length) as usize;
-                self.req.body.extend_from_slice(&self.buf[pos..pos + take]);
-                pos += take;
-                let mut remaining = length - take as u64;
-                if remaining > 0 && head.expect_continue {
-                    self.send_continue(conn)?;
-                }
-                while remaining > 0 {
-                    let old = self.req.body.len();
-                    let piece = remaining.min(BODY_READ as u64) as usize;
-                    self.req.body.resize(old + piece, 0);
-                    let result = conn
-                        .stream
-                        .read(&mut self.req.body[old..], self.config.socket_timeout);
-                    let n = *result.as_ref().unwrap_or(&0);
-                    self.req.body.truncate(old + n);
-                    match result {
-                        Ok(0) => {
-                            self.body_read_error(piece, length, old as u64, remaining, false);
-                            return Err(BodyFail::Closed);
-                        }
-                        Ok(n) => {
-                            remaining -= n as u64;
-                            self.maybe_more = n == piece;
-                        }
-                        Err(e) => {
-                            let timeout = e.kind() == io::ErrorKind::TimedOut;
-                            self.body_read_error(piece, length, old as u64, remaining, timeout);
-                            return Err(if timeout {
-                                BodyFail::TimedOut
-                            } else {
-                                BodyFail::Closed
-                            });
-                        }
-                    }
-                }
+                let take = ((self.filled - used) as u64).min(length) as usize;
+                self.req
+                    .body
+                    .extend_from_slice(&self.buf[used..used + take]);
+                used += take;
+                remaining = length - take as u64;
             }
-            Framing::Chunked => {
-                let mut decoder = ChunkedDecoder::new();
-                let mut continued = !head.expect_continue;
-                loop {
+            Framing::Chunked => decoder = Some(ChunkedDecoder::new()),
+        }
+        self.buf.copy_within(used..self.filled, 0);
+        self.filled -= used;
+        BodyProgress {
+            head,
+            remaining,
+            decoder,
+            continue_owed: head.expect_continue,
+            start,
+            wall,
+        }
+    }
+
+    /// Reads what is available of the body into `req.body`, never waiting: `Ok(false)` when the
+    /// rest has not arrived yet. Leaves what follows the body at the start of the buffer.
+    fn read_body(&mut self, conn: &Conn, progress: &mut BodyProgress) -> Result<bool, BodyFail> {
+        loop {
+            if let Some(decoder) = progress.decoder.as_mut() {
+                if self.filled > 0 {
                     let used = decoder
                         .decode(
-                            &self.buf[pos..self.filled],
+                            &self.buf[..self.filled],
                             &mut self.req.body,
                             self.config.limit_post,
                         )
@@ -210,45 +253,52 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
                             ChunkError::Malformed => BodyFail::Malformed,
                             ChunkError::TooLarge => BodyFail::TooLarge,
                         })?;
-                    pos += used;
-                    if decoder.is_done() {
-                        break;
-                    }
-                    if !continued {
-                        self.send_continue(conn)?;
-                        continued = true;
-                    }
-                    // Everything received was consumed: the head is already copied into the
-                    // request, so the buffer is reused from its start.
-                    pos = 0;
-                    self.filled = 0;
-                    let room = self.buf.len();
-                    match conn.stream.read(&mut self.buf, self.config.socket_timeout) {
-                        Ok(0) => {
-                            self.body_read_error(room, 0, decoder.decoded(), 0, false);
-                            return Err(BodyFail::Closed);
-                        }
-                        Ok(n) => {
-                            self.filled = n;
-                            self.maybe_more = n == room;
-                        }
-                        Err(e) => {
-                            let timeout = e.kind() == io::ErrorKind::TimedOut;
-                            self.body_read_error(room, 0, decoder.decoded(), 0, timeout);
-                            return Err(if timeout {
-                                BodyFail::TimedOut
-                            } else {
-                                BodyFail::Closed
-                            });
-                        }
-                    }
+                    // The decoder keeps partial lines itself: all is used unless the body ended.
+                    self.buf.copy_within(used..self.filled, 0);
+                    self.filled -= used;
+                }
+                if decoder.is_done() {
+                    return Ok(true);
+                }
+            } else if progress.remaining == 0 {
+                return Ok(true);
+            }
+            if progress.continue_owed {
+                self.send_continue(conn)?;
+                progress.continue_owed = false;
+            }
+            let (want, result) = if progress.decoder.is_some() {
+                let room = self.buf.len() - self.filled;
+                let result = conn.stream.try_read(&mut self.buf[self.filled..]);
+                if let Ok(Some(n)) = result {
+                    self.filled += n;
+                }
+                (room, result)
+            } else {
+                let old = self.req.body.len();
+                let piece = progress.remaining.min(BODY_READ as u64) as usize;
+                self.req.body.resize(old + piece, 0);
+                let result = conn.stream.try_read(&mut self.req.body[old..]);
+                let n = match result {
+                    Ok(Some(n)) => n,
+                    _ => 0,
+                };
+                self.req.body.truncate(old + n);
+                progress.remaining -= n as u64;
+                (piece, result)
+            };
+            match result {
+                Ok(Some(0)) | Err(_) => {
+                    self.body_read_error(want, progress, false);
+                    return Err(BodyFail::Closed);
+                }
+                Ok(Some(n)) => self.maybe_more = n == want,
+                Ok(None) => {
+                    self.maybe_more = false;
+                    return Ok(false);
                 }
             }
         }
-        // What follows the request (a pipelined one) moves to the front of the buffer.
-        self.buf.copy_within(pos..self.filled, 0);
-        self.filled -= pos;
-        Ok(())
     }
 
     fn send_continue(&mut self, conn: &Conn) -> Result<(), BodyFail> {
@@ -264,7 +314,14 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
     }
 
     /// The `[uwsgi-body-read]` lines of 4.3.
-    fn body_read_error(&mut self, want: usize, length: u64, done: u64, left: u64, timeout: bool) {
+    fn body_read_error(&mut self, want: usize, progress: &BodyProgress, timeout: bool) {
+        let (length, done, left) = match &progress.decoder {
+            Some(decoder) => (0, decoder.decoded(), 0),
+            None => {
+                let done = self.req.body.len() as u64;
+                (done + progress.remaining, done, progress.remaining)
+            }
+        };
         let line = if timeout {
             format!(
                 "[uwsgi-body-read] Timeout reading {want} bytes. Content-Length: {length} consumed: {done} left: {left}"
@@ -472,10 +529,16 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
     }
 
     /// Answers `status` with `Connection: close` (nothing is logged here) and closes.
-    fn refuse(&mut self, conn: Conn, status: u16, version: Version) -> Written {
+    /// `linger`: drain what the client still sends for a while (see `Stream::linger_close`); an
+    /// expired parked connection is closed without waiting, since the worker serves others.
+    fn refuse(&mut self, conn: Conn, status: u16, version: Version, linger: bool) -> Written {
         let response = self.error_response(status);
         let written = self.write_response(&conn, version, &response, Persistence::Close, true);
-        conn.stream.linger_close(LINGER, LINGER_QUIET);
+        if linger {
+            conn.stream.linger_close(LINGER, LINGER_QUIET);
+        } else {
+            conn.stream.drain_close();
+        }
         written
     }
 
@@ -500,13 +563,39 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
             Version::Http11
         };
         let listener = conn.listener;
-        let written = self.refuse(conn, error.status(), version);
+        let written = self.refuse(conn, error.status(), version, true);
         if parsed {
             self.log_request(listener, false, &written, start, wall);
         }
     }
 
-    fn failed_body(&mut self, conn: Conn, fail: BodyFail, start: Instant, wall: SystemTime) {
+    /// Answers 408 to a parked body that stayed silent for `socket-timeout` (4.3, 4.5).
+    pub(crate) fn expire_body(&mut self, conn: Conn, pending: Box<PendingBody>) {
+        let PendingBody { req, progress } = *pending;
+        let spare = std::mem::replace(&mut self.req, req);
+        let want = match progress.decoder {
+            Some(_) => self.buf.len(),
+            None => progress.remaining.min(BODY_READ as u64) as usize,
+        };
+        self.body_read_error(want, &progress, true);
+        self.failed_body(
+            conn,
+            BodyFail::TimedOut,
+            progress.start,
+            progress.wall,
+            false,
+        );
+        self.req = spare;
+    }
+
+    fn failed_body(
+        &mut self,
+        conn: Conn,
+        fail: BodyFail,
+        start: Instant,
+        wall: SystemTime,
+        linger: bool,
+    ) {
         let status = match fail {
             BodyFail::Closed => return,
             BodyFail::TimedOut => 408,
@@ -517,7 +606,7 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
             }
         };
         let listener = conn.listener;
-        let written = self.refuse(conn, status, self.req.version);
+        let written = self.refuse(conn, status, self.req.version, linger);
         self.log_request(listener, false, &written, start, wall);
     }
 }

@@ -3,6 +3,7 @@
 //! served one at a time, synchronously, once their head is complete.
 
 use crate::config::{HttpConfig, HttpListener, MAX_PARKED};
+use crate::connection::Waiting;
 use crate::head::{HeadLimits, HeadParser};
 use crate::log::{hostname, memory, Log};
 use crate::logformat::LogFormat;
@@ -44,6 +45,15 @@ pub(crate) struct Conn {
     pub listener: usize,
     /// The listener allows keep-alive.
     pub keep_alive: bool,
+    /// A response was written on it: when idle, it may be closed at a stop.
+    pub served: bool,
+}
+
+impl Parked {
+    /// A request is owed on it: accepted and never answered, or partly received.
+    fn owed(&self) -> bool {
+        !self.conn.served || !matches!(self.waiting, Waiting::Request)
+    }
 }
 
 #[derive(Debug)]
@@ -51,21 +61,16 @@ struct Parked {
     conn: Conn,
     /// Last activity: the oldest is closed first when the table is full.
     since: Instant,
-    /// Closed (after a 408 when a head is pending) past this.
+    /// Closed past this (with a 408 when part of a request is pending).
     expires: Instant,
-    /// The part of a head received so far (empty for an idle connection).
-    pending: Vec<u8>,
-    /// When `pending` must be complete.
-    head_deadline: Option<Instant>,
+    waiting: Waiting,
 }
 
 /// What became of a connection after serving it.
 pub(crate) enum Served {
     Closed,
-    /// Idle between requests (or before the first): parked until readable or its idle timeout.
-    Park(Conn),
-    /// Part of a head received (in the worker's buffer): parked with it until the head deadline.
-    Wait(Conn, Instant),
+    /// Nothing more to read now: parked until readable again.
+    Park(Conn, Waiting),
 }
 
 struct Acceptor {
@@ -99,6 +104,8 @@ pub(crate) struct Worker<'s, H, S: ?Sized> {
     /// The last read filled all the room it was given: the socket may hold more.
     pub maybe_more: bool,
     pub req: Request,
+    /// A request's allocations kept while a parked body's request is being served.
+    pub spare_req: Option<Request>,
     pub head_out: Vec<u8>,
     pub hup: Arc<AtomicBool>,
     /// The graceful-harakiri handler needs the client descriptor while the handler runs.
@@ -230,6 +237,7 @@ impl<'s, H: Handler, S: Slot + ?Sized> Worker<'s, H, S> {
             filled: 0,
             maybe_more: false,
             req: Request::empty(),
+            spare_req: None,
             head_out: Vec::with_capacity(1024),
             hup,
             graceful_harakiri,
@@ -266,7 +274,10 @@ impl<'s, H: Handler, S: Slot + ?Sized> Worker<'s, H, S> {
         self.slot.accepting();
         loop {
             if let Some(code) = self.stopping {
-                return code;
+                // A stop still serves the requests already accepted, each bounded by its timeouts.
+                if !self.parked.iter().flatten().any(Parked::owed) {
+                    return code;
+                }
             }
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
@@ -278,9 +289,6 @@ impl<'s, H: Handler, S: Slot + ?Sized> Worker<'s, H, S> {
                 return EXIT_END;
             }
             for event in events.iter() {
-                if self.stopping.is_some() {
-                    break;
-                }
                 match event.token() {
                     LIVENESS => self.check_master(),
                     SIGNALS => self.handle_signals(),
@@ -323,8 +331,9 @@ impl<'s, H: Handler, S: Slot + ?Sized> Worker<'s, H, S> {
                         peer,
                         listener: index,
                         keep_alive: self.keep_alive[index],
+                        served: false,
                     };
-                    let served = self.serve(conn, &[], None);
+                    let served = self.serve(conn, Waiting::Request);
                     self.park_new(served);
                     self.after_request();
                 }
@@ -342,50 +351,42 @@ impl<'s, H: Handler, S: Slot + ?Sized> Worker<'s, H, S> {
         let Some(parked) = self.parked.get_mut(index).and_then(Option::take) else {
             return;
         };
-        let mut pending = parked.pending;
-        let served = self.serve(parked.conn, &pending, parked.head_deadline);
+        let served = self.serve(parked.conn, parked.waiting);
         // Still registered under the same token: just put it back.
-        if let Some(entry) = self.parked_entry(served, std::mem::take(&mut pending)) {
+        if let Some(entry) = self.parked_entry(served) {
             self.parked[index] = Some(entry);
         }
         self.after_request();
     }
 
-    /// The parked form of a served connection, reusing `pending`'s allocation for a partial head.
-    fn parked_entry(&mut self, served: Served, mut pending: Vec<u8>) -> Option<Parked> {
-        let now = Instant::now();
-        let entry = match served {
-            Served::Closed => return None,
-            Served::Park(conn) => Parked {
-                conn,
-                since: now,
-                expires: now + self.config.keepalive_timeout,
-                pending: Vec::new(),
-                head_deadline: None,
-            },
-            Served::Wait(conn, deadline) => {
-                pending.clear();
-                pending.extend_from_slice(&self.buf[..self.filled]);
-                Parked {
-                    conn,
-                    since: now,
-                    // Silence between pieces of a head is bounded like any read (4.5).
-                    expires: (now + self.config.socket_timeout).min(deadline),
-                    pending,
-                    head_deadline: Some(deadline),
-                }
-            }
+    /// The parked form of a served connection (none for an idle one at a stop).
+    fn parked_entry(&mut self, served: Served) -> Option<Parked> {
+        let Served::Park(conn, waiting) = served else {
+            return None;
         };
-        self.next_expiry = self.next_expiry.min(entry.expires);
-        Some(entry)
+        if self.stop_requested() && conn.served && matches!(waiting, Waiting::Request) {
+            return None;
+        }
+        let now = Instant::now();
+        let expires = match &waiting {
+            Waiting::Request => now + self.config.keepalive_timeout,
+            // Silence in the middle of a request is bounded like any read (4.5), and a head
+            // also by its total time.
+            Waiting::Head(_, deadline) => (now + self.config.socket_timeout).min(*deadline),
+            Waiting::Body(_) => now + self.config.socket_timeout,
+        };
+        self.next_expiry = self.next_expiry.min(expires);
+        Some(Parked {
+            conn,
+            since: now,
+            expires,
+            waiting,
+        })
     }
 
     /// Parks a connection that is not registered yet, closing the oldest one when full.
     fn park_new(&mut self, served: Served) {
-        if self.stop_requested() {
-            return;
-        }
-        let Some(entry) = self.parked_entry(served, Vec::new()) else {
+        let Some(entry) = self.parked_entry(served) else {
             return;
         };
         let index = match self.parked.iter().position(Option::is_none) {
@@ -439,10 +440,26 @@ impl<'s, H: Handler, S: Slot + ?Sized> Worker<'s, H, S> {
                 next = next.min(expires);
                 continue;
             }
-            if let Some(parked) = self.unpark(i) {
-                if !parked.pending.is_empty() {
-                    self.expire_head(parked.conn);
-                }
+            // Bytes that arrived while this worker was busy with a long request are not the
+            // client's silence: the poll reports them next.
+            if self.parked[i]
+                .as_ref()
+                .is_some_and(|p| p.conn.stream.readable_now())
+            {
+                continue;
+            }
+            match self.unpark(i) {
+                Some(Parked {
+                    conn,
+                    waiting: Waiting::Head(..),
+                    ..
+                }) => self.expire_head(conn),
+                Some(Parked {
+                    conn,
+                    waiting: Waiting::Body(pending),
+                    ..
+                }) => self.expire_body(conn, pending),
+                _ => {}
             }
         }
         self.next_expiry = next;
@@ -479,8 +496,12 @@ impl<'s, H: Handler, S: Slot + ?Sized> Worker<'s, H, S> {
                 let _ = self.poll.registry().deregister(&mut SourceFd(&a.fd()));
             }
         }
+        // A graceful stop keeps the connections a request is owed on (see `run`).
+        let graceful = code == EXIT_GRACEFUL;
         for i in 0..self.parked.len() {
-            drop(self.unpark(i));
+            if !(graceful && self.parked[i].as_ref().is_some_and(Parked::owed)) {
+                drop(self.unpark(i));
+            }
         }
     }
 

@@ -180,6 +180,14 @@ impl Stream {
         (written, body_writes, None)
     }
 
+    /// Something (data, end of file or an error) is waiting to be read.
+    pub fn readable_now(&self) -> bool {
+        matches!(
+            wait(self.raw_fd(), libc::POLLIN, Duration::ZERO),
+            Ok(Ready::Yes)
+        )
+    }
+
     /// Closes after discarding what is already received, without waiting for more: a close with
     /// unread bytes would be a reset that can destroy the answer just written.
     pub fn drain_close(self) {

@@ -4,7 +4,8 @@
 mod http_harness;
 
 use http_harness::{
-    only_reply, only_reply_to, quick_config, read_to_close, RecordingSlot, SlotEvent, TestServer,
+    only_reply, only_reply_to, quick_config, read_reply, read_to_close, RecordingSlot, SlotEvent,
+    TestServer,
 };
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -616,4 +617,76 @@ fn dripping_heads_never_hold_the_worker() {
     }
     let waited = started.elapsed();
     assert!(waited < Duration::from_millis(4000), "{waited:?}");
+}
+
+#[test]
+fn dripping_bodies_never_hold_the_worker() {
+    // A body sent a few bytes at a time (slow POST) is parked between pieces like a head, the
+    // request is answered once the body is complete, and a body gone silent gets 408.
+    let config = HttpConfig {
+        socket_timeout: Duration::from_secs(1),
+        ..HttpConfig::default()
+    };
+    let server = TestServer::start(config, true);
+    let mut dripping = server.connect();
+    dripping
+        .write_all(b"POST /echo HTTP/1.1\r\nContent-Length: 12\r\n\r\nhello")
+        .unwrap();
+    let mut chunked = server.connect();
+    chunked
+        .write_all(b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+        .unwrap();
+    let mut silent = server.connect();
+    silent
+        .write_all(b"POST /echo HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = Instant::now();
+    let reply = only_reply(&server.exchange(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"));
+    assert_eq!(reply.status, 200);
+    assert!(
+        sent.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        sent.elapsed()
+    );
+    dripping.write_all(b", worl").unwrap();
+    chunked.write_all(b"4\r\ndefg\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    dripping.write_all(b"d").unwrap();
+    chunked.write_all(b"0\r\n\r\n").unwrap();
+    let reply = read_reply(&mut dripping, &mut Vec::new(), false);
+    assert_eq!(
+        (reply.status, reply.body_text().as_str()),
+        (200, "hello, world")
+    );
+    let reply = read_reply(&mut chunked, &mut Vec::new(), false);
+    assert_eq!((reply.status, reply.body_text().as_str()), (200, "abcdefg"));
+    let data = read_to_close(&mut silent);
+    assert_eq!(only_reply(&data).status, 408);
+    server.log.wait_for(
+        "[uwsgi-body-read] Timeout reading 7 bytes. Content-Length: 10 consumed: 3 left: 7",
+    );
+}
+
+#[test]
+fn a_graceful_stop_still_answers_requests_partly_received() {
+    // max-requests = 1: the first answered request stops the worker gracefully, but a request
+    // whose head had only partly arrived was accepted already and is still answered.
+    let config = HttpConfig {
+        max_requests: 1,
+        min_worker_lifetime: Duration::ZERO,
+        ..HttpConfig::default()
+    };
+    let server = TestServer::start(config, true);
+    let mut partial = server.connect();
+    partial.write_all(b"GET /status?code=202 HT").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let reply = only_reply(&server.exchange(b"GET / HTTP/1.1\r\n\r\n"));
+    assert_eq!(reply.status, 200);
+    std::thread::sleep(Duration::from_millis(200));
+    partial.write_all(b"TP/1.1\r\n\r\n").unwrap();
+    let reply = only_reply(&read_to_close(&mut partial));
+    assert_eq!(reply.status, 202);
+    assert_eq!(reply.header("Connection"), Some("close"));
+    assert_eq!(server.wait_exit(), master::EXIT_GRACEFUL);
 }

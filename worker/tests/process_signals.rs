@@ -272,10 +272,9 @@ fn sigtstp_pauses_and_resumes_the_workers() {
     s.lines.wait_for("*** worker 1 suspended ***", WAIT);
     s.lines.wait_for("*** worker 2 suspended ***", WAIT);
     let port = s.port;
-    let waiting = std::thread::spawn(move || {
-        let t = Instant::now();
-        (http_get(port, "/pid"), t.elapsed())
-    });
+    // Timed from before the spawn: the thread may start late on a loaded machine.
+    let t = Instant::now();
+    let waiting = std::thread::spawn(move || (http_get(port, "/pid"), t.elapsed()));
     std::thread::sleep(Duration::from_millis(700));
     assert!(!waiting.is_finished(), "a paused service does not answer");
     s.signal(libc::SIGTSTP);
