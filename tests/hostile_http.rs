@@ -248,11 +248,17 @@ fn slow_clients_do_not_starve_normal_ones() {
     let slow_clients = knob("CHAOS_SLOW_CLIENTS", 30) as usize;
     let seconds = knob("CHAOS_SLOW_SECS", 5);
     let slow: Vec<_> = (0..slow_clients)
-        .map(|_| {
+        .map(|i| {
             let stop = stop.clone();
             std::thread::spawn(move || {
                 let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-                let request = b"GET /v1/ HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+                // Half drip a head, half a body after a complete head (slow POST).
+                let request: &[u8] = if i % 2 == 0 {
+                    b"GET /v1/ HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n"
+                } else {
+                    s.write_all(b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n").unwrap();
+                    &[b' '; 100]
+                };
                 let mut sent = 0;
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) && sent < request.len() {
                     if s.write_all(&request[sent..sent + 1]).is_err() {
@@ -285,7 +291,7 @@ fn slow_clients_do_not_starve_normal_ones() {
     let p50 = latencies[latencies.len() / 2];
     let max = *latencies.last().unwrap();
     println!(
-        "slowloris: {slow_clients} slow + 20 idle connections vs 3 workers; normal requests={} p50={p50:?} max={max:?}; slow bytes sent={bytes:?}",
+        "slowloris: {slow_clients} slow (heads and bodies) + 20 idle connections vs 3 workers; normal requests={} p50={p50:?} max={max:?}; slow bytes sent={bytes:?}",
         latencies.len()
     );
     assert!(
