@@ -298,3 +298,76 @@ fn fields_selection() {
         .json();
     assert_eq!(r["data"][0]["nested"], json!({"v": 2}));
 }
+
+/// A plural GET the caller may read is one PostgreSQL round trip: the principals, permission
+/// check, parent collection, list timestamp, page (and HEAD's count) in one statement, no
+/// `BEGIN`/`COMMIT` (PERFORMANCE.md, "one round trip per read").
+#[test]
+fn list_is_one_round_trip_on_postgresql() {
+    use kinto::storage::postgresql::round_trips;
+    let mut t = seeded(Db::Postgres, |_| {});
+    for i in 0..12 {
+        t.call(
+            "POST",
+            REC,
+            A,
+            Some(json!({"data": {"n": i % 3, "pad": "x".repeat(200)}})),
+        )
+        .expect(201);
+    }
+    // Bob reads through a group; the public collection has a `cache_expires`.
+    let bob = t.user_id("bob");
+    t.call(
+        "PUT",
+        "/v1/buckets/b1/groups/readers",
+        A,
+        Some(json!({"data": {"members": [bob]}})),
+    )
+    .expect(201);
+    t.call(
+        "PATCH",
+        "/v1/buckets/b1/collections/c1",
+        A,
+        Some(json!({"data": {"cache_expires": 60},
+                    "permissions": {"read": ["/buckets/b1/groups/readers", "system.Everyone"]}})),
+    )
+    .expect(200);
+    let paged = t
+        .call("GET", &format!("{REC}?_limit=5"), A, None)
+        .expect(200);
+    let next = paged.header("Next-Page").unwrap().to_string();
+    let next = &next[next.find("/v1/").unwrap()..];
+    let cases: &[(&str, &str, Option<&str>)] = &[
+        ("GET", "?_limit=10&_sort=-last_modified", A),
+        ("GET", "?n=1&_limit=20", A),
+        ("GET", "?n=1&_limit=20", Some("bob")),
+        ("GET", "?_since=0&_sort=n", None),
+        ("HEAD", "?n=2", A),
+        ("GET", "", None),
+    ];
+    let mut targets: Vec<(&str, String, Option<&str>)> = cases
+        .iter()
+        .map(|(m, q, u)| (*m, format!("{REC}{q}"), *u))
+        .collect();
+    targets.push(("GET", next.to_string(), A));
+    targets.push(("GET", "/v1/buckets/b1/collections".into(), A));
+    for (method, target, user) in targets {
+        // Statements are prepared once per connection: warm it first.
+        let warm = t.call(method, &target, user, None).expect(200);
+        let before = round_trips();
+        let resp = t.call(method, &target, user, None).expect(200);
+        assert_eq!(round_trips() - before, 1, "{method} {target} as {user:?}");
+        assert_eq!(resp.body, warm.body, "{target}");
+        assert_eq!(resp.header("ETag"), warm.header("ETag"));
+        if user.is_none() {
+            assert_eq!(resp.header("Cache-Control"), Some("max-age=60"));
+        }
+    }
+    // The first read of an empty list creates its timestamp in that same statement.
+    t.call("PUT", "/v1/buckets/b1/collections/empty", A, None)
+        .expect(201);
+    let before = round_trips();
+    t.call("GET", "/v1/buckets/b1/collections/empty/records", A, None)
+        .expect(200);
+    assert_eq!(round_trips() - before, 1);
+}

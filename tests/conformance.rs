@@ -1300,7 +1300,12 @@ fn read_list_in_one_call(db: &TestDb) {
     let mut tx = backend.begin().unwrap();
     let res = tx.read_list(&req).unwrap();
     assert!(res.allowed);
-    assert_eq!(res.parents_exist, vec![true, true]);
+    let exist = |res: &kinto::storage::ListResult| -> Vec<bool> {
+        res.parents.iter().map(Option::is_some).collect()
+    };
+    assert_eq!(exist(&res), vec![true, true]);
+    // The parents come whole (the collection's `cache_expires` is read from it).
+    assert_eq!(res.parents[1], tx.get(colls, "c").unwrap());
     assert_eq!(ids(&res.objects), vec!["r2"]);
     assert_eq!(res.count, Some(2));
     assert_eq!(
@@ -1360,7 +1365,7 @@ fn read_list_in_one_call(db: &TestDb) {
         .unwrap();
     let res = tx.read_list(&ghost).unwrap();
     assert!(res.allowed);
-    assert_eq!(res.parents_exist, vec![true, false]);
+    assert_eq!(exist(&res), vec![true, false]);
     assert!(res.timestamp.is_none() && res.objects.is_empty());
     let known: Vec<String> = tx
         .all_resources_timestamps("record")

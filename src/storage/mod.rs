@@ -307,7 +307,9 @@ pub struct ListRequest<'a> {
 pub struct ListResult {
     pub principals: BTreeSet<String>,
     pub allowed: bool,
-    pub parents_exist: Vec<bool>,
+    /// One entry per requested parent: the live object (the collection of records gives the
+    /// list's `cache_expires`), or `None`.
+    pub parents: Vec<Option<Object>>,
     /// The list timestamp (2.5), created on first read like [`Storage::resource_timestamp`].
     pub timestamp: Option<i64>,
     pub objects: Vec<Object>,
@@ -324,19 +326,19 @@ pub fn read_list_by_parts<T: Transaction + ?Sized>(
         principals.extend(tx.get_user_principals(user_id)?);
     }
     let allowed = tx.check_permission(&principals, req.bound_permissions)?;
-    let mut parents_exist = Vec::with_capacity(req.parents.len());
+    let mut parents = Vec::with_capacity(req.parents.len());
     for (list, id) in req.parents {
-        parents_exist.push(tx.get(*list, id)?.is_some());
+        parents.push(tx.get(*list, id)?);
     }
     let mut result = ListResult {
         principals,
         allowed,
-        parents_exist,
+        parents,
         timestamp: None,
         objects: Vec::new(),
         count: None,
     };
-    if allowed && result.parents_exist.iter().all(|e| *e) {
+    if allowed && result.parents.iter().all(Option::is_some) {
         let list = ListRef {
             resource_name: req.resource_name,
             parent_id: req.parent_id,

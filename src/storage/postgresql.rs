@@ -68,6 +68,20 @@ pub(crate) fn pg_err(e: postgres::Error) -> BackendError {
     }
 }
 
+thread_local! {
+    static ROUND_TRIPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Round trips this thread's storage connections made to PostgreSQL (statements, statement
+/// preparations, batches): lets tests hold a request to its budget of round trips.
+pub fn round_trips() -> u64 {
+    ROUND_TRIPS.with(|n| n.get())
+}
+
+fn count_round_trip() {
+    ROUND_TRIPS.with(|n| n.set(n.get() + 1));
+}
+
 /// A pooled connection with its prepared statements.
 pub struct PgConn {
     client: Client,
@@ -79,6 +93,7 @@ impl PgConn {
         if let Some(stmt) = self.statements.get(sql) {
             return Ok(stmt.clone());
         }
+        count_round_trip();
         let stmt = self.client.prepare(sql).map_err(pg_err)?;
         if self.statements.len() >= 512 {
             // Dynamic filter queries vary; keep the cache bounded.
@@ -90,6 +105,7 @@ impl PgConn {
 
     pub(crate) fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         let stmt = self.prepare(sql)?;
+        count_round_trip();
         self.client.query(&stmt, params).map_err(pg_err)
     }
 
@@ -99,20 +115,24 @@ impl PgConn {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>> {
         let stmt = self.prepare(sql)?;
+        count_round_trip();
         self.client.query_opt(&stmt, params).map_err(pg_err)
     }
 
     pub(crate) fn query_one(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row> {
         let stmt = self.prepare(sql)?;
+        count_round_trip();
         self.client.query_one(&stmt, params).map_err(pg_err)
     }
 
     pub(crate) fn execute(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
         let stmt = self.prepare(sql)?;
+        count_round_trip();
         self.client.execute(&stmt, params).map_err(pg_err)
     }
 
     pub(crate) fn batch(&mut self, sql: &str) -> Result<()> {
+        count_round_trip();
         self.client.batch_execute(sql).map_err(pg_err)
     }
 }
@@ -913,13 +933,15 @@ impl PgTx {
                  JOIN unnest({objects}::text[], {perms}::text[]) AS b(o, perm) \
                    ON a.object_id = b.o AND a.permission = b.perm \
                  WHERE a.principal IN (SELECT principal FROM p)) AS allowed), \
-             par AS (SELECT COALESCE(array_agg(EXISTS (SELECT 1 FROM objects AS x \
-                 WHERE x.id = q.id AND x.parent_id = q.parent AND x.resource_name = q.res \
-                 AND NOT x.deleted) ORDER BY q.n), '{{}}') AS flags \
+             par AS (SELECT COALESCE(bool_and(x.id IS NOT NULL), TRUE) AS all_exist, \
+                 COALESCE(array_agg(x.data::text ORDER BY q.n), '{{}}') AS data, \
+                 COALESCE(array_agg((EXTRACT(EPOCH FROM x.last_modified) * 1000)::BIGINT \
+                   ORDER BY q.n), '{{}}') AS lm \
                FROM unnest({res}::text[], {par}::text[], {ids}::text[]) WITH ORDINALITY \
-                 AS q(res, parent, id, n)), \
-             go AS (SELECT (SELECT allowed FROM ok) AND NOT (FALSE = ANY(flags)) AS go \
-                 FROM par), \
+                 AS q(res, parent, id, n) \
+               LEFT JOIN objects AS x ON x.id = q.id AND x.parent_id = q.parent \
+                 AND x.resource_name = q.res AND NOT x.deleted), \
+             go AS (SELECT (SELECT allowed FROM ok) AND all_exist AS go FROM par), \
              cur AS (SELECT max(m) AS m FROM ( \
                  SELECT max(last_modified) AS m FROM objects \
                   WHERE parent_id = {lp}::text AND resource_name = {lr}::text \
@@ -941,7 +963,7 @@ impl PgTx {
         };
         q.push(&format!(
             " SELECT (SELECT array_agg(principal) FROM p), (SELECT allowed FROM ok), \
-               (SELECT flags FROM par), \
+               (SELECT data FROM par), \
                CASE WHEN (SELECT go FROM go) THEN (EXTRACT(EPOCH FROM \
                  COALESCE((SELECT m FROM cur), {created})) * 1000)::BIGINT END, \
                CASE WHEN (SELECT go FROM go) THEN (SELECT \
@@ -969,6 +991,7 @@ impl PgTx {
         } else {
             q.push("NULL::BIGINT");
         }
+        q.push(", (SELECT lm FROM par)");
         let row = self.conn.query_one(&q.sql, &q.refs())?;
         let page: Vec<(String, i64, Object)> = match row.get::<_, Option<&str>>(4) {
             Some(text) => serde_json::from_str(text)
@@ -976,8 +999,18 @@ impl PgTx {
             None => Vec::new(),
         };
         let allowed: bool = row.get(1);
-        let parents_exist: Vec<bool> = row.get(2);
-        let go = allowed && parents_exist.iter().all(|e| *e);
+        let data: Vec<Option<&str>> = row.get(2);
+        let stamps: Vec<Option<i64>> = row.get(6);
+        let parents = req
+            .parents
+            .iter()
+            .zip(data.into_iter().zip(stamps))
+            .map(|((_, id), found)| match found {
+                (Some(data), Some(lm)) => Ok(Some(build_object(parse_data(data)?, id, lm))),
+                _ => Ok(None),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let go = allowed && parents.iter().all(Option::is_some);
         let mut timestamp: Option<i64> = row.get(3);
         if go && timestamp.is_none() {
             if self.readonly {
@@ -997,7 +1030,7 @@ impl PgTx {
                 .into_iter()
                 .collect(),
             allowed,
-            parents_exist,
+            parents,
             timestamp,
             objects: page
                 .into_iter()

@@ -148,6 +148,23 @@ pub fn read_access(
     Ok(access)
 }
 
+/// The caller for a fused read: the user ids whose groups the database adds, and the
+/// principals known without it (all of them once a previous read looked them up).
+pub fn caller(ctx: &Ctx) -> (Vec<String>, BTreeSet<String>) {
+    match (&ctx.principals, &ctx.user) {
+        (Some(known), _) => (Vec::new(), known.clone()),
+        (None, Some(user)) => (
+            vec![user.id.clone(), AUTHENTICATED.to_string()],
+            BTreeSet::from([
+                EVERYONE.to_string(),
+                AUTHENTICATED.to_string(),
+                user.id.clone(),
+            ]),
+        ),
+        (None, None) => (Vec::new(), BTreeSet::from([EVERYONE.to_string()])),
+    }
+}
+
 /// One `read_object` round trip; `allowed` reflects ACEs only.
 #[allow(clippy::too_many_arguments)]
 fn read_with(
@@ -160,18 +177,7 @@ fn read_with(
     bound: &[(String, String)],
     parents: &[(ListRef, &str)],
 ) -> ApiResult<Access> {
-    let (user_ids, known) = match (&ctx.principals, &ctx.user) {
-        (Some(known), _) => (Vec::new(), known.clone()),
-        (None, Some(user)) => (
-            vec![user.id.clone(), AUTHENTICATED.to_string()],
-            BTreeSet::from([
-                EVERYONE.to_string(),
-                AUTHENTICATED.to_string(),
-                user.id.clone(),
-            ]),
-        ),
-        (None, None) => (Vec::new(), BTreeSet::from([EVERYONE.to_string()])),
-    };
+    let (user_ids, known) = caller(ctx);
     let parents_valid = parents.iter().all(|(_, p)| valid_id(p));
     let valid = id_valid && parents_valid;
     let request = ReadRequest {

@@ -9,7 +9,7 @@ use super::*;
 use crate::api::{accounts, history};
 use crate::authz::shared_permissions;
 use crate::error::{ApiError, ApiResult, Location};
-use crate::storage::{Filter, FilterOp, ListQuery, Object, Transaction};
+use crate::storage::{Filter, FilterOp, ListQuery, ListRequest, Object, Transaction};
 use serde_json::{json, Value};
 
 /// What the caller may see (or delete) of a list.
@@ -43,6 +43,79 @@ fn prepare(
         });
     }
     Ok((view, access.object.filter(|_| target.kind == Kind::Record)))
+}
+
+/// What the fused read of a plural GET computed besides the checks: the list timestamp, the
+/// page (with its extra object) and, for HEAD, the count.
+struct Fetched {
+    timestamp: i64,
+    objects: Vec<Object>,
+    count: Option<usize>,
+}
+
+/// [`prepare`] for a plural GET, with the list timestamp and `page` read in the same
+/// `read_list` round trip (PostgreSQL). The checks and their order are [`prepare`]'s. There is
+/// no [`Fetched`] when the ACEs alone do not grant the whole list (settings grants, restricted
+/// views): the caller then reads by parts, as before.
+fn prepare_fused(
+    ctx: &mut Ctx,
+    tx: &mut dyn Transaction,
+    target: &Target,
+    page: &ListQuery,
+    with_count: bool,
+) -> ApiResult<(View, Option<Object>, Option<Fetched>)> {
+    let bound = list_bound(target, "read");
+    let bucket_uri = format!("/buckets/{}", target.bucket);
+    let collections = ListRef {
+        resource_name: "collection",
+        parent_id: &bucket_uri,
+    };
+    // As in `read_list_access`: records need their collection (its `cache_expires` too);
+    // collections and groups do not require their bucket to exist.
+    let parents: Vec<(ListRef, &str)> = if target.kind == Kind::Record {
+        vec![(collections, target.collection.as_str())]
+    } else {
+        Vec::new()
+    };
+    let parent_id = target.parent_id();
+    let (user_ids, known) = caller(ctx);
+    let request = ListRequest {
+        resource_name: target.kind.name(),
+        parent_id: &parent_id,
+        query: page,
+        with_count,
+        user_ids: &user_ids,
+        principals: &known,
+        bound_permissions: &bound,
+        parents: &parents,
+    };
+    let result = tx.read_list(&request)?;
+    ctx.principals = Some(result.principals.clone());
+    let allowed = result.allowed
+        || ctx
+            .cfg
+            .grants
+            .allows(target.kind.name(), &bound, &result.principals);
+    let view = if allowed {
+        View::Full
+    } else {
+        restricted_view(ctx, tx, target, &result.principals, false)?
+    };
+    check_parents(target)?;
+    let mut found = result.parents;
+    if found.iter().any(Option::is_none) {
+        return Err(ApiError::ParentNotFound {
+            id: target.collection.clone(),
+            resource_name: "collection".into(),
+        });
+    }
+    let collection = found.pop().flatten();
+    let fetched = result.timestamp.map(|timestamp| Fetched {
+        timestamp,
+        objects: result.objects,
+        count: result.count,
+    });
+    Ok((view, collection, fetched))
 }
 
 /// Section 6.5 step 4: the objects shared with the caller, or an empty view for callers who
@@ -139,8 +212,36 @@ pub fn get(
         // Kinto quirk (replicated): 401 with errno 999 and no message nor challenge.
         return Err(ApiError::AccountsUnreadable);
     }
-    let (view, collection) = prepare(ctx, tx, target, false)?;
-    let parsed = parse_query(ctx, target)?;
+    // Parsed before reading, so that the page is read with the permission checks; their
+    // errors are still raised after authorization (Kinto's order), by the slower path.
+    let parsed = parse_query(ctx, target);
+    let token = match &parsed {
+        Ok(parsed) => parsed.token.as_deref().map(pagination::decode).transpose(),
+        Err(_) => Ok(None),
+    };
+    let conditions = conditions(ctx);
+    // The root lists (buckets, accounts) are granted by settings only: nothing to fuse.
+    let fusable =
+        !matches!(target.kind, Kind::Bucket | Kind::Account) && target.invalid_parent().is_none();
+    let (view, collection, fetched) = match (&parsed, &token, &conditions) {
+        (Ok(parsed), Ok(token), Ok(_)) if fusable => {
+            let page = if parsed.always_empty {
+                ListQuery {
+                    limit: Some(0),
+                    ..ListQuery::default()
+                }
+            } else {
+                let size = page_size(ctx, parsed);
+                list_query(parsed, &View::Full, token.as_ref(), Some(size + 1))
+            };
+            prepare_fused(ctx, tx, target, &page, head && !parsed.always_empty)?
+        }
+        _ => {
+            let (view, collection) = prepare(ctx, tx, target, false)?;
+            (view, collection, None)
+        }
+    };
+    let parsed = parsed?;
     if parsed.deprecated_to {
         ctx.alert = Some(
             json!({
@@ -151,14 +252,13 @@ pub fn get(
             .to_string(),
         );
     }
-    let token = parsed
-        .token
-        .as_deref()
-        .map(pagination::decode)
-        .transpose()?;
-    let conditions = conditions(ctx)?;
+    let token = token?;
+    let conditions = conditions?;
     let parent_id = target.parent_id();
-    let timestamp = tx.resource_timestamp(list_ref(target, &parent_id))?;
+    let timestamp = match &fetched {
+        Some(fetched) => fetched.timestamp,
+        None => tx.resource_timestamp(list_ref(target, &parent_id))?,
+    };
     if let Some(Condition::Timestamp(ts)) = conditions.if_none_match {
         if ts == timestamp {
             return Ok(not_modified(timestamp));
@@ -174,11 +274,13 @@ pub fn get(
     }
     let size = page_size(ctx, &parsed);
     let skip = parsed.always_empty || is_empty_view(&view);
-    let mut objects = if skip {
-        Vec::new()
-    } else {
-        let page = list_query(&parsed, &view, token.as_ref(), Some(size + 1));
-        tx.list_all(target.kind.name(), &parent_id, &page)?
+    let (mut objects, counted) = match fetched {
+        Some(fetched) => (fetched.objects, fetched.count),
+        None if skip => (Vec::new(), None),
+        None => {
+            let page = list_query(&parsed, &view, token.as_ref(), Some(size + 1));
+            (tx.list_all(target.kind.name(), &parent_id, &page)?, None)
+        }
     };
     let mut next_page = None;
     if objects.len() > size {
@@ -205,11 +307,13 @@ pub fn get(
         response.headers.push(("Next-Page".into(), url));
     }
     if head {
-        let total = if skip {
-            0
-        } else {
-            let counted = list_query(&parsed, &view, None, None);
-            tx.count_all(target.kind.name(), &parent_id, &counted.filters)?
+        let total = match counted {
+            _ if skip => 0,
+            Some(total) => total,
+            None => {
+                let counted = list_query(&parsed, &view, None, None);
+                tx.count_all(target.kind.name(), &parent_id, &counted.filters)?
+            }
         };
         response
             .headers
