@@ -56,6 +56,8 @@ pub struct Config {
     pub cache_expires: BTreeMap<String, i64>,
     /// The `config` object of the root view (hash of the ini file), computed once.
     pub hello_config: serde_json::Value,
+    /// The root view's body, serialized once.
+    pub hello: utility::HelloBody,
     /// The personal bucket plugin (`kinto.plugins.default_bucket`).
     pub default_bucket: bool,
     /// The history plugin.
@@ -89,7 +91,7 @@ impl Config {
             .filter(|(k, _)| k.ends_with("cache_expires_seconds"))
             .filter_map(|(k, v)| Some((k.clone(), v.trim().parse::<i64>().ok()?)))
             .collect();
-        Config {
+        let mut config = Config {
             errors,
             auth: Authenticator::new(&settings),
             grants: SettingsGrants::new(&settings),
@@ -119,9 +121,12 @@ impl Config {
                 .iter()
                 .any(|i| i == "kinto.plugins.default_bucket"),
             hello_config: utility::config_summary(&settings),
+            hello: utility::HelloBody::default(),
             version_file: utility::read_version_file(&settings.version_json_path),
             settings,
-        }
+        };
+        config.hello = utility::HelloBody::new(&config);
+        config
     }
 }
 

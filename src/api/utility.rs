@@ -17,43 +17,90 @@ use worker::Response;
 pub fn hello(ctx: &mut Ctx, tx: Option<&mut dyn Transaction>) -> ApiResult<Response> {
     let cfg = ctx.cfg;
     let settings = &cfg.settings;
-    let mut body = Map::new();
-    body.insert("project_name".into(), json!(settings.project_name));
-    body.insert("project_version".into(), json!(settings.project_version));
-    body.insert("http_api_version".into(), json!(settings.http_api_version));
-    body.insert("project_docs".into(), json!(settings.project_docs));
-    body.insert("url".into(), json!(format!("{}/v1/", ctx.base_url())));
-    body.insert("config".into(), cfg.hello_config.clone());
-    if let Some(eos) = &settings.eos {
-        body.insert("eos".into(), json!(eos));
-    }
-    body.insert(
-        "settings".into(),
-        json!({
-            "batch_max_requests": settings.batch_max_requests,
-            "readonly": settings.readonly,
-            "explicit_permissions": settings.explicit_permissions,
-        }),
-    );
-    body.insert("capabilities".into(), capabilities(cfg));
-    if let (Some(user), Some(tx)) = (ctx.user.clone(), tx) {
-        let principals: Vec<String> = ctx.principals(tx)?.into_iter().collect();
-        let mut user_info = json!({"id": user.id, "principals": principals});
-        if cfg.default_bucket {
-            user_info["bucket"] = json!(super::default_bucket::bucket_id(
-                &settings.default_bucket_hmac_secret,
-                &user.id
-            ));
+    let user = match (ctx.user.clone(), tx) {
+        (Some(user), Some(tx)) => {
+            let principals: Vec<String> = ctx.principals(tx)?.into_iter().collect();
+            let mut user_info = json!({"id": user.id, "principals": principals});
+            if cfg.default_bucket {
+                user_info["bucket"] = json!(super::default_bucket::bucket_id(
+                    &settings.default_bucket_hmac_secret,
+                    &user.id
+                ));
+            }
+            Some(user_info)
         }
-        body.insert("user".into(), user_info);
-    }
-    let mut response = json(200, &Value::Object(body));
+        _ => None,
+    };
+    let url = format!("{}/v1/", ctx.base_url());
+    let mut response = Response::new(200);
+    response
+        .headers
+        .push(("Content-Type".into(), "application/json".into()));
+    response.body = cfg.hello.body(&url, user.as_ref());
     if settings.readonly {
         response
             .headers
             .extend(cache_headers(settings.root_cache_expires_seconds));
     }
     Ok(response)
+}
+
+/// The root view's body serialized once around its two per-request members, `url` and `user`:
+/// the view is the most requested one and everything else in it is fixed by the settings.
+#[derive(Debug, Default)]
+pub struct HelloBody {
+    /// `{"project_name":…,"project_docs":…` (the members before `url`, no closing brace).
+    before_url: Vec<u8>,
+    /// `,"config":…,"capabilities":{…}` (the members after `url`, before `user`).
+    after_url: Vec<u8>,
+}
+
+impl HelloBody {
+    pub fn new(cfg: &Config) -> Self {
+        let settings = &cfg.settings;
+        let mut head = Map::new();
+        head.insert("project_name".into(), json!(settings.project_name));
+        head.insert("project_version".into(), json!(settings.project_version));
+        head.insert("http_api_version".into(), json!(settings.http_api_version));
+        head.insert("project_docs".into(), json!(settings.project_docs));
+        let mut tail = Map::new();
+        tail.insert("config".into(), cfg.hello_config.clone());
+        if let Some(eos) = &settings.eos {
+            tail.insert("eos".into(), json!(eos));
+        }
+        tail.insert(
+            "settings".into(),
+            json!({
+                "batch_max_requests": settings.batch_max_requests,
+                "readonly": settings.readonly,
+                "explicit_permissions": settings.explicit_permissions,
+            }),
+        );
+        tail.insert("capabilities".into(), capabilities(cfg));
+        let mut before_url = Value::Object(head).to_string().into_bytes();
+        before_url.pop();
+        let tail = Value::Object(tail).to_string();
+        let after_url = format!(",{}", &tail[1..tail.len() - 1]).into_bytes();
+        HelloBody {
+            before_url,
+            after_url,
+        }
+    }
+
+    /// The JSON body, members in Kinto's order.
+    pub fn body(&self, url: &str, user: Option<&Value>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.before_url.len() + self.after_url.len() + 256);
+        out.extend_from_slice(&self.before_url);
+        out.extend_from_slice(b",\"url\":");
+        out.extend_from_slice(Value::from(url).to_string().as_bytes());
+        out.extend_from_slice(&self.after_url);
+        if let Some(user) = user {
+            out.extend_from_slice(b",\"user\":");
+            out.extend_from_slice(user.to_string().as_bytes());
+        }
+        out.push(b'}');
+        out
+    }
 }
 
 fn capabilities(cfg: &Config) -> Value {
