@@ -19,6 +19,9 @@ pub struct KintoApp {
     /// The Prometheus aggregates every worker adds to (`kinto.plugins.prometheus` only): mapped
     /// here, before the fork, so that a scrape sums all the workers.
     aggregates: Option<Aggregates>,
+    /// The accounts epoch every worker reads before trusting a remembered account verification,
+    /// mapped here, before the fork, so a password change in one worker reaches all of them.
+    accounts_epoch: api::verified::Epoch,
 }
 
 impl KintoApp {
@@ -39,6 +42,7 @@ impl KintoApp {
             logging,
             metrics,
             aggregates,
+            accounts_epoch: api::verified::Epoch::new(),
         })
     }
 }
@@ -70,7 +74,9 @@ impl master::App for KintoApp {
         };
         // The StatsD socket is the worker's own.
         let metrics = Metrics::with_aggregates(&self.metrics, self.aggregates.as_ref());
-        let app = api::App::new(self.settings.clone(), backend, cache).with_metrics(metrics);
+        let app = api::App::new(self.settings.clone(), backend, cache)
+            .with_metrics(metrics)
+            .with_accounts_epoch(self.accounts_epoch.clone());
         // Kinto's startup line, once per process as under uWSGI with lazy-apps.
         log::info!(
             target: "kinto.core",

@@ -166,12 +166,24 @@ impl Server {
         }
     }
 
-    /// One request on a fresh connection; returns the status and the JSON body (Null when empty).
+    /// One request on a fresh connection as `user` with the password `secret`; returns the
+    /// status and the JSON body (Null when empty).
     fn request(
         &self,
         method: &str,
         path: &str,
         auth: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        self.request_basic(method, path, auth.map(|user| (user, "secret")), body)
+    }
+
+    /// [`Server::request`] with `Basic` credentials `(user, password)`.
+    fn request_basic(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Option<(&str, &str)>,
         body: Option<&Value>,
     ) -> (u16, Value) {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
@@ -187,8 +199,9 @@ impl Server {
         if !body.is_empty() {
             head.push_str("Content-Type: application/json\r\n");
         }
-        if let Some(user) = auth {
-            let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:secret"));
+        if let Some((user, password)) = auth {
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
             head.push_str(&format!("Authorization: Basic {token}\r\n"));
         }
         head.push_str("\r\n");
@@ -484,6 +497,78 @@ fn postgresql_migrate_and_round_trip() {
 
     let server = Server::start(&dir, &app_main, 2, &[("PROJECT_NAME", "e2e-from-env")]);
     round_trip(&server);
+}
+
+/// Account verifications remembered by the workers (here trusted for a minute, so that only
+/// the shared accounts epoch can explain a refusal): a password change or an account deletion
+/// served by one worker is seen by the next request, whichever of the two workers serves it.
+#[test]
+fn postgresql_account_changes_reach_every_worker_at_once() {
+    let db = Database::create();
+    let dir = TempDir::new("pgaccounts");
+    let url = db.url();
+    let app_main = format!(
+        "kinto.storage_backend = kinto.core.storage.postgresql\nkinto.storage_url = {url}\n\
+         kinto.permission_backend = kinto.core.permission.postgresql\nkinto.permission_url = {url}\n\
+         kinto.cache_backend = kinto.core.cache.postgresql\nkinto.cache_url = {url}\n\
+         kinto.storage_pool_maxconn = 3\nkinto.userid_hmac_secret = e2e-secret\n\
+         kinto.includes = kinto.plugins.accounts\nmultiauth.policies = account basicauth\n\
+         multiauth.policy.account.use = kinto.plugins.accounts.AccountsPolicy\n\
+         kinto.account_create_principals = system.Everyone\n\
+         kinto.account_write_principals = account:admin\n\
+         kinto.account_bcrypt_cost = 4\nkinto.account_local_cache_seconds = 60\n"
+    );
+    let ini = dir.0.join("kinto.ini");
+    std::fs::write(&ini, format!("[app:main]\n{app_main}\n")).unwrap();
+    let out = Command::new(KINTO)
+        .arg("--ini")
+        .arg(&ini)
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = Server::start(&dir, &app_main, 2, &[]);
+    // Fresh connections land on either worker; enough of them reach both.
+    let logins = |password: &str| -> Vec<Value> {
+        (0..16)
+            .map(|_| {
+                let (status, root) =
+                    server.request_basic("GET", "/v1/", Some(("alice", password)), None);
+                assert_eq!(status, 200, "{root}");
+                root["user"]["id"].clone()
+            })
+            .collect()
+    };
+    let account = json!("account:alice");
+    let (status, body) = server.request(
+        "PUT",
+        "/v1/accounts/alice",
+        None,
+        Some(&json!({"data": {"password": "old"}})),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert!(logins("old").iter().all(|id| *id == account));
+
+    let (status, body) = server.request_basic(
+        "PATCH",
+        "/v1/accounts/alice",
+        Some(("alice", "old")),
+        Some(&json!({"data": {"password": "new"}})),
+    );
+    assert_eq!(status, 200, "{body}");
+    // Refused: the old password makes a `basicauth` user, not the account.
+    assert!(logins("old").iter().all(|id| *id != account));
+    assert!(logins("new").iter().all(|id| *id == account));
+
+    let (status, body) =
+        server.request_basic("DELETE", "/v1/accounts/alice", Some(("alice", "new")), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(logins("new").iter().all(|id| *id != account));
 }
 
 /// A worker that cannot initialise (here: its log file cannot be opened) exits 22, and with

@@ -108,6 +108,64 @@ on_both_backends!(password_changes_and_deletion, |db| {
     assert_ne!(whoami(&mut t, "x", "r"), json!("account:x"));
 });
 
+/// Calls made to the cache backend so far, as the Prometheus plugin's cache timers count them.
+fn cache_calls(metrics: &kinto::metrics::Metrics) -> u64 {
+    let text = metrics.render_prometheus().expect("prometheus enabled");
+    text.lines()
+        .filter(|l| l.starts_with("kinto_backend_cache_seconds_count{"))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+        .sum()
+}
+
+/// A verification remembered by the worker serves further requests without any cache call
+/// (the PostgreSQL cache), until a password change or deletion invalidates it.
+#[test]
+fn remembered_verifications_skip_the_cache() {
+    let mut t = accounts_app(Db::Postgres).reopen(|s| {
+        s.includes.push("kinto.plugins.prometheus".into());
+        // Well above the time these requests take, so a slow machine cannot expire entries.
+        s.raw
+            .insert("account_local_cache_seconds".into(), "60".into());
+    });
+    let metrics = kinto::metrics::Metrics::from_settings(&t.settings).unwrap();
+    let storage = kinto::storage::connect(&t.settings).unwrap();
+    let cache = kinto::cache::connect(&t.settings).unwrap();
+    // Its own epoch: other tests of this binary moving the process's one cannot interfere.
+    t.app = kinto::api::App::new(t.settings.clone(), storage, cache)
+        .with_metrics(metrics.clone())
+        .with_accounts_epoch(kinto::api::verified::Epoch::new());
+    sign_up(&mut t, "x", "p");
+    let before = cache_calls(&metrics);
+    assert_eq!(whoami(&mut t, "x", "p"), json!("account:x"));
+    let first = cache_calls(&metrics);
+    assert!(
+        first > before,
+        "the first login reads and fills the shared cache"
+    );
+    for _ in 0..5 {
+        assert_eq!(whoami(&mut t, "x", "p"), json!("account:x"));
+        t.request(as_user("GET", "/v1/accounts/x", "x", "p"))
+            .expect(200);
+    }
+    assert_eq!(cache_calls(&metrics), first, "remembered: no cache call");
+    // A wrong password is never served from memory.
+    assert_ne!(whoami(&mut t, "x", "wrong"), json!("account:x"));
+    // The password change invalidates the memory: the old password is refused at once.
+    t.request(
+        as_user("PATCH", "/v1/accounts/x", "x", "p").json(&json!({"data": {"password": "q"}})),
+    )
+    .expect(200);
+    assert_ne!(whoami(&mut t, "x", "p"), json!("account:x"));
+    assert_eq!(whoami(&mut t, "x", "q"), json!("account:x"));
+    let changed = cache_calls(&metrics);
+    assert_eq!(whoami(&mut t, "x", "q"), json!("account:x"));
+    assert_eq!(cache_calls(&metrics), changed);
+    // So does the deletion.
+    t.request(as_user("DELETE", "/v1/accounts/x", "x", "q"))
+        .expect(200);
+    assert_ne!(whoami(&mut t, "x", "q"), json!("account:x"));
+}
+
 on_both_backends!(who_may_do_what, |db| {
     let mut t = accounts_app(db);
     sign_up(&mut t, "alice", "pa");

@@ -40,6 +40,18 @@ pub fn cache_ttl(settings: &Settings) -> f64 {
         .unwrap_or(30.0)
 }
 
+/// How long a worker trusts a verification it remembers: the kinto-rs setting
+/// `account_local_cache_seconds` (default [`super::verified::LOCAL_CAP`], 0 disables), always
+/// bounded by `account_cache_ttl_seconds`.
+pub fn local_cache_cap(settings: &Settings) -> std::time::Duration {
+    settings
+        .raw
+        .get("account_local_cache_seconds")
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+        .unwrap_or(super::verified::LOCAL_CAP)
+}
+
 /// The cache key of a verified account: hex HMAC(`userid_hmac_secret`, `accounts:<id>:verified`).
 pub fn cache_key(secret: &str, id: &str) -> String {
     hmac_hex(

@@ -9,7 +9,8 @@
 //!
 //! Layout: [`resource`] (buckets, collections, groups, records and the plugin resources
 //! accounts and history), [`utility`] (root, heartbeats, version, OpenAPI), [`batch`],
-//! [`default_bucket`], [`accounts`], [`history`], [`permissions`], [`user_data`], [`cors`],
+//! [`default_bucket`], [`accounts`] (and [`verified`], the accounts remembered by a worker),
+//! [`history`], [`permissions`], [`user_data`], [`cors`],
 //! [`schema`] (JSON-schema validation), [`signals`] (Backoff, end of service), [`http`]
 //! (shared HTTP helpers).
 
@@ -28,6 +29,7 @@ pub mod schema;
 pub mod signals;
 pub mod user_data;
 pub mod utility;
+pub mod verified;
 
 use crate::auth::{Authenticator, User};
 use crate::authz::{SettingsGrants, AUTHENTICATED, EVERYONE};
@@ -239,21 +241,28 @@ pub struct App {
     backend: Arc<dyn Backend>,
     cache: Arc<dyn Cache>,
     metrics: crate::metrics::Metrics,
-    /// When this worker last refreshed the TTL of each account verification entry: Kinto
-    /// refreshes it on every hit (a cache write per request); refreshing once per half TTL
-    /// keeps entries alive just as well.
-    refreshed: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// The account verifications this worker remembers (no cache round trip on a hit).
+    verified: verified::Verifications,
 }
 
 impl App {
     pub fn new(settings: Arc<Settings>, backend: Box<dyn Backend>, cache: Box<dyn Cache>) -> App {
+        let cap = accounts::local_cache_cap(&settings);
         App {
             cfg: Config::new(settings),
             backend: Arc::from(backend),
             cache: Arc::from(cache),
             metrics: crate::metrics::Metrics::disabled(),
-            refreshed: Default::default(),
+            verified: verified::Verifications::new(verified::Epoch::process(), cap),
         }
+    }
+
+    /// Shares the accounts `epoch` (the one the master mapped before forking) instead of this
+    /// process's: every worker holding it drops its remembered verifications when one moves it.
+    pub fn with_accounts_epoch(mut self, epoch: verified::Epoch) -> App {
+        let cap = accounts::local_cache_cap(&self.cfg.settings);
+        self.verified = verified::Verifications::new(epoch, cap);
+        self
     }
 
     /// Reports the requests and times the backend calls with `metrics`.
@@ -375,7 +384,9 @@ impl App {
             Route::Flush => {
                 utility_methods(&["POST"])?;
                 self.backend.flush()?;
-                self.cache.flush()?;
+                let flushed = self.cache.flush();
+                self.verified.invalidate();
+                flushed?;
                 Ok((http::json(202, &serde_json::json!({})), None))
             }
             Route::Counters => {
@@ -526,13 +537,17 @@ impl App {
         Ok(response)
     }
 
-    /// Runs the cache writes of a committed request (or batch).
+    /// Runs the cache writes of a committed request (or batch). The deferred deletions are
+    /// account verifications (password changed, account deleted): once the shared entry is gone,
+    /// the epoch moves, so no worker of this master trusts its memory of the old password.
     fn write_cache(&self, carry: &mut Carry) -> ApiResult<()> {
         for (key, value, ttl) in carry.cache_writes.drain(..) {
             match value {
                 Some(value) => self.cache.set(&key, &value, ttl)?,
                 None => {
-                    self.cache.delete(&key)?;
+                    let deleted = self.cache.delete(&key);
+                    self.verified.invalidate();
+                    deleted?;
                 }
             }
         }
@@ -563,18 +578,28 @@ impl App {
         Ok(user)
     }
 
-    /// The accounts policy check: a verification cached in the shared cache, else bcrypt
-    /// against the stored account (then cached for `account_cache_ttl_seconds`).
+    /// The accounts policy check: a verification this worker remembers (no round trip), else
+    /// one cached in the shared cache, else bcrypt against the stored account (then cached for
+    /// `account_cache_ttl_seconds`, as Kinto does, and remembered).
     fn verify_account(&self, id: &str, password: &str) -> ApiResult<bool> {
         if !crate::authz::Kind::Account.valid_id(id) {
             return Ok(false);
         }
         let ttl = accounts::cache_ttl(&self.cfg.settings);
+        let ttl_duration = std::time::Duration::try_from_secs_f64(ttl).unwrap_or_default();
         let key = accounts::cache_key(&self.cfg.settings.userid_hmac_secret, id);
         let expected = accounts::cache_value(&key, password);
+        let now = std::time::Instant::now();
+        if self.verified.hit(&key, &expected, ttl_duration, now) {
+            return Ok(true);
+        }
+        let epoch = self.verified.epoch();
         if let Some(serde_json::Value::String(cached)) = self.cache.get(&key)? {
             if cached == expected {
-                self.refresh_verification(&key, ttl)?;
+                if self.verified.refresh_due(&key, ttl_duration, now) {
+                    self.cache.expire(&key, ttl)?;
+                }
+                self.verified.remember(&key, expected, epoch, now);
                 return Ok(true);
             }
         }
@@ -594,36 +619,15 @@ impl App {
             .and_then(serde_json::Value::as_str)
             .is_some_and(|hash| accounts::verify(password, hash));
         if verified {
-            self.cache
-                .set(&key, &serde_json::Value::String(expected), Some(ttl))?;
-            self.refreshed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(key, std::time::Instant::now());
+            self.cache.set(
+                &key,
+                &serde_json::Value::String(expected.clone()),
+                Some(ttl),
+            )?;
+            self.verified.refreshed(&key, now);
+            self.verified.remember(&key, expected, epoch, now);
         }
         Ok(verified)
-    }
-
-    /// Refreshes the TTL of a verification entry unless this worker did so less than half a
-    /// TTL ago.
-    fn refresh_verification(&self, key: &str, ttl: f64) -> ApiResult<()> {
-        let now = std::time::Instant::now();
-        let half = std::time::Duration::from_secs_f64(ttl / 2.0);
-        {
-            let mut refreshed = self.refreshed.lock().unwrap_or_else(|e| e.into_inner());
-            if refreshed
-                .get(key)
-                .is_some_and(|at| now.duration_since(*at) < half)
-            {
-                return Ok(());
-            }
-            if refreshed.len() > 10_000 {
-                refreshed.clear();
-            }
-            refreshed.insert(key.to_string(), now);
-        }
-        self.cache.expire(key, ttl)?;
-        Ok(())
     }
 
     fn new_ctx<'a>(&'a self, request: &'a Request, carry: &mut Carry) -> ApiResult<Ctx<'a>> {
