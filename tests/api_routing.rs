@@ -55,7 +55,10 @@ fn root_view_authenticated_user() {
     let mut t = TestApp::new();
     let r = t.call("GET", "/v1/", Some("someone"), None).expect(200);
     let body = r.json();
-    assert_eq!(body.as_object().unwrap().keys().last().unwrap(), "user");
+    assert_eq!(
+        body.as_object().unwrap().keys().next_back().unwrap(),
+        "user"
+    );
     assert_eq!(serde_json::to_vec(&body).unwrap(), r.body);
     let id = t.user_id("someone");
     assert_eq!(body["user"]["id"], json!(id));
