@@ -421,3 +421,28 @@ fn startup_checks() {
     without_plugin.includes.clear();
     assert_eq!(kinto::accounts::check_settings(&without_plugin), Ok(()));
 }
+
+on_both_backends!(user_data_deletion_ends_the_account_login, |db| {
+    // Deleting a principal's data deletes its account: its password stops working at once, as
+    // after `DELETE /accounts/{id}` (the remembered and shared verifications go too).
+    let mut t = accounts_app(db).reopen(|s| {
+        s.raw
+            .insert("user-data_delete_principals".into(), "account:admin".into());
+    });
+    sign_up(&mut t, "x", "p");
+    sign_up(&mut t, "admin", "pz");
+    assert_eq!(whoami(&mut t, "x", "p"), json!("account:x"));
+    t.request(as_user(
+        "DELETE",
+        "/v1/__user_data__/account:x",
+        "admin",
+        "pz",
+    ))
+    .expect(200);
+    assert_eq!(
+        t.request(as_user("GET", "/v1/accounts/x", "admin", "pz"))
+            .status,
+        404
+    );
+    assert_ne!(whoami(&mut t, "x", "p"), json!("account:x"));
+});

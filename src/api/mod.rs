@@ -413,12 +413,18 @@ impl App {
                 utility_methods(&["DELETE"])?;
                 let mut ctx = self.new_ctx(request, carry)?;
                 ctx.seed_principals(carry);
+                let fresh = shared.is_none();
                 let response = match shared {
                     Some(tx) => user_data::delete(&mut ctx, tx, &principal)?,
                     None => {
                         self.in_transaction(|tx| user_data::delete(&mut ctx, tx, &principal))?
                     }
                 };
+                // Deleted accounts' verifications go (in a batch, with the batch's writes).
+                ctx.carry_over(carry);
+                if fresh {
+                    self.write_cache(carry)?;
+                }
                 Ok((response, None))
             }
             Route::Snapshot {

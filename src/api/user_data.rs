@@ -73,6 +73,10 @@ pub fn delete(ctx: &mut Ctx, tx: &mut dyn Transaction, principal: &str) -> ApiRe
             parent_id: &parent,
         };
         if tx.delete(list, &id, true, None)?.is_some() {
+            if kind == Kind::Account {
+                // As for `DELETE /accounts/{id}`: its password must stop working at once.
+                super::accounts::forget_verification(ctx, &id);
+            }
             cascade_delete(tx, kind, uri)?;
             deleted.push(uri.clone());
         }
