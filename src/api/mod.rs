@@ -243,15 +243,19 @@ pub struct App {
     metrics: crate::metrics::Metrics,
     /// The account verifications this worker remembers (no cache round trip on a hit).
     verified: verified::Verifications,
+    probes: utility::Probes,
 }
 
 impl App {
     pub fn new(settings: Arc<Settings>, backend: Box<dyn Backend>, cache: Box<dyn Cache>) -> App {
         let cap = accounts::local_cache_cap(&settings);
+        let backend: Arc<dyn Backend> = Arc::from(backend);
+        let cache: Arc<dyn Cache> = Arc::from(cache);
         App {
             cfg: Config::new(settings),
-            backend: Arc::from(backend),
-            cache: Arc::from(cache),
+            probes: utility::Probes::new(Arc::clone(&backend), Arc::clone(&cache)),
+            backend,
+            cache,
             metrics: crate::metrics::Metrics::disabled(),
             verified: verified::Verifications::new(verified::Epoch::process(), cap),
         }
@@ -364,10 +368,7 @@ impl App {
             }
             Route::Heartbeat => {
                 utility_methods(&["GET", "HEAD"])?;
-                Ok((
-                    utility::heartbeat(&self.cfg, &self.backend, &self.cache),
-                    None,
-                ))
+                Ok((utility::heartbeat(&self.cfg, &self.probes), None))
             }
             Route::Version => {
                 utility_methods(&["GET", "HEAD"])?;

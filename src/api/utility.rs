@@ -242,40 +242,91 @@ pub fn version(cfg: &Config) -> ApiResult<Response> {
 
 /// `GET /v1/__heartbeat__`: the checks run concurrently, each bounded by
 /// `heartbeat_timeout_seconds`; a check that does not answer in time counts as failed.
-pub fn heartbeat(cfg: &Config, backend: &Arc<dyn Backend>, cache: &Arc<dyn Cache>) -> Response {
+pub fn heartbeat(cfg: &Config, probes: &Probes) -> Response {
     let timeout = Duration::from_secs(cfg.settings.heartbeat_timeout_seconds.max(1));
-    let (sender, receiver) = mpsc::channel::<(&'static str, bool)>();
-    {
-        let backend = Arc::clone(backend);
-        let sender = sender.clone();
-        std::thread::spawn(move || {
-            let ok = backend.ping();
-            let _ = sender.send(("storage", ok));
-            let _ = sender.send(("permission", ok));
-        });
-    }
-    {
-        let cache = Arc::clone(cache);
-        std::thread::spawn(move || {
-            let _ = sender.send(("cache", cache.ping()));
-        });
-    }
-    let mut results = Map::new();
-    for name in ["storage", "permission", "cache"] {
-        results.insert(name.into(), Value::Bool(false));
-    }
     let deadline = std::time::Instant::now() + timeout;
-    for _ in 0..3 {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match receiver.recv_timeout(left) {
-            Ok((name, ok)) => {
-                results.insert(name.into(), Value::Bool(ok));
-            }
-            Err(_) => break,
+    // Both checks start before either answer is awaited: they run side by side.
+    let storage = probes.storage.start();
+    let cache = probes.cache.start();
+    let storage = Probe::wait(storage, deadline);
+    let cache = Probe::wait(cache, deadline);
+    let mut results = Map::new();
+    results.insert("storage".into(), Value::Bool(storage));
+    results.insert("permission".into(), Value::Bool(storage));
+    results.insert("cache".into(), Value::Bool(cache));
+    let healthy = storage && cache;
+    json(if healthy { 200 } else { 503 }, &Value::Object(results))
+}
+
+/// The worker's backend checks for `__heartbeat__` (the permission backend shares the storage's
+/// connection, so one check serves both).
+pub struct Probes {
+    storage: Probe,
+    cache: Probe,
+}
+
+impl Probes {
+    pub fn new(backend: Arc<dyn Backend>, cache: Arc<dyn Cache>) -> Probes {
+        Probes {
+            storage: Probe::new(Arc::new(move || backend.ping())),
+            cache: Probe::new(Arc::new(move || cache.ping())),
         }
     }
-    let healthy = results.values().all(|v| v == &Value::Bool(true));
-    json(if healthy { 200 } else { 503 }, &Value::Object(results))
+}
+
+type Check = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// One backend check run by a thread kept for it (started at the first check, so in the worker
+/// after fork), so that a hung backend makes the check time out, never the request, without a
+/// thread spawned per heartbeat. Checks asked while one runs share its result.
+struct Probe {
+    check: Check,
+    queue: std::sync::Mutex<Option<mpsc::Sender<mpsc::Sender<bool>>>>,
+}
+
+impl Probe {
+    fn new(check: Check) -> Probe {
+        Probe {
+            check,
+            queue: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Asks for a check; the answer arrives on the returned receiver (none if it cannot run).
+    fn start(&self) -> Option<mpsc::Receiver<bool>> {
+        let (reply, answer) = mpsc::channel();
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let sender = queue.get_or_insert_with(|| {
+            let (sender, requests) = mpsc::channel::<mpsc::Sender<bool>>();
+            let check = Arc::clone(&self.check);
+            // Should the spawn fail, the closure and its receiver are dropped: the send below
+            // fails and the check reports a failure.
+            let _ = std::thread::Builder::new()
+                .name("heartbeat".into())
+                .spawn(move || {
+                    while let Ok(first) = requests.recv() {
+                        let waiting: Vec<_> =
+                            std::iter::once(first).chain(requests.try_iter()).collect();
+                        let ok = check();
+                        for reply in waiting {
+                            let _ = reply.send(ok);
+                        }
+                    }
+                });
+            sender
+        });
+        if sender.send(reply).is_err() {
+            // The thread could not start or is gone: try a new one next time.
+            *queue = None;
+            return None;
+        }
+        Some(answer)
+    }
+
+    fn wait(answer: Option<mpsc::Receiver<bool>>, deadline: std::time::Instant) -> bool {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        answer.is_some_and(|a| a.recv_timeout(left).unwrap_or(false))
+    }
 }
 
 /// `GET /v1/__api__`: an OpenAPI 2.0 description of the resource endpoints.
@@ -362,4 +413,43 @@ pub fn contribute() -> Response {
             "keywords": ["python", "pyramid", "json", "storage", "sync", "rust"]
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::Instant;
+
+    #[test]
+    fn a_hung_check_times_out_and_later_checks_share_one_run() {
+        let hung = Arc::new(AtomicBool::new(true));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let probe = Probe::new({
+            let (hung, runs) = (hung.clone(), runs.clone());
+            Arc::new(move || {
+                runs.fetch_add(1, Ordering::SeqCst);
+                while hung.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                true
+            })
+        });
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(200);
+        assert!(!Probe::wait(probe.start(), deadline));
+        // Asked while the first still hangs: queued, not a second thread.
+        let (a, b) = (probe.start(), probe.start());
+        assert!(!Probe::wait(a, Instant::now() + Duration::from_millis(100)));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        hung.store(false, Ordering::SeqCst);
+        assert!(Probe::wait(b, Instant::now() + Duration::from_secs(5)));
+        // The two queued requests were answered by one run after the hung one.
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert!(Probe::wait(
+            probe.start(),
+            Instant::now() + Duration::from_secs(5)
+        ));
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+    }
 }
