@@ -1830,6 +1830,60 @@ mod postgresql_schema {
     }
 
     #[test]
+    fn filtered_lists_have_a_list_scoped_filter_index() {
+        // Equality filters of a list are one lookup in the GIN index of (list, data) however
+        // many matches other lists hold (with the generic plans of the backend's sessions this
+        // measured 0.41 instead of 0.58 ms of database CPU per filtered list: bench/, S5).
+        let db = TestDb::postgresql_empty();
+        db.backend().migrate(false).unwrap();
+        assert_eq!(
+            db.query_text(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'idx_objects_list_data'"
+            )
+            .as_deref(),
+            Some(
+                "CREATE INDEX idx_objects_list_data ON public.objects USING gin \
+                 (parent_id, resource_name, data jsonb_path_ops)"
+            )
+        );
+        assert_eq!(
+            db.query_text("SELECT to_regclass('idx_objects_data_jsonb_path_ops')::text"),
+            None,
+            "the unscoped index of earlier versions is replaced"
+        );
+        let mut client = postgres::Client::connect(&db.settings.url, postgres::NoTls).unwrap();
+        client
+            .batch_execute(
+                "INSERT INTO objects (id, parent_id, resource_name, data, last_modified, deleted) \
+                 SELECT 'r' || i, CASE WHEN i % 10 = 0 THEN '/buckets/b/collections/small' \
+                   ELSE '/buckets/b/collections/big' END, 'record', \
+                   jsonb_build_object('i', i, 'n', i % 1000, 'pad', repeat('x', 200)), \
+                   TIMESTAMP '2026-01-01' + i * INTERVAL '1 millisecond', FALSE \
+                 FROM generate_series(1, 20000) AS i",
+            )
+            .unwrap();
+        // Separately: a multi-statement string runs as one transaction, VACUUM cannot.
+        client.batch_execute("VACUUM ANALYZE objects").unwrap();
+        let plan: Vec<String> = client
+            .query(
+                "EXPLAIN SELECT id FROM objects WHERE parent_id = '/buckets/b/collections/small' \
+                   AND resource_name = 'record' AND NOT deleted AND data @> '{\"n\": 10}' \
+                 ORDER BY last_modified DESC LIMIT 21",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("Bitmap Index Scan on idx_objects_list_data"),
+            "{plan}"
+        );
+        assert!(plan.contains("parent_id = "), "{plan}");
+    }
+
+    #[test]
     fn dry_run_on_empty_database_changes_nothing() {
         let db = TestDb::postgresql_empty();
         let backend = db.backend();
@@ -1839,7 +1893,7 @@ mod postgresql_schema {
             4,
             "storage, permission, cache, kinto-rs indexes"
         );
-        assert!(scripts[3].contains("USING gin (data jsonb_path_ops)"));
+        assert!(scripts[3].contains("USING gin (parent_id, resource_name, data jsonb_path_ops)"));
         assert!(scripts[0].contains("CREATE TABLE IF NOT EXISTS objects"));
         assert!(scripts[0].contains("tgr_objects_last_modified"));
         assert_eq!(db.query_text("SELECT to_regclass('objects')::text"), None);

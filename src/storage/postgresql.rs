@@ -28,6 +28,9 @@ const STORAGE_SCHEMA: &str = include_str!("../../sql/postgresql/storage_schema.s
 const PERMISSION_SCHEMA: &str = include_str!("../../sql/postgresql/permission_schema.sql");
 /// Indexes of kinto-rs's own on Kinto's tables (unversioned: Kinto ignores them).
 const EXTRA_INDEXES: &str = include_str!("../../sql/postgresql/kinto_rs_indexes.sql");
+/// The filter index where the btree_gin extension cannot be created.
+const EXTRA_INDEXES_UNSCOPED: &str =
+    include_str!("../../sql/postgresql/kinto_rs_indexes_unscoped.sql");
 /// The cache table (unversioned).
 pub const CACHE_SCHEMA: &str = include_str!("../../sql/postgresql/cache_schema.sql");
 /// Storage migrations this code knows: `(from version, script)`.
@@ -288,6 +291,17 @@ fn metadata_version(conn: &mut PgConn, name: &str) -> Result<Option<i64>> {
     Ok(row.get(0))
 }
 
+/// The btree_gin extension is installed, or this role may install it: a superuser, or (it is a
+/// trusted extension since PostgreSQL 13) a role with CREATE on the database.
+fn can_use_btree_gin(conn: &mut PgConn) -> Result<bool> {
+    Ok(conn
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'btree_gin')              OR (EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'btree_gin')                  AND ((SELECT rolsuper FROM pg_roles WHERE rolname = current_user)                    OR (current_setting('server_version_num')::int >= 130000                        AND has_database_privilege(current_database(), 'CREATE'))))",
+            &[],
+        )?
+        .get(0))
+}
+
 fn table_exists(conn: &mut PgConn, table: &str) -> Result<bool> {
     Ok(conn
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])?
@@ -372,8 +386,12 @@ impl Backend for PgBackend {
         if !table_exists(&mut conn, "cache")? {
             scripts.push(CACHE_SCHEMA.to_string());
         }
-        if !table_exists(&mut conn, "idx_objects_data_jsonb_path_ops")? {
-            scripts.push(EXTRA_INDEXES.to_string());
+        if !table_exists(&mut conn, "idx_objects_list_data")? {
+            if can_use_btree_gin(&mut conn)? {
+                scripts.push(EXTRA_INDEXES.to_string());
+            } else if !table_exists(&mut conn, "idx_objects_data_jsonb_path_ops")? {
+                scripts.push(EXTRA_INDEXES_UNSCOPED.to_string());
+            }
         }
         if dry_run || scripts.is_empty() {
             return Ok(scripts);
