@@ -371,3 +371,60 @@ fn list_is_one_round_trip_on_postgresql() {
         .expect(200);
     assert_eq!(round_trips() - before, 1);
 }
+
+#[test]
+fn object_writes_open_their_transaction_with_their_read_on_postgresql() {
+    // The read of a write request travels with BEGIN and the list lock: a PATCH or a PUT is
+    // its read, its write and its commit.
+    use kinto::storage::postgresql::round_trips;
+    let mut t = seeded(Db::Postgres, |_| {});
+    for i in 0..3 {
+        t.call(
+            "PUT",
+            &format!("{REC}/r{i}"),
+            A,
+            Some(json!({"data": {"n": i}})),
+        )
+        .expect(201);
+    }
+    // Warm the prepared statements of the connection.
+    t.call(
+        "PATCH",
+        &format!("{REC}/r0"),
+        A,
+        Some(json!({"data": {"m": 0}})),
+    )
+    .expect(200);
+    let before = round_trips();
+    let r = t
+        .call(
+            "PATCH",
+            &format!("{REC}/r1"),
+            A,
+            Some(json!({"data": {"m": 1}})),
+        )
+        .expect(200);
+    assert_eq!(round_trips() - before, 3, "PATCH");
+    assert_eq!(r.json()["data"]["m"], json!(1));
+    let before = round_trips();
+    t.call(
+        "PUT",
+        &format!("{REC}/r1"),
+        A,
+        Some(json!({"data": {"m": 2}})),
+    )
+    .expect(200);
+    assert_eq!(round_trips() - before, 3, "PUT");
+    // A stale If-Match is refused after the one round trip of the read (then rolled back).
+    let before = round_trips();
+    t.request(
+        Req::new("PATCH", &format!("{REC}/r2"))
+            .user("alice")
+            .header("If-Match", "\"1\"")
+            .json(&json!({"data": {"m": 3}})),
+    )
+    .expect(412);
+    assert_eq!(round_trips() - before, 2, "412: read, rollback");
+    let got = t.call("GET", &format!("{REC}/r2"), A, None).expect(200);
+    assert_eq!(got.json()["data"].get("m"), None);
+}

@@ -1189,6 +1189,7 @@ fn read_object_in_one_call(db: &TestDb) {
         principals: &principals,
         bound_permissions: &bound,
         parents: &parents,
+        lock: None,
     };
     let res = tx.read_object(&req).unwrap();
     assert_eq!(res.object.as_ref(), Some(&rec));
@@ -1214,6 +1215,80 @@ fn read_object_in_one_call(db: &TestDb) {
     assert!(res.object.is_none());
     assert!(res.permissions.is_empty());
     assert_eq!(res.principals, nobody);
+}
+
+/// The read of a write request takes its list's lock first (on PostgreSQL in the same round
+/// trip, its parameters then written as literals): the same answer as an ordinary read, for
+/// principals and ids of any text, and the lock held until the transaction ends.
+fn locked_read_object_answers_alike_and_holds_the_lock(db: &TestDb) {
+    let backend = db.backend();
+    let strange = [
+        "account:o'neil",
+        "a\\b \"c\", {d} NULL",
+        "NULL",
+        "$1 ' OR 1=1 --",
+        "é ünïcode, 'quoted'",
+    ];
+    let mut tx = backend.begin().unwrap();
+    tx.create(records(COLL), obj(json!({"id": "r'1", "v": "x"})))
+        .unwrap()
+        .unwrap();
+    let uri = format!("{COLL}/records/r'1");
+    for principal in strange {
+        tx.add_principal_to_ace(&uri, "write", principal).unwrap();
+        tx.add_user_principal(strange[0], principal).unwrap();
+    }
+    tx.commit().unwrap();
+    let user_ids = vec![strange[0].to_string(), "system.Authenticated".to_string()];
+    let principals = set(&["system.Everyone", strange[0], strange[1]]);
+    let bound = vec![(uri.clone(), "write".to_string())];
+    let colls = ListRef {
+        resource_name: "collection",
+        parent_id: "/buckets/b",
+    };
+    let parents = [(colls, "c'\\x")];
+    let req = ReadRequest {
+        list: records(COLL),
+        id: "r'1",
+        object_uri: &uri,
+        user_ids: &user_ids,
+        principals: &principals,
+        bound_permissions: &bound,
+        parents: &parents,
+        lock: None,
+    };
+    let mut tx = backend.begin().unwrap();
+    let plain = tx.read_object(&req).unwrap();
+    tx.rollback().unwrap();
+    assert!(plain.allowed);
+    assert_eq!(plain.permissions["write"].len(), strange.len());
+    assert!(strange.iter().all(|p| plain.principals.contains(*p)));
+    let mut tx = backend.begin().unwrap();
+    let locked = tx
+        .read_object(&ReadRequest {
+            lock: Some(records(COLL)),
+            ..req
+        })
+        .unwrap();
+    assert_eq!(locked, plain);
+    // Another writer of the list waits for this transaction.
+    let other = db.backend();
+    let waiter = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let mut tx = other.begin().unwrap();
+        tx.lock_list(records(COLL)).unwrap();
+        tx.rollback().unwrap();
+        started.elapsed()
+    });
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    tx.update(records(COLL), "r'1", obj(json!({"v": "y"})))
+        .unwrap();
+    tx.commit().unwrap();
+    let waited = waiter.join().unwrap();
+    assert!(
+        waited >= std::time::Duration::from_millis(300),
+        "{waited:?}"
+    );
 }
 
 fn read_list_in_one_call(db: &TestDb) {
@@ -1805,6 +1880,7 @@ conformance!(
     field_names_are_never_sql,
     permissions_principals_and_aces,
     read_object_in_one_call,
+    locked_read_object_answers_alike_and_holds_the_lock,
     read_list_in_one_call,
     cache_values_and_ttl,
     cache_writes_while_a_storage_transaction_writes,

@@ -180,6 +180,9 @@ pub trait Transaction: Storage + Permission {
     /// Object, ACEs, principals, permission check and parents in one round trip (PostgreSQL);
     /// the default runs the equivalent queries one after the other.
     fn read_object(&mut self, req: &ReadRequest) -> Result<ReadResult> {
+        if let Some(list) = req.lock {
+            self.lock_list(list)?;
+        }
         read_object_by_parts(self, req)
     }
     /// A plural read in one round trip where the backend can (PostgreSQL): principals,
@@ -203,6 +206,7 @@ pub trait Backend: Send + Sync {
 }
 
 pub mod jsonb;
+mod pg_inline;
 mod pg_query;
 pub mod postgresql;
 pub mod sqlite;
@@ -266,6 +270,9 @@ pub struct ReadRequest<'a> {
     pub bound_permissions: &'a [(String, String)],
     /// Parent objects whose existence is checked: `(list, id)`.
     pub parents: &'a [(ListRef<'a>, &'a str)],
+    /// Take this list's write lock first (`Transaction::lock_list`), so that what is read holds
+    /// until the transaction commits: the read of a write request.
+    pub lock: Option<ListRef<'a>>,
 }
 
 /// Answer to a [`ReadRequest`].

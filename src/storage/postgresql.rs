@@ -3,6 +3,7 @@
 //! opened at the first write; writers of one list are serialised by a transaction-scoped advisory
 //! lock on that list, so Kinto's timestamp trigger never computes the same value twice (no 409s).
 
+use super::pg_inline;
 use super::pg_query::{self, from_epoch, PgSql, EPOCH_LM};
 use super::{
     build_object, split_object, tombstone, Backend, BackendError, ListQuery, ListRef, ListRequest,
@@ -12,9 +13,9 @@ use crate::permission::ObjectPermissions;
 use crate::settings::BackendSettings;
 use postgres::error::SqlState;
 use postgres::types::ToSql;
-use postgres::{Client, NoTls, Row, Statement};
+use postgres::{Client, NoTls, Row, SimpleQueryMessage, Statement};
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -137,6 +138,12 @@ impl PgConn {
     pub(crate) fn batch(&mut self, sql: &str) -> Result<()> {
         count_round_trip();
         self.client.batch_execute(sql).map_err(pg_err)
+    }
+
+    /// Statements in one simple-protocol round trip, with their rows as text.
+    fn simple(&mut self, sql: &str) -> Result<Vec<SimpleQueryMessage>> {
+        count_round_trip();
+        self.client.simple_query(sql).map_err(pg_err)
     }
 }
 
@@ -466,6 +473,26 @@ pub(crate) fn parse_data(text: &str) -> Result<Object> {
 
 const TOMBSTONE_DATA: &str = "'{\"deleted\": true}'::JSONB";
 
+/// The object, its ACEs, the caller's principals, the permission check and the parents' existence
+/// (`Transaction::read_object`), one row.
+const READ_OBJECT_SQL: &str = "WITH p AS (SELECT unnest($1::text[]) AS principal UNION \
+               SELECT principal FROM user_principals WHERE user_id = ANY($2::text[])) \
+             SELECT (SELECT array_agg(principal) FROM p), \
+               EXISTS (SELECT 1 FROM access_control_entries AS a \
+                 JOIN unnest($3::text[], $4::text[]) AS b(o, perm) \
+                   ON a.object_id = b.o AND a.permission = b.perm \
+                 WHERE a.principal IN (SELECT principal FROM p)), \
+               (SELECT array_agg(permission || ' ' || principal) FROM access_control_entries \
+                 WHERE object_id = $5), \
+               (SELECT array_agg(EXISTS (SELECT 1 FROM objects AS x WHERE x.id = q.id \
+                   AND x.parent_id = q.parent AND x.resource_name = q.res AND NOT x.deleted) \
+                   ORDER BY q.n) \
+                 FROM unnest($6::text[], $7::text[], $8::text[]) WITH ORDINALITY \
+                   AS q(res, parent, id, n)), \
+               o.data::text, (EXTRACT(EPOCH FROM o.last_modified) * 1000)::BIGINT \
+             FROM (SELECT 1) AS one LEFT JOIN objects AS o \
+               ON o.id = $9 AND o.parent_id = $10 AND o.resource_name = $11 AND NOT o.deleted";
+
 impl PgTx {
     pub(crate) fn conn(&mut self) -> &mut PgConn {
         &mut self.conn
@@ -493,6 +520,54 @@ impl PgTx {
             self.begun = true;
         }
         Ok(&mut self.conn)
+    }
+
+    /// Opens the transaction, takes `lock`'s list lock and reads the object in one round trip:
+    /// the read is sent with its parameters as literals after `BEGIN` (a prepared statement
+    /// would need a round trip of its own). `None` when a parameter cannot be a literal.
+    fn begin_and_read_object(
+        &mut self,
+        req: &ReadRequest,
+        lock: ListRef,
+    ) -> Result<Option<ReadRow>> {
+        let principals = req.principals.iter().map(String::as_str);
+        let parents = req.parents;
+        let params = [
+            pg_inline::text_array(principals),
+            pg_inline::text_array(req.user_ids.iter().map(String::as_str)),
+            pg_inline::text_array(req.bound_permissions.iter().map(|(o, _)| o.as_str())),
+            pg_inline::text_array(req.bound_permissions.iter().map(|(_, p)| p.as_str())),
+            pg_inline::text(req.object_uri),
+            pg_inline::text_array(parents.iter().map(|(l, _)| l.resource_name)),
+            pg_inline::text_array(parents.iter().map(|(l, _)| l.parent_id)),
+            pg_inline::text_array(parents.iter().map(|(_, id)| *id)),
+            pg_inline::text(req.id),
+            pg_inline::text(req.list.parent_id),
+            pg_inline::text(req.list.resource_name),
+        ];
+        let Some(params) = params.into_iter().collect::<Option<Vec<String>>>() else {
+            return Ok(None);
+        };
+        let key = list_lock_key(lock);
+        // See `write` for the asynchronous commit; an integer literal for the lock key.
+        let sql = format!(
+            "BEGIN; SET LOCAL synchronous_commit TO OFF; SELECT pg_advisory_xact_lock({key}); {}",
+            pg_inline::substitute(READ_OBJECT_SQL, &params)
+        );
+        // From here a failure leaves a transaction to roll back (see `Drop`).
+        self.begun = true;
+        self.locked.insert(key);
+        let messages = self.conn.simple(&sql)?;
+        let row = messages.iter().rev().find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        });
+        match row.and_then(ReadRow::from_text) {
+            Some(read) => Ok(Some(read)),
+            None => Err(BackendError::Unavailable(
+                "unexpected answer to an object read".into(),
+            )),
+        }
     }
 
     fn rows(&mut self, q: &PgSql) -> Result<Vec<Row>> {
@@ -844,6 +919,14 @@ impl Transaction for PgTx {
     }
 
     fn read_object(&mut self, req: &ReadRequest) -> Result<ReadResult> {
+        if let Some(list) = req.lock {
+            if !self.begun {
+                if let Some(read) = self.begin_and_read_object(req, list)? {
+                    return read.into_result(req.id);
+                }
+            }
+            self.write(Some(list))?;
+        }
         let principals: Vec<&String> = req.principals.iter().collect();
         let (objects, perms): (Vec<&str>, Vec<&str>) = req
             .bound_permissions
@@ -854,25 +937,8 @@ impl Transaction for PgTx {
             req.parents.iter().map(|(l, _)| l.resource_name).collect();
         let parent_parents: Vec<&str> = req.parents.iter().map(|(l, _)| l.parent_id).collect();
         let parent_ids: Vec<&str> = req.parents.iter().map(|(_, id)| *id).collect();
-        let sql = "WITH p AS (SELECT unnest($1::text[]) AS principal UNION \
-               SELECT principal FROM user_principals WHERE user_id = ANY($2::text[])) \
-             SELECT (SELECT array_agg(principal) FROM p), \
-               EXISTS (SELECT 1 FROM access_control_entries AS a \
-                 JOIN unnest($3::text[], $4::text[]) AS b(o, perm) \
-                   ON a.object_id = b.o AND a.permission = b.perm \
-                 WHERE a.principal IN (SELECT principal FROM p)), \
-               (SELECT array_agg(permission || ' ' || principal) FROM access_control_entries \
-                 WHERE object_id = $5), \
-               (SELECT array_agg(EXISTS (SELECT 1 FROM objects AS x WHERE x.id = q.id \
-                   AND x.parent_id = q.parent AND x.resource_name = q.res AND NOT x.deleted) \
-                   ORDER BY q.n) \
-                 FROM unnest($6::text[], $7::text[], $8::text[]) WITH ORDINALITY \
-                   AS q(res, parent, id, n)), \
-               o.data::text, (EXTRACT(EPOCH FROM o.last_modified) * 1000)::BIGINT \
-             FROM (SELECT 1) AS one LEFT JOIN objects AS o \
-               ON o.id = $9 AND o.parent_id = $10 AND o.resource_name = $11 AND NOT o.deleted";
         let row = self.conn.query_one(
-            sql,
+            READ_OBJECT_SQL,
             &[
                 &principals,
                 &req.user_ids,
@@ -887,9 +953,55 @@ impl Transaction for PgTx {
                 &req.list.resource_name,
             ],
         )?;
-        let all_principals: Option<Vec<String>> = row.get(0);
+        ReadRow {
+            principals: row.get(0),
+            allowed: row.get(1),
+            aces: row.get(2),
+            parents_exist: row.get(3),
+            data: row.get(4),
+            last_modified: row.get(5),
+        }
+        .into_result(req.id)
+    }
+}
+
+/// The row of [`READ_OBJECT_SQL`].
+struct ReadRow {
+    principals: Option<Vec<String>>,
+    allowed: bool,
+    /// `"<permission> <principal>"` of each of the object's ACEs.
+    aces: Option<Vec<String>>,
+    parents_exist: Option<Vec<bool>>,
+    data: Option<String>,
+    last_modified: Option<i64>,
+}
+
+impl ReadRow {
+    /// From the text form of the row, as the simple protocol gives it.
+    fn from_text(row: &postgres::SimpleQueryRow) -> Option<ReadRow> {
+        let array = |i: usize| match row.get(i) {
+            None => Some(None),
+            Some(text) => pg_inline::parse_array(text).map(Some),
+        };
+        Some(ReadRow {
+            principals: array(0)?,
+            allowed: row.get(1)? == "t",
+            aces: array(2)?,
+            parents_exist: match row.get(3) {
+                None => None,
+                Some(text) => Some(pg_inline::parse_bool_array(text)?),
+            },
+            data: row.get(4).map(str::to_string),
+            last_modified: match row.get(5) {
+                None => None,
+                Some(text) => Some(text.parse().ok()?),
+            },
+        })
+    }
+
+    fn into_result(self, id: &str) -> Result<ReadResult> {
         let mut permissions = ObjectPermissions::new();
-        for ace in row.get::<_, Option<Vec<String>>>(2).unwrap_or_default() {
+        for ace in self.aces.unwrap_or_default() {
             // Permission names never contain spaces; principals may.
             if let Some((perm, principal)) = ace.split_once(' ') {
                 permissions
@@ -898,19 +1010,18 @@ impl Transaction for PgTx {
                     .insert(principal.to_string());
             }
         }
-        let object = match row.get::<_, Option<&str>>(4) {
-            Some(data) => Some(build_object(parse_data(data)?, req.id, row.get(5))),
-            None => None,
+        let object = match (self.data, self.last_modified) {
+            (Some(data), Some(last_modified)) => {
+                Some(build_object(parse_data(&data)?, id, last_modified))
+            }
+            _ => None,
         };
         Ok(ReadResult {
             object,
             permissions,
-            principals: all_principals
-                .unwrap_or_default()
-                .into_iter()
-                .collect::<BTreeSet<_>>(),
-            allowed: row.get(1),
-            parents_exist: row.get::<_, Option<Vec<bool>>>(3).unwrap_or_default(),
+            principals: self.principals.unwrap_or_default().into_iter().collect(),
+            allowed: self.allowed,
+            parents_exist: self.parents_exist.unwrap_or_default(),
         })
     }
 }

@@ -118,6 +118,19 @@ pub fn read_access(
     id: &str,
     bound: &[(String, String)],
 ) -> ApiResult<Access> {
+    read_access_locking(ctx, tx, target, id, bound, None)
+}
+
+/// [`read_access`], taking `lock`'s write lock first (in the same round trip where the backend
+/// can): the read of a write request, which must hold until the write commits.
+pub fn read_access_locking(
+    ctx: &mut Ctx,
+    tx: &mut dyn Transaction,
+    target: &Target,
+    id: &str,
+    bound: &[(String, String)],
+    lock: Option<ListRef>,
+) -> ApiResult<Access> {
     let parent_id = target.list_parent(id);
     let uri = target.object_uri(id);
     let bucket_uri = format!("/buckets/{}", target.bucket);
@@ -139,6 +152,7 @@ pub fn read_access(
         &uri,
         bound,
         &parents,
+        lock,
     )?;
     access.allowed = access.allowed
         || ctx
@@ -176,6 +190,7 @@ fn read_with(
     uri: &str,
     bound: &[(String, String)],
     parents: &[(ListRef, &str)],
+    lock: Option<ListRef>,
 ) -> ApiResult<Access> {
     let (user_ids, known) = caller(ctx);
     let parents_valid = parents.iter().all(|(_, p)| valid_id(p));
@@ -188,6 +203,7 @@ fn read_with(
         principals: &known,
         bound_permissions: bound,
         parents,
+        lock,
     };
     let result = tx.read_object(&request)?;
     ctx.principals = Some(result.principals.clone());
@@ -234,6 +250,7 @@ pub fn read_list_access(
                 &bucket_uri,
                 bound,
                 &[],
+                None,
             )?;
             // Collections and groups do not require their bucket to exist.
             access.parent_exists = true;
@@ -254,6 +271,7 @@ pub fn read_list_access(
                 &uri,
                 bound,
                 &[],
+                None,
             )?;
             access.parent_exists = access.object.is_some() && valid_id(&target.bucket);
             access

@@ -23,14 +23,19 @@ impl Loaded {
     }
 }
 
+/// Reads the target object; a write request reads it under its list's write lock (`lock`), so
+/// that its checks (If-Match, PATCH merge) hold until the write commits.
 fn load(
     ctx: &mut Ctx,
     tx: &mut dyn Transaction,
     target: &Target,
     bound: &[(String, String)],
+    lock: bool,
 ) -> ApiResult<Loaded> {
     let id = target.id.clone().unwrap_or_default();
-    let access = read_access(ctx, tx, target, &id, bound)?;
+    let parent_id = target.parent_id();
+    let lock = lock.then(|| list_ref(target, &parent_id));
+    let access = read_access_locking(ctx, tx, target, &id, bound, lock)?;
     Ok(Loaded {
         uri: target.object_uri(&id),
         id,
@@ -92,7 +97,7 @@ fn authorize_write(
 pub fn get(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResult<Response> {
     let id = target.id.clone().unwrap_or_default();
     let bound = object_bound(target, &id, read_permission(target.kind));
-    let loaded = load(ctx, tx, target, &bound)?;
+    let loaded = load(ctx, tx, target, &bound, false)?;
     if !loaded.access.allowed {
         return Err(ctx.deny());
     }
@@ -171,10 +176,7 @@ fn check_write_conditions(
 pub fn put(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResult<Response> {
     let conditions = conditions(ctx)?;
     let id = target.id.clone().unwrap_or_default();
-    // Read the object under the list's write lock: the checks below (If-Match, PATCH merge)
-    // must hold until this request's write commits.
-    tx.lock_list(list_ref(target, &target.parent_id()))?;
-    let loaded = load(ctx, tx, target, &object_bound(target, &id, "write"))?;
+    let loaded = load(ctx, tx, target, &object_bound(target, &id, "write"), true)?;
     require_collection(target, &loaded)?;
     // A user only sees their own account: another one is "missing" to them (Kinto's parent
     // scoping), so writing it needs the create permission and fails on the id check.
@@ -318,10 +320,7 @@ pub fn patch(
     mode: Mode,
 ) -> ApiResult<Response> {
     let id = target.id.clone().unwrap_or_default();
-    // Read the object under the list's write lock: the checks below (If-Match, PATCH merge)
-    // must hold until this request's write commits.
-    tx.lock_list(list_ref(target, &target.parent_id()))?;
-    let loaded = load(ctx, tx, target, &object_bound(target, &id, "write"))?;
+    let loaded = load(ctx, tx, target, &object_bound(target, &id, "write"), true)?;
     require_collection(target, &loaded)?;
     authorize_write(ctx, tx, target, &loaded)?;
     check_parents(target)?;
@@ -496,10 +495,7 @@ pub fn patch(
 /// `DELETE` of one object: a tombstone, its children and ACEs removed.
 pub fn delete(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResult<Response> {
     let id = target.id.clone().unwrap_or_default();
-    // Read the object under the list's write lock: the checks below (If-Match, PATCH merge)
-    // must hold until this request's write commits.
-    tx.lock_list(list_ref(target, &target.parent_id()))?;
-    let loaded = load(ctx, tx, target, &object_bound(target, &id, "write"))?;
+    let loaded = load(ctx, tx, target, &object_bound(target, &id, "write"), true)?;
     require_collection(target, &loaded)?;
     authorize_write(ctx, tx, target, &loaded)?;
     check_parents(target)?;
