@@ -1,6 +1,6 @@
-//! A statement with its parameters written in as literals, so that it can travel with other
-//! statements in one simple-protocol round trip (the read that opens a write transaction), and
-//! the text form of the arrays such a statement answers with.
+//! Parameters written as literals, so that a named statement can be executed (`EXECUTE name
+//! (...)`) among other statements in one simple-protocol round trip (the read that opens a write
+//! transaction), and the text form of the arrays such a statement answers with.
 
 /// A text value as an escape-string literal: `E'...'` means the same whatever
 /// `standard_conforming_strings` says. `None` for text PostgreSQL cannot hold (a NUL byte).
@@ -29,28 +29,6 @@ pub fn text_array<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<Strin
         return Some("'{}'::text[]".into());
     }
     Some(format!("ARRAY[{}]::text[]", items.join(",")))
-}
-
-/// `sql` with each `$n` replaced by `params[n - 1]`, in one pass over `sql` (a literal is never
-/// scanned again, so a `$1` inside one stays text). `sql` is the code's own and has `$` only in
-/// placeholders.
-pub fn substitute(sql: &str, params: &[String]) -> String {
-    let mut out = String::with_capacity(sql.len() + params.iter().map(String::len).sum::<usize>());
-    let mut rest = sql;
-    while let Some(at) = rest.find('$') {
-        out.push_str(&rest[..at]);
-        let digits = rest[at + 1..]
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len() - at - 1);
-        let n: usize = rest[at + 1..at + 1 + digits].parse().unwrap_or(0);
-        match n.checked_sub(1).and_then(|i| params.get(i)) {
-            Some(param) => out.push_str(param),
-            None => out.push_str(&rest[at..at + 1 + digits]),
-        }
-        rest = &rest[at + 1 + digits..];
-    }
-    out.push_str(rest);
-    out
 }
 
 /// The elements of a one-dimensional array in PostgreSQL's text form (`{a,"b c",NULL}`),
@@ -120,15 +98,6 @@ mod tests {
         assert_eq!(text("x\0y"), None);
         assert_eq!(text_array([]).unwrap(), "'{}'::text[]");
         assert_eq!(text_array(["a", "b"]).unwrap(), "ARRAY[E'a',E'b']::text[]");
-    }
-
-    #[test]
-    fn substitution_is_one_pass() {
-        let params = vec![text("$2").unwrap(), text("two").unwrap()];
-        assert_eq!(
-            substitute("SELECT $1, $2, $10", &params),
-            "SELECT E'$2', E'two', $10"
-        );
     }
 
     #[test]

@@ -90,6 +90,8 @@ fn count_round_trip() {
 pub struct PgConn {
     client: Client,
     statements: HashMap<String, Statement>,
+    /// [`READ_OBJECT_SQL`] is prepared under the SQL name `kinto_rs_read_object`.
+    read_object_named: bool,
 }
 
 impl PgConn {
@@ -161,6 +163,7 @@ impl r2d2::ManageConnection for PgManager {
         Ok(PgConn {
             client,
             statements: HashMap::new(),
+            read_object_named: false,
         })
     }
 
@@ -523,8 +526,9 @@ impl PgTx {
     }
 
     /// Opens the transaction, takes `lock`'s list lock and reads the object in one round trip:
-    /// the read is sent with its parameters as literals after `BEGIN` (a prepared statement
-    /// would need a round trip of its own). `None` when a parameter cannot be a literal.
+    /// the read is executed by name with its parameters as literals after `BEGIN` (the
+    /// extended protocol would need a round trip of its own). `None` when a parameter cannot be
+    /// a literal.
     fn begin_and_read_object(
         &mut self,
         req: &ReadRequest,
@@ -548,11 +552,20 @@ impl PgTx {
         let Some(params) = params.into_iter().collect::<Option<Vec<String>>>() else {
             return Ok(None);
         };
+        if !self.conn.read_object_named {
+            // Once per connection: a statement sent as text would be planned at every use.
+            self.conn.batch(&format!(
+                "PREPARE kinto_rs_read_object (text[], text[], text[], text[], text, text[], \
+                 text[], text[], text, text, text) AS {READ_OBJECT_SQL}"
+            ))?;
+            self.conn.read_object_named = true;
+        }
         let key = list_lock_key(lock);
         // See `write` for the asynchronous commit; an integer literal for the lock key.
         let sql = format!(
-            "BEGIN; SET LOCAL synchronous_commit TO OFF; SELECT pg_advisory_xact_lock({key}); {}",
-            pg_inline::substitute(READ_OBJECT_SQL, &params)
+            "BEGIN; SET LOCAL synchronous_commit TO OFF; SELECT pg_advisory_xact_lock({key}); \
+             EXECUTE kinto_rs_read_object ({})",
+            params.join(", ")
         );
         // From here a failure leaves a transaction to roll back (see `Drop`).
         self.begun = true;
