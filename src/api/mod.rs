@@ -273,6 +273,8 @@ impl App {
     pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> App {
         self.backend = crate::metrics::timed::timed_backend(self.backend, &metrics);
         self.cache = crate::metrics::timed::timed_cache(self.cache, &metrics);
+        // The heartbeat's checks are timed like every other backend call.
+        self.probes = utility::Probes::new(Arc::clone(&self.backend), Arc::clone(&self.cache));
         self.metrics = metrics;
         self
     }
