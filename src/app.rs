@@ -20,7 +20,8 @@ pub struct KintoApp {
     /// here, before the fork, so that a scrape sums all the workers.
     aggregates: Option<Aggregates>,
     /// The accounts epoch every worker reads before trusting a remembered account verification,
-    /// mapped here, before the fork, so a password change in one worker reaches all of them.
+    /// mapped in the master before the first fork, so a password change in one worker reaches
+    /// all of them: the master's one counter, which the workers of every lazy reload share too.
     accounts_epoch: api::verified::Epoch,
 }
 
@@ -42,7 +43,7 @@ impl KintoApp {
             logging,
             metrics,
             aggregates,
-            accounts_epoch: api::verified::Epoch::new(),
+            accounts_epoch: api::verified::Epoch::process(),
         })
     }
 }
@@ -142,5 +143,24 @@ pub fn flush_cache(settings: &Settings) -> i32 {
             eprintln!("kinto flush-cache: {e}");
             1
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_keeps_the_accounts_epoch() {
+        // A lazy reload builds a new application in the same master: the workers still draining
+        // and the new ones must see each other's password changes.
+        let ini = std::env::temp_dir().join(format!("kinto-app-{}.ini", std::process::id()));
+        std::fs::write(&ini, "[app:main]\n").unwrap();
+        let before = KintoApp::new(Settings::load(&ini).unwrap()).unwrap();
+        let after = KintoApp::new(Settings::load(&ini).unwrap()).unwrap();
+        let _ = std::fs::remove_file(&ini);
+        let seen = after.accounts_epoch.current();
+        before.accounts_epoch.bump();
+        assert_ne!(after.accounts_epoch.current(), seen);
     }
 }
