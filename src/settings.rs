@@ -800,6 +800,12 @@ mod tests {
                 .ends_with("batch_max_requests: must be 0 or more, not -1"),
             "{err}"
         );
+        let err = load("account_local_cache_seconds = 0.5\n").unwrap_err();
+        assert!(
+            err.0
+                .ends_with("account_local_cache_seconds: invalid integer \"0.5\""),
+            "{err}"
+        );
     }
 
     #[test]

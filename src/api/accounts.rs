@@ -47,8 +47,8 @@ pub fn local_cache_cap(settings: &Settings) -> std::time::Duration {
     settings
         .raw
         .get("account_local_cache_seconds")
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(std::time::Duration::from_secs)
         .unwrap_or(super::verified::LOCAL_CAP)
 }
 

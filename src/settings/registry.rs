@@ -102,6 +102,8 @@ pub const SETTINGS: &[Def] = &[
     def("bucket_create_principals", Some("system.Authenticated"), List, "Principals allowed to create buckets."),
     def("permissions_read_principals", Some("system.Everyone"), List, "Principals allowed to read `/permissions`."),
     def("account_cache_ttl_seconds", Some("30"), Count, "Lifetime of a verified account password in the cache."),
+    def("account_local_cache_seconds", Some("1"), Count, "kinto-rs: how long a worker trusts a password it verified without reading the cache (`0`: always read it; never longer than `account_cache_ttl_seconds`)."),
+    def("account_bcrypt_cost", Some("12"), Count, "bcrypt cost of new account passwords (4 to 31; Kinto's is 12)."),
     def("experimental_collection_schema_validation", Some("false"), Bool, "Validates records against their collection's JSON schema."),
     def("experimental_permissions_endpoint", Some("false"), Bool, "Serves `GET /permissions`."),
     def("flush_endpoint_enabled", Some("false"), Bool, "Older switch for `POST /__flush__` (same as `kinto.plugins.flush` in `includes`)."),
