@@ -384,8 +384,14 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
             Persistence::Close
         };
         let send_body = self.req.method != "HEAD";
-        let written =
-            self.write_response(conn, self.req.version, &response, persistence, send_body);
+        let written = self.write_response(
+            conn,
+            self.req.version,
+            &response,
+            persistence,
+            send_body,
+            self.config.socket_timeout,
+        );
         self.slot
             .request_finished(written.status, written.total as u64);
         self.log_request(conn.listener, true, &written, start, wall);
@@ -425,6 +431,7 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
         response: &Response,
         persistence: Persistence,
         send_body: bool,
+        timeout: Duration,
     ) -> Written {
         let fields = encode_head(
             &mut self.head_out,
@@ -438,9 +445,7 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
         } else {
             &[]
         };
-        let (total, switches, error) =
-            conn.stream
-                .write_all(&[&self.head_out, body], 1, self.config.socket_timeout);
+        let (total, switches, error) = conn.stream.write_all(&[&self.head_out, body], 1, timeout);
         let head = self.head_out.len();
         let failed = error.is_some();
         if let Some(error) = error {
@@ -511,29 +516,29 @@ impl<H: Handler, S: Slot + ?Sized> Worker<'_, H, S> {
         self.log.request(&record);
     }
 
-    /// Answers 408 to a parked head that missed its deadline, without waiting on the client: the
-    /// loop serves everyone else meanwhile, and a slow client may have many such connections.
+    /// Answers 408 to a head that missed its deadline (4.5), without waiting on the client.
     pub(crate) fn expire_head(&mut self, conn: Conn) {
-        let response = self.error_response(408);
-        encode_head(
-            &mut self.head_out,
-            Version::Http11,
-            &response,
-            &self.config.add_headers,
-            Persistence::Close,
-        );
-        let _ = conn
-            .stream
-            .write_all(&[&self.head_out, &response.body], 1, Duration::ZERO);
-        conn.stream.drain_close();
+        // No request line: what another request left must not show in a write-error line.
+        self.req.method.clear();
+        self.req.target.clear();
+        conn.peer.write_to(&mut self.req.remote_addr);
+        self.refuse(conn, 408, Version::Http11, false);
     }
 
     /// Answers `status` with `Connection: close` (nothing is logged here) and closes.
-    /// `linger`: drain what the client still sends for a while (see `Stream::linger_close`); an
-    /// expired parked connection is closed without waiting, since the worker serves others.
+    /// `linger`: wait on the client to take the answer and drain what it still sends (see
+    /// `Stream::linger_close`); without, an expired parked connection is answered only if its
+    /// socket has room and closed at once, since the worker serves others meanwhile and a slow
+    /// client may have many such connections.
     fn refuse(&mut self, conn: Conn, status: u16, version: Version, linger: bool) -> Written {
         let response = self.error_response(status);
-        let written = self.write_response(&conn, version, &response, Persistence::Close, true);
+        let timeout = if linger {
+            self.config.socket_timeout
+        } else {
+            Duration::ZERO
+        };
+        let written =
+            self.write_response(&conn, version, &response, Persistence::Close, true, timeout);
         if linger {
             conn.stream.linger_close(LINGER, LINGER_QUIET);
         } else {

@@ -49,13 +49,6 @@ pub(crate) struct Conn {
     pub served: bool,
 }
 
-impl Parked {
-    /// A request is owed on it: accepted and never answered, or partly received.
-    fn owed(&self) -> bool {
-        !self.conn.served || !matches!(self.waiting, Waiting::Request)
-    }
-}
-
 #[derive(Debug)]
 struct Parked {
     conn: Conn,
@@ -64,6 +57,13 @@ struct Parked {
     /// Closed past this (with a 408 when part of a request is pending).
     expires: Instant,
     waiting: Waiting,
+}
+
+impl Parked {
+    /// A request is owed on it: accepted and never answered, or partly received.
+    fn owed(&self) -> bool {
+        !self.conn.served || !matches!(self.waiting, Waiting::Request)
+    }
 }
 
 /// What became of a connection after serving it.
