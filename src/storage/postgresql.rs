@@ -504,12 +504,24 @@ impl PgTx {
     /// Opens the transaction if needed and, for a list write, takes the list's lock, in one
     /// round trip.
     pub(crate) fn write(&mut self, list: Option<ListRef>) -> Result<&mut PgConn> {
+        let batch = self.opening(list);
+        if !batch.is_empty() {
+            self.conn.batch(&batch)?;
+        }
+        Ok(&mut self.conn)
+    }
+
+    /// The statements still needed to open the transaction and hold `list`'s lock (empty when
+    /// done already), counted as sent: from here a failure leaves a transaction to roll back
+    /// (see `Drop`).
+    fn opening(&mut self, list: Option<ListRef>) -> String {
         let mut batch = String::new();
         if !self.begun {
             // The commit record is written without waiting for its flush, so that the list lock
             // is released at once and writers of one list do not queue behind each other's
             // fsync; `commit` then waits for the flush itself (see there).
             batch.push_str("BEGIN; SET LOCAL synchronous_commit TO OFF;");
+            self.begun = true;
         }
         if let Some(list) = list {
             let key = list_lock_key(list);
@@ -518,11 +530,7 @@ impl PgTx {
                 batch.push_str(&format!("SELECT pg_advisory_xact_lock({key});"));
             }
         }
-        if !batch.is_empty() {
-            self.conn.batch(&batch)?;
-            self.begun = true;
-        }
-        Ok(&mut self.conn)
+        batch
     }
 
     /// Opens the transaction, takes `lock`'s list lock and reads the object in one round trip:
@@ -533,7 +541,7 @@ impl PgTx {
         &mut self,
         req: &ReadRequest,
         lock: ListRef,
-    ) -> Result<Option<ReadRow>> {
+    ) -> Result<Option<ReadResult>> {
         let principals = req.principals.iter().map(String::as_str);
         let parents = req.parents;
         let params = [
@@ -560,23 +568,18 @@ impl PgTx {
             ))?;
             self.conn.read_object_named = true;
         }
-        let key = list_lock_key(lock);
-        // See `write` for the asynchronous commit; an integer literal for the lock key.
         let sql = format!(
-            "BEGIN; SET LOCAL synchronous_commit TO OFF; SELECT pg_advisory_xact_lock({key}); \
-             EXECUTE kinto_rs_read_object ({})",
+            "{} EXECUTE kinto_rs_read_object ({})",
+            self.opening(Some(lock)),
             params.join(", ")
         );
-        // From here a failure leaves a transaction to roll back (see `Drop`).
-        self.begun = true;
-        self.locked.insert(key);
         let messages = self.conn.simple(&sql)?;
         let row = messages.iter().rev().find_map(|m| match m {
             SimpleQueryMessage::Row(row) => Some(row),
             _ => None,
         });
         match row.and_then(ReadRow::from_text) {
-            Some(read) => Ok(Some(read)),
+            Some(read) => read.into_result(req.id).map(Some),
             None => Err(BackendError::Unavailable(
                 "unexpected answer to an object read".into(),
             )),
@@ -935,7 +938,7 @@ impl Transaction for PgTx {
         if let Some(list) = req.lock {
             if !self.begun {
                 if let Some(read) = self.begin_and_read_object(req, list)? {
-                    return read.into_result(req.id);
+                    return Ok(read);
                 }
             }
             self.write(Some(list))?;
@@ -979,19 +982,19 @@ impl Transaction for PgTx {
 }
 
 /// The row of [`READ_OBJECT_SQL`].
-struct ReadRow {
+struct ReadRow<'a> {
     principals: Option<Vec<String>>,
     allowed: bool,
     /// `"<permission> <principal>"` of each of the object's ACEs.
     aces: Option<Vec<String>>,
     parents_exist: Option<Vec<bool>>,
-    data: Option<String>,
+    data: Option<&'a str>,
     last_modified: Option<i64>,
 }
 
-impl ReadRow {
+impl<'a> ReadRow<'a> {
     /// From the text form of the row, as the simple protocol gives it.
-    fn from_text(row: &postgres::SimpleQueryRow) -> Option<ReadRow> {
+    fn from_text(row: &'a postgres::SimpleQueryRow) -> Option<ReadRow<'a>> {
         let array = |i: usize| match row.get(i) {
             None => Some(None),
             Some(text) => pg_inline::parse_array(text).map(Some),
@@ -1004,7 +1007,7 @@ impl ReadRow {
                 None => None,
                 Some(text) => Some(pg_inline::parse_bool_array(text)?),
             },
-            data: row.get(4).map(str::to_string),
+            data: row.get(4),
             last_modified: match row.get(5) {
                 None => None,
                 Some(text) => Some(text.parse().ok()?),
@@ -1025,7 +1028,7 @@ impl ReadRow {
         }
         let object = match (self.data, self.last_modified) {
             (Some(data), Some(last_modified)) => {
-                Some(build_object(parse_data(&data)?, id, last_modified))
+                Some(build_object(parse_data(data)?, id, last_modified))
             }
             _ => None,
         };
