@@ -8,11 +8,16 @@ use worker::Response;
 
 /// A JSON response (`Content-Type: application/json`, no charset, as Kinto sends).
 pub fn json(status: u16, body: &Value) -> Response {
+    json_bytes(status, serde_json::to_vec(body).unwrap_or_default())
+}
+
+/// A JSON response of a body already serialized.
+pub fn json_bytes(status: u16, body: Vec<u8>) -> Response {
     let mut response = Response::new(status);
     response
         .headers
         .push(("Content-Type".into(), "application/json".into()));
-    response.body = serde_json::to_vec(body).unwrap_or_default();
+    response.body = body;
     response
 }
 

@@ -1,7 +1,7 @@
 //! Utility endpoints (section 1.3-1.4): the root "hello" view, `__heartbeat__`, `__version__`,
 //! `__api__` and `contribute.json`.
 
-use super::http::{cache_headers, json};
+use super::http::{cache_headers, json, json_bytes};
 use super::{Config, Ctx};
 use crate::cache::Cache;
 use crate::error::{ApiError, ApiResult};
@@ -32,11 +32,7 @@ pub fn hello(ctx: &mut Ctx, tx: Option<&mut dyn Transaction>) -> ApiResult<Respo
         _ => None,
     };
     let url = format!("{}/v1/", ctx.base_url());
-    let mut response = Response::new(200);
-    response
-        .headers
-        .push(("Content-Type".into(), "application/json".into()));
-    response.body = cfg.hello.body(&url, user.as_ref());
+    let mut response = json_bytes(200, cfg.hello.body(&url, user.as_ref()));
     if settings.readonly {
         response
             .headers
@@ -92,11 +88,12 @@ impl HelloBody {
         let mut out = Vec::with_capacity(self.before_url.len() + self.after_url.len() + 256);
         out.extend_from_slice(&self.before_url);
         out.extend_from_slice(b",\"url\":");
-        out.extend_from_slice(Value::from(url).to_string().as_bytes());
+        // Writing JSON into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, url);
         out.extend_from_slice(&self.after_url);
         if let Some(user) = user {
             out.extend_from_slice(b",\"user\":");
-            out.extend_from_slice(user.to_string().as_bytes());
+            let _ = serde_json::to_writer(&mut out, user);
         }
         out.push(b'}');
         out
