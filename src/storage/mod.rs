@@ -318,6 +318,7 @@ pub struct ListResult {
     /// list's `cache_expires`), or `None`.
     pub parents: Vec<Option<Object>>,
     /// The list timestamp (2.5), created on first read like [`Storage::resource_timestamp`].
+    /// Like `objects` and `count`, read only when `allowed` and every parent exists.
     pub timestamp: Option<i64>,
     pub objects: Vec<Object>,
     pub count: Option<usize>,

@@ -110,11 +110,15 @@ fn prepare_fused(
         });
     }
     let collection = found.pop().flatten();
-    let fetched = result.timestamp.map(|timestamp| Fetched {
-        timestamp,
-        objects: result.objects,
-        count: result.count,
-    });
+    // The page is the whole list's: only for a caller whose ACEs grant it.
+    let fetched = match (result.allowed, result.timestamp) {
+        (true, Some(timestamp)) => Some(Fetched {
+            timestamp,
+            objects: result.objects,
+            count: result.count,
+        }),
+        _ => None,
+    };
     Ok((view, collection, fetched))
 }
 
