@@ -165,18 +165,12 @@ impl Verifications {
         if self.cap.is_zero() {
             return;
         }
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= MAX_ENTRIES && !entries.contains_key(key) {
-            entries.clear();
-        }
-        entries.insert(
-            key.to_string(),
-            Entry {
-                expected,
-                at: now,
-                epoch,
-            },
-        );
+        let entry = Entry {
+            expected,
+            at: now,
+            epoch,
+        };
+        insert_bounded(&self.entries, key, entry);
     }
 
     /// Invalidates the verifications of every worker of this master (password changed, account
@@ -188,28 +182,31 @@ impl Verifications {
     /// True (and noted) when the shared entry's TTL was not refreshed by this worker in the last
     /// half TTL.
     pub fn refresh_due(&self, key: &str, ttl: Duration, now: Instant) -> bool {
-        let mut refreshed = self.refreshed.lock().unwrap_or_else(|e| e.into_inner());
-        if refreshed
+        let recent = self
+            .refreshed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
             .get(key)
-            .is_some_and(|at| now.saturating_duration_since(*at) < ttl / 2)
-        {
-            return false;
+            .is_some_and(|at| now.saturating_duration_since(*at) < ttl / 2);
+        if !recent {
+            self.refreshed(key, now);
         }
-        if refreshed.len() >= MAX_ENTRIES && !refreshed.contains_key(key) {
-            refreshed.clear();
-        }
-        refreshed.insert(key.to_string(), now);
-        true
+        !recent
     }
 
     /// Notes that the shared entry was just written with a full TTL.
     pub fn refreshed(&self, key: &str, now: Instant) {
-        let mut refreshed = self.refreshed.lock().unwrap_or_else(|e| e.into_inner());
-        if refreshed.len() >= MAX_ENTRIES && !refreshed.contains_key(key) {
-            refreshed.clear();
-        }
-        refreshed.insert(key.to_string(), now);
+        insert_bounded(&self.refreshed, key, now);
     }
+}
+
+/// Inserts into a map of at most [`MAX_ENTRIES`] keys, emptied when a new key would exceed it.
+fn insert_bounded<V>(map: &Mutex<HashMap<String, V>>, key: &str, value: V) {
+    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+    if map.len() >= MAX_ENTRIES && !map.contains_key(key) {
+        map.clear();
+    }
+    map.insert(key.to_string(), value);
 }
 
 #[cfg(test)]
