@@ -320,6 +320,16 @@ mod counting {
             self.tick();
             self.inner.count_tombstones(resource_name, parent_id)
         }
+        fn update_if(
+            &mut self,
+            list: ListRef,
+            id: &str,
+            obj: Object,
+            read: Option<i64>,
+        ) -> Result<Option<Object>> {
+            self.tick();
+            self.inner.update_if(list, id, obj, read)
+        }
     }
 
     impl Permission for Tx<'_> {
@@ -423,6 +433,9 @@ mod counting {
         }
         fn lock_list(&mut self, list: ListRef) -> Result<()> {
             self.inner.lock_list(list)
+        }
+        fn commit_with_next_write(&mut self) {
+            self.inner.commit_with_next_write()
         }
     }
 }

@@ -162,6 +162,9 @@ pub struct Ctx<'a> {
     pub alert: Option<String>,
     /// Cache writes to run after the commit.
     pub cache_writes: Vec<CacheWrite>,
+    /// The request has its transaction to itself (not a batch's): its last write may carry
+    /// the commit (`resource::commit_with_last_write`).
+    pub own_transaction: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -235,6 +238,9 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// Attempts of a request whose transaction meets conflicts (see `App::in_transaction`).
+const TRANSACTION_ATTEMPTS: u32 = 3;
+
 /// The application handed to the HTTP worker.
 pub struct App {
     pub(crate) cfg: Config,
@@ -279,22 +285,30 @@ impl App {
         self
     }
 
-    /// Runs `f` in one storage transaction: committed on success, rolled back on error.
+    /// Runs `f` in one storage transaction: committed on success, rolled back on error. On a
+    /// conflict (an object changed between the read and the write of the request, a
+    /// serialisation failure) `f` runs again in a new transaction, a few times, before the 409.
     fn in_transaction<T>(
         &self,
-        f: impl FnOnce(&mut dyn Transaction) -> ApiResult<T>,
+        mut f: impl FnMut(&mut dyn Transaction) -> ApiResult<T>,
     ) -> ApiResult<T> {
-        let mut tx = self.backend.begin()?;
-        match f(&mut *tx) {
-            Ok(value) => {
-                tx.commit()?;
-                Ok(value)
-            }
-            Err(e) => {
-                if let Err(rollback) = tx.rollback() {
-                    log::error!("rollback failed: {rollback:?}");
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let mut tx = self.backend.begin()?;
+            match f(&mut *tx) {
+                Ok(value) => {
+                    tx.commit()?;
+                    return Ok(value);
                 }
-                Err(e)
+                Err(e) => {
+                    if let Err(rollback) = tx.rollback() {
+                        log::error!("rollback failed: {rollback:?}");
+                    }
+                    if !matches!(e, ApiError::Conflict) || attempts == TRANSACTION_ATTEMPTS {
+                        return Err(e);
+                    }
+                }
             }
         }
     }
@@ -500,7 +514,11 @@ impl App {
         let mut ctx = self.new_ctx(request, carry)?;
         ctx.seed_principals(carry);
         let fresh = shared.is_none();
+        ctx.own_transaction = fresh;
         let run = |ctx: &mut Ctx, tx: &mut dyn Transaction| {
+            // What an attempt that ended in a conflict left is not kept (see `in_transaction`).
+            ctx.alert = None;
+            ctx.cache_writes.clear();
             if personal {
                 default_bucket::ensure(ctx, tx, target)?;
             }
@@ -649,6 +667,7 @@ impl App {
             principals: None,
             alert: None,
             cache_writes: Vec::new(),
+            own_transaction: false,
         })
     }
 
@@ -685,6 +704,7 @@ impl App {
             principals: None,
             alert: None,
             cache_writes: Vec::new(),
+            own_transaction: false,
         }
         .base_url();
         let ttl = match kind {

@@ -121,6 +121,17 @@ impl Storage for TimedTransaction<'_> {
         self.storage("update", |t| t.update(list, id, obj))
     }
 
+    fn update_if(
+        &mut self,
+        list: ListRef,
+        id: &str,
+        obj: Object,
+        read: Option<i64>,
+    ) -> Result<Option<Object>> {
+        // Kinto's metric name: the same write.
+        self.storage("update", |t| t.update_if(list, id, obj, read))
+    }
+
     fn delete(
         &mut self,
         list: ListRef,
@@ -306,6 +317,10 @@ impl Transaction for TimedTransaction<'_> {
     fn rollback(self: Box<Self>) -> Result<()> {
         let TimedTransaction { inner, metrics } = *self;
         metrics.time_backend(Role::Storage, "rollback", || inner.rollback())
+    }
+
+    fn commit_with_next_write(&mut self) {
+        self.inner.commit_with_next_write()
     }
 
     // Delegated, or object writes would read without the list's lock (lost updates).

@@ -2,9 +2,28 @@
 //! `access_control_entries`), each method one statement with array parameters.
 
 use super::{ObjectPermissions, Permission};
-use crate::storage::postgresql::{group_aces, PgTx};
+use crate::storage::pg_inline;
+use crate::storage::postgresql::{group_aces, nul_in_text, Named, PgTx};
 use crate::storage::{escape_like, like_range, Result};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::LazyLock;
+
+/// `replace_object_permissions` in one statement: removes the principals no longer named (never
+/// one that stays, which the insert of the same statement could not see deleted), inserts the new
+/// ones.
+static REPLACE_ACES: Named = Named {
+    name: "kinto_rs_replace_aces",
+    types: "(text, text[], text[], text[])",
+    sql: LazyLock::new(|| {
+        "WITH removed AS (DELETE FROM access_control_entries \
+           WHERE object_id = $1 AND permission = ANY($2::text[]) \
+           AND (permission, principal) NOT IN (SELECT * FROM unnest($3::text[], $4::text[]))) \
+         INSERT INTO access_control_entries (object_id, permission, principal) \
+         SELECT $1, perm, principal FROM unnest($3::text[], $4::text[]) AS n(perm, principal) \
+         ON CONFLICT (object_id, permission, principal) DO NOTHING"
+            .to_string()
+    }),
+};
 
 fn unzip(pairs: &[(String, String)]) -> (Vec<&str>, Vec<&str>) {
     pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())).unzip()
@@ -41,7 +60,7 @@ impl Permission for PgTx {
     }
 
     fn get_user_principals(&mut self, user_id: &str) -> Result<BTreeSet<String>> {
-        let rows = self.conn().query(
+        let rows = self.conn()?.query(
             "SELECT principal FROM user_principals \
              WHERE user_id = $1 OR user_id = 'system.Authenticated'",
             &[&user_id],
@@ -82,7 +101,7 @@ impl Permission for PgTx {
         object_id: &str,
         permission: &str,
     ) -> Result<BTreeSet<String>> {
-        let rows = self.conn().query(
+        let rows = self.conn()?.query(
             "SELECT principal FROM access_control_entries \
              WHERE object_id = $1 AND permission = $2",
             &[&object_id, &permission],
@@ -94,7 +113,7 @@ impl Permission for PgTx {
         if object_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = self.conn().query(
+        let rows = self.conn()?.query(
             "SELECT object_id, permission, principal FROM access_control_entries \
              WHERE object_id = ANY($1::text[])",
             &[&object_ids],
@@ -114,24 +133,20 @@ impl Permission for PgTx {
         if permissions.is_empty() {
             return Ok(());
         }
-        let names: Vec<&str> = permissions.keys().map(String::as_str).collect();
+        let names = permissions.keys().map(String::as_str);
         let (perms, principals): (Vec<&str>, Vec<&str>) = permissions
             .iter()
             .flat_map(|(perm, ps)| ps.iter().map(move |p| (perm.as_str(), p.as_str())))
             .unzip();
-        // One statement: remove the principals no longer named (never one that stays, which
-        // the insert of the same statement could not see deleted), insert the new ones.
-        self.write(None)?.execute(
-            "WITH removed AS (DELETE FROM access_control_entries \
-               WHERE object_id = $1 AND permission = ANY($2::text[]) \
-               AND (permission, principal) NOT IN \
-                 (SELECT * FROM unnest($3::text[], $4::text[]))) \
-             INSERT INTO access_control_entries (object_id, permission, principal) \
-             SELECT $1, perm, principal FROM unnest($3::text[], $4::text[]) AS n(perm, principal) \
-             ON CONFLICT (object_id, permission, principal) DO NOTHING",
-            &[&object_id, &names, &perms, &principals],
-        )?;
-        Ok(())
+        let params = [
+            pg_inline::text(object_id),
+            pg_inline::text_array(names),
+            pg_inline::text_array(perms),
+            pg_inline::text_array(principals),
+        ];
+        let params: Option<Vec<String>> = params.into_iter().collect();
+        // Nothing reads this statement's answer: it goes with the next one.
+        self.defer(&REPLACE_ACES, &params.ok_or_else(nul_in_text)?)
     }
 
     fn delete_object_permissions(&mut self, patterns: &[String]) -> Result<()> {
@@ -176,7 +191,7 @@ impl Permission for PgTx {
             .map(|(o, _)| escape_like(o))
             .collect();
         let perms: Vec<&str> = bound_permissions.iter().map(|(_, p)| p.as_str()).collect();
-        let rows = self.conn().query(
+        let rows = self.conn()?.query(
             "SELECT DISTINCT a.object_id, a.permission FROM access_control_entries AS a \
              JOIN unnest($2::text[], $3::text[]) AS b(pattern, perm) \
                ON a.permission = b.perm AND a.object_id LIKE b.pattern \
@@ -198,7 +213,7 @@ impl Permission for PgTx {
             return Ok(BTreeSet::new());
         }
         let (objects, perms) = unzip(bound_permissions);
-        let rows = self.conn().query(
+        let rows = self.conn()?.query(
             "SELECT DISTINCT a.principal FROM access_control_entries AS a \
              JOIN unnest($1::text[], $2::text[]) AS b(o, perm) \
                ON a.object_id = b.o AND a.permission = b.perm",
@@ -217,7 +232,7 @@ impl Permission for PgTx {
         }
         let principals: Vec<&String> = principals.iter().collect();
         let (objects, perms) = unzip(bound_permissions);
-        let row = self.conn().query_one(
+        let row = self.conn()?.query_one(
             "SELECT EXISTS (SELECT 1 FROM access_control_entries AS a \
              JOIN unnest($2::text[], $3::text[]) AS b(o, perm) \
                ON a.object_id = b.o AND a.permission = b.perm \

@@ -96,6 +96,17 @@ pub trait Storage {
     fn get(&mut self, list: ListRef, id: &str) -> Result<Option<Object>>;
     /// Creates or replaces (revives a tombstone); returns the stored object.
     fn update(&mut self, list: ListRef, id: &str, obj: Object) -> Result<Object>;
+    /// As `update`, only while the object is still as the caller read it: `read` is its
+    /// `last_modified` then (every write of an object moves it forward), `None` when there was no
+    /// live object. `None` (nothing written) when another write came between: the caller decided
+    /// on a state that is gone.
+    fn update_if(
+        &mut self,
+        list: ListRef,
+        id: &str,
+        obj: Object,
+        read: Option<i64>,
+    ) -> Result<Option<Object>>;
     /// Deletes a live object, leaving a tombstone (unless `with_deleted` is false); returns the
     /// tombstone, or `None` when there was no live object. `last_modified` is a replication hint.
     fn delete(
@@ -171,6 +182,13 @@ pub trait Storage {
 /// sees the same data a transaction would. Dropping an uncommitted transaction rolls it back.
 pub trait Transaction: Storage + Permission {
     fn commit(self: Box<Self>) -> Result<()>;
+    /// The caller's promise that its next object write (`create`, `update`) is its last
+    /// statement: a backend may send the `COMMIT` with that write (PostgreSQL: one round trip
+    /// and the list lock held for no round trip at all), and `commit` then has nothing left to
+    /// do. A `create` whose id turns out taken then fails with a conflict, so the promise is
+    /// for fresh ids only; any statement after such a write fails.
+    /// No default: a wrapper that forgot to delegate it would silently lose the speed.
+    fn commit_with_next_write(&mut self);
     fn rollback(self: Box<Self>) -> Result<()>;
     /// Begins the write transaction now, holding the list's write lock (the one every write
     /// takes), so that a read-check-write sequence (`If-Match`, PATCH) is not interleaved with
@@ -206,7 +224,7 @@ pub trait Backend: Send + Sync {
 }
 
 pub mod jsonb;
-mod pg_inline;
+pub(crate) mod pg_inline;
 mod pg_query;
 pub mod postgresql;
 pub mod sqlite;

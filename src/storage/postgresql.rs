@@ -13,11 +13,11 @@ use crate::permission::ObjectPermissions;
 use crate::settings::BackendSettings;
 use postgres::error::SqlState;
 use postgres::types::ToSql;
-use postgres::{Client, NoTls, Row, SimpleQueryMessage, Statement};
+use postgres::{Client, NoTls, Row, SimpleQueryMessage, SimpleQueryRow, Statement};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 /// The storage schema version this code reads and writes.
@@ -90,8 +90,8 @@ fn count_round_trip() {
 pub struct PgConn {
     client: Client,
     statements: HashMap<String, Statement>,
-    /// [`READ_OBJECT_SQL`] is prepared under the SQL name `kinto_rs_read_object`.
-    read_object_named: bool,
+    /// The [`Named`] statements prepared on this connection.
+    named: HashSet<&'static str>,
 }
 
 impl PgConn {
@@ -147,7 +147,67 @@ impl PgConn {
         count_round_trip();
         self.client.simple_query(sql).map_err(pg_err)
     }
+
+    /// Prepares `named` under its name, once per connection: a statement sent as text would be
+    /// planned at every use.
+    fn prepare_named(&mut self, named: &Named) -> Result<()> {
+        if !self.named.contains(named.name) {
+            let sql = &*named.sql;
+            self.batch(&format!("PREPARE {} {} AS {sql}", named.name, named.types))?;
+            self.named.insert(named.name);
+        }
+        Ok(())
+    }
 }
+
+/// A statement executed by name with its parameters as literals (`EXECUTE name (...)`, see
+/// `pg_inline`), so that it travels in one simple-protocol round trip with the statements that
+/// open its transaction and, for a request's last write, with the `COMMIT`.
+pub(crate) struct Named {
+    pub(crate) name: &'static str,
+    /// The parameter types, `(text, ...)`.
+    pub(crate) types: &'static str,
+    pub(crate) sql: LazyLock<String>,
+}
+
+/// The rows of one statement of a multi-statement simple query: the one followed by `trailing`
+/// more statements.
+fn statement_rows(
+    messages: &[SimpleQueryMessage],
+    trailing: usize,
+) -> Vec<&postgres::SimpleQueryRow> {
+    let mut completed = 0;
+    let mut rows = Vec::new();
+    for message in messages.iter().rev() {
+        match message {
+            SimpleQueryMessage::CommandComplete(_) => {
+                completed += 1;
+                if completed > trailing + 1 {
+                    break;
+                }
+            }
+            SimpleQueryMessage::Row(row) if completed == trailing + 1 => rows.push(row),
+            _ => {}
+        }
+    }
+    rows.reverse();
+    rows
+}
+
+/// The statements that end a write transaction: the commit record is written without waiting
+/// for its flush (`synchronous_commit` is off in write transactions, so that the list lock is
+/// released at once and writers of one list do not queue behind each other's fsync); the
+/// transaction that follows takes an xid, so it commits synchronously, and its flush covers the
+/// commit just before. Concurrent writers share those flushes (group commit). Two statements.
+const COMMIT_DURABLY: &str = "COMMIT; SELECT txid_current();";
+
+/// The statements that open a write transaction (see `COMMIT_DURABLY`).
+const OPEN_TRANSACTION: &str = "BEGIN; SET LOCAL synchronous_commit TO OFF;";
+
+/// How long a write sent with its commit may wait for a lock (see `PgTx::write_and_commit`):
+/// far above the usual wait for a list's lock (a write or a batch of them), far below any
+/// harakiri (one second at least).
+const FUSED_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '100ms';";
 
 /// r2d2 manager of [`PgConn`]s. Sessions run in UTC, as Kinto's schema requires.
 pub struct PgManager {
@@ -163,7 +223,7 @@ impl r2d2::ManageConnection for PgManager {
         Ok(PgConn {
             client,
             statements: HashMap::new(),
-            read_object_named: false,
+            named: HashSet::new(),
         })
     }
 
@@ -356,6 +416,10 @@ impl Backend for PgBackend {
             begun: false,
             locked: HashSet::new(),
             readonly: self.readonly,
+            deferred: String::new(),
+            commit_with_write: false,
+            committed: false,
+            begin_sent: false,
         }))
     }
 
@@ -447,6 +511,15 @@ pub struct PgTx {
     begun: bool,
     locked: HashSet<i64>,
     readonly: bool,
+    /// Writes nobody waits the answer of (ACEs), sent ahead of the next statement: with the
+    /// next write or the `COMMIT` they cost no round trip of their own.
+    deferred: String,
+    /// Set by `commit_with_next_write`: the next object write carries the `COMMIT`.
+    commit_with_write: bool,
+    /// The `COMMIT` went with a write: nothing may follow.
+    committed: bool,
+    /// The `BEGIN` reached the server (until then, the whole transaction is in `deferred`).
+    begin_sent: bool,
 }
 
 fn select_sql(
@@ -496,31 +569,125 @@ const READ_OBJECT_SQL: &str = "WITH p AS (SELECT unnest($1::text[]) AS principal
              FROM (SELECT 1) AS one LEFT JOIN objects AS o \
                ON o.id = $9 AND o.parent_id = $10 AND o.resource_name = $11 AND NOT o.deleted";
 
+static READ_OBJECT: Named = Named {
+    name: "kinto_rs_read_object",
+    types: "(text[], text[], text[], text[], text, text[], text[], text[], text, text, text)",
+    sql: LazyLock::new(|| READ_OBJECT_SQL.to_string()),
+};
+
+/// A new object (`Storage::create`): no row when a live object has the id.
+static CREATE: Named = Named {
+    name: "kinto_rs_create",
+    types: "(text, text, text, text, bigint)",
+    sql: LazyLock::new(|| {
+        format!(
+            "INSERT INTO objects (id, parent_id, resource_name, data, last_modified, deleted) \
+             VALUES ($1, $2, $3, $4::text::JSONB, {}, FALSE) \
+             ON CONFLICT (id, parent_id, resource_name) DO UPDATE \
+             SET last_modified = EXCLUDED.last_modified, data = EXCLUDED.data, deleted = FALSE \
+             WHERE objects.deleted \
+             RETURNING {EPOCH_LM}",
+            from_epoch("$5::BIGINT")
+        )
+    }),
+};
+
+/// An object written whole (`Storage::update`, `Storage::update_if`). The replication value
+/// counts only when newer than the live object (2.5 rule 1). With `$6` (guarded), only while the
+/// live object's timestamp is still `$7` (no live object when `$7` is NULL): no row otherwise.
+static UPDATE: Named = Named {
+    name: "kinto_rs_update",
+    types: "(text, text, text, text, bigint, boolean, bigint)",
+    sql: LazyLock::new(|| {
+        format!(
+            "INSERT INTO objects (id, parent_id, resource_name, data, last_modified, deleted) \
+             SELECT $1, $2, $3, $4::text::JSONB, ( \
+               SELECT CASE WHEN $5::BIGINT IS NOT NULL AND (e.lm IS NULL OR {hint} > e.lm) \
+                      THEN {hint} END \
+               FROM (SELECT (SELECT last_modified FROM objects WHERE id = $1 AND parent_id = $2 \
+                     AND resource_name = $3 AND NOT deleted) AS lm) AS e), FALSE \
+             WHERE NOT $6::BOOLEAN OR $7::BIGINT IS NULL OR EXISTS (SELECT 1 FROM objects \
+               WHERE id = $1 AND parent_id = $2 AND resource_name = $3 AND NOT deleted) \
+             ON CONFLICT (id, parent_id, resource_name) DO UPDATE \
+             SET data = EXCLUDED.data, deleted = FALSE, last_modified = EXCLUDED.last_modified \
+             WHERE NOT $6::BOOLEAN OR CASE WHEN $7::BIGINT IS NULL THEN objects.deleted \
+               ELSE NOT objects.deleted AND {current} = $7::BIGINT END \
+             RETURNING {EPOCH_LM}",
+            hint = from_epoch("$5::BIGINT"),
+            current = "(EXTRACT(EPOCH FROM objects.last_modified) * 1000)::BIGINT",
+        )
+    }),
+};
+
+/// The literals of an object write: id, list, data, replication timestamp.
+fn object_params(list: ListRef, id: &str, data: &str, hint: Option<i64>) -> Option<Vec<String>> {
+    Some(vec![
+        pg_inline::text(id)?,
+        pg_inline::text(list.parent_id)?,
+        pg_inline::text(list.resource_name)?,
+        pg_inline::text(data)?,
+        bigint(hint),
+    ])
+}
+
+fn bigint(value: Option<i64>) -> String {
+    value.map_or_else(|| "NULL".to_string(), |v| v.to_string())
+}
+
 impl PgTx {
-    pub(crate) fn conn(&mut self) -> &mut PgConn {
-        &mut self.conn
+    /// The connection, for a statement of this transaction: deferred writes are sent first.
+    pub(crate) fn conn(&mut self) -> Result<&mut PgConn> {
+        self.send_deferred("")?;
+        Ok(&mut self.conn)
     }
 
     /// Opens the transaction if needed and, for a list write, takes the list's lock, in one
-    /// round trip.
+    /// round trip (with the deferred writes).
     pub(crate) fn write(&mut self, list: Option<ListRef>) -> Result<&mut PgConn> {
-        let batch = self.opening(list);
-        if !batch.is_empty() {
-            self.conn.batch(&batch)?;
-        }
+        let opening = self.opening(list)?;
+        self.send_deferred(&opening)?;
         Ok(&mut self.conn)
+    }
+
+    /// Sends the deferred writes followed by `more`, when there is anything to send.
+    fn send_deferred(&mut self, more: &str) -> Result<()> {
+        if self.committed {
+            return Err(after_commit());
+        }
+        if self.deferred.is_empty() && more.is_empty() {
+            return Ok(());
+        }
+        let mut batch = std::mem::take(&mut self.deferred);
+        batch.push_str(more);
+        let sent = self.conn.batch(&batch);
+        self.begin_sent = self.begun;
+        sent
+    }
+
+    /// Queues a write whose answer nobody needs, to go with the next statement; `named` is
+    /// prepared now if needed.
+    pub(crate) fn defer(&mut self, named: &Named, params: &[String]) -> Result<()> {
+        if self.committed {
+            return Err(after_commit());
+        }
+        self.conn.prepare_named(named)?;
+        let opening = self.opening(None)?;
+        self.deferred.push_str(&opening);
+        self.deferred
+            .push_str(&format!("EXECUTE {} ({});", named.name, params.join(", ")));
+        Ok(())
     }
 
     /// The statements still needed to open the transaction and hold `list`'s lock (empty when
     /// done already), counted as sent: from here a failure leaves a transaction to roll back
     /// (see `Drop`).
-    fn opening(&mut self, list: Option<ListRef>) -> String {
+    fn opening(&mut self, list: Option<ListRef>) -> Result<String> {
+        if self.committed {
+            return Err(after_commit());
+        }
         let mut batch = String::new();
         if !self.begun {
-            // The commit record is written without waiting for its flush, so that the list lock
-            // is released at once and writers of one list do not queue behind each other's
-            // fsync; `commit` then waits for the flush itself (see there).
-            batch.push_str("BEGIN; SET LOCAL synchronous_commit TO OFF;");
+            batch.push_str(OPEN_TRANSACTION);
             self.begun = true;
         }
         if let Some(list) = list {
@@ -530,13 +697,68 @@ impl PgTx {
                 batch.push_str(&format!("SELECT pg_advisory_xact_lock({key});"));
             }
         }
-        batch
+        Ok(batch)
     }
 
-    /// Opens the transaction, takes `lock`'s list lock and reads the object in one round trip:
-    /// the read is executed by name with its parameters as literals after `BEGIN` (the
-    /// extended protocol would need a round trip of its own). `None` when a parameter cannot be
-    /// a literal.
+    /// Executes `named` in one round trip with the deferred writes and, when `lock` is given,
+    /// the statements that open the transaction and take that list's lock. A write that may
+    /// end the transaction (`may_commit`: nothing of it was sent yet) also carries the `COMMIT`
+    /// when the request asked for it (`commit_with_next_write`). Answers the statement's rows.
+    fn execute_named(
+        &mut self,
+        named: &Named,
+        params: &[String],
+        lock: Option<ListRef>,
+        may_commit: bool,
+    ) -> Result<Vec<SimpleQueryMessage>> {
+        self.conn.prepare_named(named)?;
+        let mut sql = std::mem::take(&mut self.deferred);
+        if lock.is_some() {
+            sql.push_str(&self.opening(lock)?);
+        }
+        sql.push_str(&format!("EXECUTE {} ({});", named.name, params.join(", ")));
+        let fused = may_commit && self.commit_with_write && sql.starts_with(OPEN_TRANSACTION);
+        let messages = if fused {
+            self.write_and_commit(&sql)?
+        } else {
+            self.conn.simple(&sql)?
+        };
+        self.begin_sent = self.begun;
+        Ok(messages)
+    }
+
+    /// Sends the transaction `sql` (from its `BEGIN` to its last write) with the `COMMIT`.
+    ///
+    /// A write sent with its commit would land even if its worker were killed (harakiri) while
+    /// it waits for a lock: nothing tells the server to stop. So it waits for locks only a
+    /// moment (`FUSED_LOCK_TIMEOUT`); past that, the transaction is sent again without its
+    /// commit and waits as long as needed, with the commit to follow once the write is done.
+    fn write_and_commit(&mut self, sql: &str) -> Result<Vec<SimpleQueryMessage>> {
+        let body = &sql[OPEN_TRANSACTION.len()..];
+        let fused = format!("{OPEN_TRANSACTION}{FUSED_LOCK_TIMEOUT}{body}{COMMIT_DURABLY}");
+        count_round_trip();
+        match self.conn.client.simple_query(&fused) {
+            Ok(messages) => {
+                self.begun = false;
+                self.committed = true;
+                Ok(messages)
+            }
+            Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+                self.conn.batch("ROLLBACK")?;
+                self.conn.simple(sql)
+            }
+            Err(e) => Err(pg_err(e)),
+        }
+    }
+
+    /// The rows of the statement `execute_named` executed (two statements follow it when the
+    /// `COMMIT` went with it).
+    fn named_rows<'m>(&self, messages: &'m [SimpleQueryMessage]) -> Vec<&'m SimpleQueryRow> {
+        statement_rows(messages, if self.committed { 2 } else { 0 })
+    }
+
+    /// Opens the transaction, takes `lock`'s list lock and reads the object in one round trip.
+    /// `None` when a parameter cannot be a literal.
     fn begin_and_read_object(
         &mut self,
         req: &ReadRequest,
@@ -560,25 +782,8 @@ impl PgTx {
         let Some(params) = params.into_iter().collect::<Option<Vec<String>>>() else {
             return Ok(None);
         };
-        if !self.conn.read_object_named {
-            // Once per connection: a statement sent as text would be planned at every use.
-            self.conn.batch(&format!(
-                "PREPARE kinto_rs_read_object (text[], text[], text[], text[], text, text[], \
-                 text[], text[], text, text, text) AS {READ_OBJECT_SQL}"
-            ))?;
-            self.conn.read_object_named = true;
-        }
-        let sql = format!(
-            "{} EXECUTE kinto_rs_read_object ({})",
-            self.opening(Some(lock)),
-            params.join(", ")
-        );
-        let messages = self.conn.simple(&sql)?;
-        let row = messages.iter().rev().find_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(row),
-            _ => None,
-        });
-        match row.and_then(ReadRow::from_text) {
+        let messages = self.execute_named(&READ_OBJECT, &params, Some(lock), false)?;
+        match self.named_rows(&messages).first().and_then(|row| ReadRow::from_text(row)) {
             Some(read) => read.into_result(req.id).map(Some),
             None => Err(BackendError::Unavailable(
                 "unexpected answer to an object read".into(),
@@ -586,9 +791,65 @@ impl PgTx {
         }
     }
 
-    fn rows(&mut self, q: &PgSql) -> Result<Vec<Row>> {
-        self.conn.query(&q.sql, &q.refs())
+    /// Executes the object write `named` (create or update) and answers the `last_modified`
+    /// of the row it returned, if any.
+    fn write_object(
+        &mut self,
+        named: &Named,
+        list: ListRef,
+        params: Option<Vec<String>>,
+        may_commit: bool,
+    ) -> Result<Option<i64>> {
+        let params = params.ok_or_else(nul_in_text)?;
+        let messages = self.execute_named(named, &params, Some(list), may_commit)?;
+        match self.named_rows(&messages).first() {
+            None => Ok(None),
+            Some(row) => row
+                .get(0)
+                .and_then(|ts| ts.parse().ok())
+                .map(Some)
+                .ok_or_else(|| BackendError::Unavailable("unexpected answer to a write".into())),
+        }
     }
+
+    /// `update` (`guard` `None`) and `update_if` (`Some(read)`).
+    fn write_whole(
+        &mut self,
+        list: ListRef,
+        id: &str,
+        obj: Object,
+        guard: Option<Option<i64>>,
+    ) -> Result<Option<Object>> {
+        let (data, hint) = split_object(obj);
+        let text = Value::Object(data.clone()).to_string();
+        let params = object_params(list, id, &text, hint).map(|mut params| {
+            params.push(guard.is_some().to_string());
+            params.push(bigint(guard.flatten()));
+            params
+        });
+        // A guarded write that finds the object changed writes nothing: the COMMIT may go with
+        // it only when nothing else was written before (then nothing is committed).
+        let may_commit = match guard {
+            None => !self.begin_sent,
+            Some(_) => !self.begun,
+        };
+        let written = self.write_object(&UPDATE, list, params, may_commit)?;
+        Ok(written.map(|ts| build_object(data, id, ts)))
+    }
+
+    fn rows(&mut self, q: &PgSql) -> Result<Vec<Row>> {
+        self.conn()?.query(&q.sql, &q.refs())
+    }
+}
+
+/// A statement after the `COMMIT` that went with the request's last write: a bug in the caller.
+fn after_commit() -> BackendError {
+    BackendError::Unavailable("statement after the transaction was committed".into())
+}
+
+/// PostgreSQL's text cannot hold a NUL byte (the same refusal as the server's for a parameter).
+pub(crate) fn nul_in_text() -> BackendError {
+    BackendError::Unavailable("invalid byte sequence for encoding \"UTF8\": 0x00".into())
 }
 
 impl Storage for PgTx {
@@ -608,7 +869,7 @@ impl Storage for PgTx {
                (SELECT last_modified FROM created))) * 1000)::BIGINT";
         if self.readonly {
             // No INSERT at all: a read-only server may run on a hot standby.
-            let row = self.conn.query_one(
+            let row = self.conn()?.query_one(
                 "SELECT (EXTRACT(EPOCH FROM max(m)) * 1000)::BIGINT FROM ( \
                    SELECT max(last_modified) AS m FROM objects \
                     WHERE parent_id = $1 AND resource_name = $2 \
@@ -625,7 +886,7 @@ impl Storage for PgTx {
             return Ok(ts);
         }
         // Another transaction created the row concurrently: read it.
-        let row = self.conn.query_one(
+        let row = self.conn()?.query_one(
             "SELECT (EXTRACT(EPOCH FROM last_modified) * 1000)::BIGINT FROM timestamps \
              WHERE parent_id = $1 AND resource_name = $2",
             &[&list.parent_id, &list.resource_name],
@@ -634,7 +895,7 @@ impl Storage for PgTx {
     }
 
     fn all_resources_timestamps(&mut self, resource_name: &str) -> Result<Vec<(String, i64)>> {
-        let rows = self.conn.query(
+        let rows = self.conn()?.query(
             "SELECT parent_id, (EXTRACT(EPOCH FROM max(m)) * 1000)::BIGINT AS ts FROM ( \
                SELECT parent_id, max(last_modified) AS m FROM objects \
                 WHERE resource_name = $1 GROUP BY parent_id \
@@ -657,21 +918,14 @@ impl Storage for PgTx {
         };
         let (data, hint) = split_object(obj);
         let text = Value::Object(data.clone()).to_string();
-        let sql = format!(
-            "INSERT INTO objects (id, parent_id, resource_name, data, last_modified, deleted) \
-             VALUES ($1, $2, $3, $4::text::JSONB, {}, FALSE) \
-             ON CONFLICT (id, parent_id, resource_name) DO UPDATE \
-             SET last_modified = EXCLUDED.last_modified, data = EXCLUDED.data, deleted = FALSE \
-             WHERE objects.deleted \
-             RETURNING {EPOCH_LM}",
-            from_epoch("$5::BIGINT")
-        );
-        let row = self.write(Some(list))?.query_opt(
-            &sql,
-            &[&id, &list.parent_id, &list.resource_name, &text, &hint],
-        )?;
-        match row {
-            Some(row) => Ok(Ok(build_object(data, &id, row.get(0)))),
+        let params = object_params(list, &id, &text, hint);
+        let may_commit = !self.begin_sent;
+        match self.write_object(&CREATE, list, params, may_commit)? {
+            Some(ts) => Ok(Ok(build_object(data, &id, ts))),
+            // The commit went with the write: the caller vouched for a fresh id.
+            None if self.committed => Err(BackendError::Conflict(format!(
+                "object {id} exists already"
+            ))),
             None => match self.get(list, &id)? {
                 Some(existing) => Ok(Err(existing)),
                 None => Err(BackendError::Conflict(format!(
@@ -682,7 +936,7 @@ impl Storage for PgTx {
     }
 
     fn get(&mut self, list: ListRef, id: &str) -> Result<Option<Object>> {
-        let row = self.conn.query_opt(
+        let row = self.conn()?.query_opt(
             &format!(
                 "SELECT data::text, {EPOCH_LM} FROM objects \
                  WHERE id = $1 AND parent_id = $2 AND resource_name = $3 AND NOT deleted"
@@ -696,26 +950,18 @@ impl Storage for PgTx {
     }
 
     fn update(&mut self, list: ListRef, id: &str, obj: Object) -> Result<Object> {
-        let (data, hint) = split_object(obj);
-        let text = Value::Object(data.clone()).to_string();
-        // The replication value counts only when newer than the live object (2.5 rule 1).
-        let sql = format!(
-            "INSERT INTO objects (id, parent_id, resource_name, data, last_modified, deleted) \
-             VALUES ($1, $2, $3, $4::text::JSONB, ( \
-               SELECT CASE WHEN $5::BIGINT IS NOT NULL AND (e.lm IS NULL OR {hint} > e.lm) \
-                      THEN {hint} END \
-               FROM (SELECT (SELECT last_modified FROM objects WHERE id = $1 AND parent_id = $2 \
-                     AND resource_name = $3 AND NOT deleted) AS lm) AS e), FALSE) \
-             ON CONFLICT (id, parent_id, resource_name) DO UPDATE \
-             SET data = EXCLUDED.data, deleted = FALSE, last_modified = EXCLUDED.last_modified \
-             RETURNING {EPOCH_LM}",
-            hint = from_epoch("$5::BIGINT")
-        );
-        let row = self.write(Some(list))?.query_one(
-            &sql,
-            &[&id, &list.parent_id, &list.resource_name, &text, &hint],
-        )?;
-        Ok(build_object(data, id, row.get(0)))
+        self.write_whole(list, id, obj, None)?
+            .ok_or_else(|| BackendError::Unavailable("an object write answered no row".into()))
+    }
+
+    fn update_if(
+        &mut self,
+        list: ListRef,
+        id: &str,
+        obj: Object,
+        read: Option<i64>,
+    ) -> Result<Option<Object>> {
+        self.write_whole(list, id, obj, Some(read))
     }
 
     fn delete(
@@ -816,7 +1062,7 @@ impl Storage for PgTx {
             let mut d = PgSql::new("DELETE FROM objects WHERE ");
             pg_query::scope(resource_name, parent_id, &mut d);
             d.push(" AND deleted");
-            self.conn.execute(&d.sql, &d.refs())?;
+            self.conn()?.execute(&d.sql, &d.refs())?;
         }
         Ok(rows
             .into_iter()
@@ -892,7 +1138,7 @@ impl Storage for PgTx {
             ..ListQuery::default()
         };
         pg_query::conditions(&query, &mut q);
-        let row = self.conn.query_one(&q.sql, &q.refs())?;
+        let row = self.conn()?.query_one(&q.sql, &q.refs())?;
         Ok(row.get::<_, i64>(0) as usize)
     }
 
@@ -900,7 +1146,7 @@ impl Storage for PgTx {
         let mut q = PgSql::new("SELECT count(*) FROM objects WHERE ");
         pg_query::scope(resource_name, parent_id, &mut q);
         q.push(" AND deleted");
-        let row = self.conn.query_one(&q.sql, &q.refs())?;
+        let row = self.conn()?.query_one(&q.sql, &q.refs())?;
         Ok(row.get::<_, i64>(0) as usize)
     }
 }
@@ -913,16 +1159,20 @@ impl Transaction for PgTx {
     fn commit(mut self: Box<Self>) -> Result<()> {
         if self.begun {
             self.begun = false;
-            // Durability before the answer: a transaction that takes an xid commits
-            // synchronously, and its flush covers the asynchronous commit written just before.
-            // Concurrent writers share those flushes (group commit) instead of serialising one
-            // fsync each under the list lock.
-            self.conn.batch("COMMIT; SELECT txid_current();")?;
+            // Durability before the answer (see COMMIT_DURABLY).
+            let mut batch = std::mem::take(&mut self.deferred);
+            batch.push_str(COMMIT_DURABLY);
+            self.conn.batch(&batch)?;
         }
         Ok(())
     }
 
+    fn commit_with_next_write(&mut self) {
+        self.commit_with_write = true;
+    }
+
     fn rollback(mut self: Box<Self>) -> Result<()> {
+        self.deferred.clear();
         if self.begun {
             self.begun = false;
             self.conn.batch("ROLLBACK")?;
@@ -953,7 +1203,7 @@ impl Transaction for PgTx {
             req.parents.iter().map(|(l, _)| l.resource_name).collect();
         let parent_parents: Vec<&str> = req.parents.iter().map(|(l, _)| l.parent_id).collect();
         let parent_ids: Vec<&str> = req.parents.iter().map(|(_, id)| *id).collect();
-        let row = self.conn.query_one(
+        let row = self.conn()?.query_one(
             READ_OBJECT_SQL,
             &[
                 &principals,
@@ -1137,7 +1387,7 @@ impl PgTx {
             q.push("NULL::BIGINT");
         }
         q.push(", (SELECT lm FROM par)");
-        let row = self.conn.query_one(&q.sql, &q.refs())?;
+        let row = self.conn()?.query_one(&q.sql, &q.refs())?;
         let page: Vec<(String, i64, Object)> = match row.get::<_, Option<&str>>(4) {
             Some(text) => serde_json::from_str(text)
                 .map_err(|e| BackendError::Unavailable(format!("corrupt object data: {e}")))?,

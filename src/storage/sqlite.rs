@@ -378,6 +378,22 @@ impl SqliteTx<'_> {
             .map_err(sql_err)
     }
 
+    /// Writes `obj` over the live object last modified at `current` (if any).
+    fn replace(
+        &mut self,
+        list: ListRef,
+        id: &str,
+        obj: Object,
+        current: Option<i64>,
+    ) -> Result<Object> {
+        let (data, hint) = split_object(obj);
+        // A replication value only counts when newer than the existing object (2.5 rule 1).
+        let hint = hint.filter(|h| current.is_none_or(|c| *h > c));
+        let ts = assign_timestamp(self.list_max(list)?, now_ms(), hint);
+        self.upsert(list, id, &data, ts)?;
+        Ok(build_object(data, id, ts))
+    }
+
     fn upsert(&mut self, list: ListRef, id: &str, data: &Object, ts: i64) -> Result<()> {
         let text = Value::Object(data.clone()).to_string();
         self.write()?
@@ -511,14 +527,25 @@ impl Storage for SqliteTx<'_> {
     }
 
     fn update(&mut self, list: ListRef, id: &str, obj: Object) -> Result<Object> {
-        let (data, hint) = split_object(obj);
         self.write()?;
         let current = self.live_timestamp(list, id)?;
-        // A replication value only counts when newer than the existing object (2.5 rule 1).
-        let hint = hint.filter(|h| current.is_none_or(|c| *h > c));
-        let ts = assign_timestamp(self.list_max(list)?, now_ms(), hint);
-        self.upsert(list, id, &data, ts)?;
-        Ok(build_object(data, id, ts))
+        self.replace(list, id, obj, current)
+    }
+
+    fn update_if(
+        &mut self,
+        list: ListRef,
+        id: &str,
+        obj: Object,
+        read: Option<i64>,
+    ) -> Result<Option<Object>> {
+        // The write lock of `BEGIN IMMEDIATE` holds from here to the commit.
+        self.write()?;
+        let current = self.live_timestamp(list, id)?;
+        if current != read {
+            return Ok(None);
+        }
+        self.replace(list, id, obj, current).map(Some)
     }
 
     fn delete(
@@ -718,6 +745,9 @@ impl Transaction for SqliteTx<'_> {
         }
         Ok(())
     }
+
+    /// An embedded database commits without a round trip: nothing to gain.
+    fn commit_with_next_write(&mut self) {}
 
     fn rollback(mut self: Box<Self>) -> Result<()> {
         if self.begun {

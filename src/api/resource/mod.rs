@@ -601,6 +601,19 @@ pub fn write_permissions(
     Ok(result)
 }
 
+/// Tells the backend that the request's next object write is its last
+/// (`Transaction::commit_with_next_write`) when nothing can follow it: the request has its
+/// transaction to itself (not a batch), no history entry is recorded and no group members are
+/// synced after the write.
+pub fn commit_with_last_write(ctx: &Ctx, tx: &mut dyn Transaction, kind: Kind) {
+    if ctx.own_transaction
+        && !ctx.cfg.history.enabled
+        && matches!(kind, Kind::Bucket | Kind::Collection | Kind::Record)
+    {
+        tx.commit_with_next_write();
+    }
+}
+
 /// Client cache headers of GET/HEAD (section 7.5); `collection` is the parent collection of
 /// records when known.
 pub fn client_cache_headers(

@@ -24,7 +24,8 @@ impl Loaded {
 }
 
 /// Reads the target object; a write request reads it under its list's write lock (`lock`), so
-/// that its checks (If-Match, PATCH merge) hold until the write commits.
+/// that its checks (If-Match, PATCH merge) hold until the write commits. See `write_lock` for
+/// the writes that read without it.
 fn load(
     ctx: &mut Ctx,
     tx: &mut dyn Transaction,
@@ -52,6 +53,34 @@ fn require_collection(target: &Target, loaded: &Loaded) -> ApiResult<()> {
         });
     }
     Ok(())
+}
+
+/// Whether a replacing write (PUT, PATCH) reads under the list's lock. A request alone in its
+/// transaction reads without it, decides, then writes only if the object is still as read
+/// (`Transaction::update_if`), and runs again from its read otherwise (`App::in_transaction`):
+/// the lock is then held from the write to the commit only, which go in one round trip. In a
+/// batch, whose transaction is shared, the read takes the lock and the guard always holds.
+fn write_lock(ctx: &Ctx) -> bool {
+    !ctx.own_transaction
+}
+
+/// Writes the object of `loaded` if it is still as read; a conflict (the request runs again)
+/// otherwise.
+fn replace(
+    tx: &mut dyn Transaction,
+    target: &Target,
+    loaded: &Loaded,
+    data: Map<String, Value>,
+) -> ApiResult<Object> {
+    let parent_id = target.list_parent(&loaded.id);
+    let read = loaded.existing().map(last_modified);
+    tx.update_if(
+        list_ref(target, &parent_id),
+        &loaded.id,
+        with_id(data, &loaded.id),
+        read,
+    )?
+    .ok_or(ApiError::Conflict)
 }
 
 fn last_modified(object: &Object) -> i64 {
@@ -176,7 +205,8 @@ fn check_write_conditions(
 pub fn put(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResult<Response> {
     let conditions = conditions(ctx)?;
     let id = target.id.clone().unwrap_or_default();
-    let loaded = load(ctx, tx, target, &object_bound(target, &id, "write"), true)?;
+    let lock = write_lock(ctx);
+    let loaded = load(ctx, tx, target, &object_bound(target, &id, "write"), lock)?;
     require_collection(target, &loaded)?;
     // A user only sees their own account: another one is "missing" to them (Kinto's parent
     // scoping), so writing it needs the create permission and fails on the id check.
@@ -218,12 +248,6 @@ pub fn put(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResul
         let principals = loaded.access.principals.clone();
         accounts::prepare_write(ctx, &loaded.id, &principals, &mut data, password_sent)?;
     }
-    let parent_id = target.list_parent(&loaded.id);
-    let stored = tx.update(
-        list_ref(target, &parent_id),
-        &loaded.id,
-        with_id(data, &loaded.id),
-    )?;
     let current = loaded.access.own.clone();
     let set: ObjectPermissions = match &envelope.permissions {
         Some(given) => {
@@ -241,7 +265,11 @@ pub fn put(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResul
         None => ObjectPermissions::new(),
     };
     let owner = owner(ctx, target, &loaded.id, &loaded.access.principals);
+    // The ACEs before the object, so that the object's write can be the last (it needs nothing
+    // of them, they nothing of it).
     let permissions = write_permissions(ctx, tx, &loaded.uri, &owner, &current, set)?;
+    commit_with_last_write(ctx, tx, target.kind);
+    let stored = replace(tx, target, &loaded, data)?;
     if target.kind == Kind::Group {
         sync_members(tx, &loaded.uri, existing, &stored)?;
     }
@@ -320,7 +348,8 @@ pub fn patch(
     mode: Mode,
 ) -> ApiResult<Response> {
     let id = target.id.clone().unwrap_or_default();
-    let loaded = load(ctx, tx, target, &object_bound(target, &id, "write"), true)?;
+    let lock = write_lock(ctx);
+    let loaded = load(ctx, tx, target, &object_bound(target, &id, "write"), lock)?;
     require_collection(target, &loaded)?;
     authorize_write(ctx, tx, target, &loaded)?;
     check_parents(target)?;
@@ -448,14 +477,11 @@ pub fn patch(
         let principals = loaded.access.principals.clone();
         accounts::prepare_write(ctx, &loaded.id, &principals, &mut data, password_sent)?;
     }
-    let parent_id = target.list_parent(&loaded.id);
-    let stored = tx.update(
-        list_ref(target, &parent_id),
-        &loaded.id,
-        with_id(data, &loaded.id),
-    )?;
     let owner = owner(ctx, target, &loaded.id, &loaded.access.principals);
+    // As in `put`: the ACEs first, so that the object's write can be the last.
     let permissions = write_permissions(ctx, tx, &loaded.uri, &owner, &current_perms, set)?;
+    commit_with_last_write(ctx, tx, target.kind);
+    let stored = replace(tx, target, &loaded, data)?;
     if target.kind == Kind::Group {
         sync_members(tx, &loaded.uri, Some(existing), &stored)?;
     }

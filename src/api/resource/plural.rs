@@ -401,6 +401,7 @@ pub fn post(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResu
         // Kinto quirk (replicated): If-Match on a creation always fails.
         return Err(precondition_failed(None, None));
     }
+    let generated = given_id.is_none();
     let id = match given_id {
         Some(Value::String(id)) if target.kind.valid_id(&id) => id,
         Some(_) => return Err(invalid_id()),
@@ -430,6 +431,21 @@ pub fn post(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResu
     }
     let uri = target.object_uri(&id);
     let list_parent = target.list_parent(&id);
+    let set = envelope
+        .permissions
+        .as_ref()
+        .map(listed_permissions)
+        .unwrap_or_default();
+    let owner = owner(ctx, target, &id, &principals);
+    let none = ObjectPermissions::new();
+    // Under a generated id the creation cannot meet an existing object: the ACEs can be written
+    // first and the creation be the request's last write. A given id may be taken meanwhile
+    // (answered below without writing any ACE).
+    let mut permissions = None;
+    if generated {
+        permissions = Some(write_permissions(ctx, tx, &uri, &owner, &none, set.clone())?);
+        commit_with_last_write(ctx, tx, target.kind);
+    }
     let created = tx.create(list_ref(target, &list_parent), with_id(data, &id))?;
     let (status, stored) = match created {
         Ok(stored) => (201, stored),
@@ -439,13 +455,10 @@ pub fn post(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResu
             return Ok(object_response(200, Value::Object(existing), Some(visible)));
         }
     };
-    let set = envelope
-        .permissions
-        .as_ref()
-        .map(listed_permissions)
-        .unwrap_or_default();
-    let owner = owner(ctx, target, &id, &principals);
-    let permissions = write_permissions(ctx, tx, &uri, &owner, &ObjectPermissions::new(), set)?;
+    let permissions = match permissions {
+        Some(written) => written,
+        None => write_permissions(ctx, tx, &uri, &owner, &none, set)?,
+    };
     if target.kind == Kind::Group {
         sync_members(tx, &uri, None, &stored)?;
     }
