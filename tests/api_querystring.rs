@@ -428,7 +428,10 @@ fn object_writes_open_their_transaction_with_their_read_on_postgresql() {
         let id = r.json()["data"]["id"].as_str().unwrap().to_string();
         let got = t.call("GET", &format!("{REC}/{id}"), A, None).expect(200);
         assert_eq!(got.json()["data"]["n"], json!(i));
-        assert_eq!(got.json()["permissions"]["write"], r.json()["permissions"]["write"]);
+        assert_eq!(
+            got.json()["permissions"]["write"],
+            r.json()["permissions"]["write"]
+        );
     }
     // A stale If-Match is refused after the one round trip of the read (then rolled back).
     let before = round_trips();

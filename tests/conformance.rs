@@ -1217,6 +1217,105 @@ fn read_object_in_one_call(db: &TestDb) {
     assert_eq!(res.principals, nobody);
 }
 
+/// A replacing write decided on a read (`update_if`) happens only while the object is as read:
+/// every write of an object moves its timestamp forward, so a stale read writes nothing.
+fn update_if_writes_only_what_was_read(db: &TestDb) {
+    let backend = db.backend();
+    let write = |id: &str, v: i64, read: Option<i64>| {
+        let mut tx = backend.begin().unwrap();
+        let written = tx
+            .update_if(records(COLL), id, obj(json!({"id": id, "v": v})), read)
+            .unwrap();
+        tx.commit().unwrap();
+        written
+    };
+    let current = |id: &str| {
+        db.query_text(&format!(
+            "SELECT CAST(data->>'v' AS TEXT) FROM objects \
+         WHERE id = '{id}' AND parent_id = '{COLL}' AND NOT deleted"
+        ))
+    };
+    let first = write("r1", 1, None).expect("absent as read: created");
+    let second = write("r1", 2, Some(lm(&first))).expect("as read: replaced");
+    assert!(lm(&second) > lm(&first));
+    assert_eq!(
+        write("r1", 3, Some(lm(&first))),
+        None,
+        "read before the last write"
+    );
+    assert_eq!(write("r1", 4, None), None, "read absent, live since");
+    assert_eq!(current("r1").as_deref(), Some("2"));
+    assert_eq!(
+        write("r2", 5, Some(lm(&second))),
+        None,
+        "read live, never there"
+    );
+    assert_eq!(current("r2"), None);
+    let mut tx = backend.begin().unwrap();
+    tx.delete(records(COLL), "r1", true, None).unwrap();
+    tx.commit().unwrap();
+    assert_eq!(
+        write("r1", 6, Some(lm(&second))),
+        None,
+        "deleted since read"
+    );
+    assert_eq!(current("r1"), None);
+    let revived = write("r1", 7, None).expect("a tombstone is absent: revived");
+    assert!(lm(&revived) > lm(&second));
+    assert_eq!(current("r1").as_deref(), Some("7"));
+}
+
+/// Writes nobody reads the answer of may travel with the next statement (PostgreSQL), and a
+/// request's last write may carry the commit: neither changes what a transaction sees or keeps.
+fn deferred_writes_and_the_commit_with_the_last_write(db: &TestDb) {
+    let backend = db.backend();
+    let uri = format!("{COLL}/records/a");
+    let perms: ObjectPermissions = [("write".to_string(), set(&["alice"]))].into();
+    let writers = |db: &TestDb| {
+        db.query_text(&format!(
+            "SELECT string_agg(principal, ',') FROM access_control_entries \
+             WHERE object_id = '{uri}' AND permission = 'write'"
+        ))
+    };
+    let mut tx = backend.begin().unwrap();
+    tx.replace_object_permissions(&uri, &perms).unwrap();
+    assert_eq!(
+        tx.get_object_permission_principals(&uri, "write").unwrap(),
+        set(&["alice"]),
+        "read back in their transaction"
+    );
+    tx.rollback().unwrap();
+    assert_eq!(writers(db), None, "gone with the rollback");
+    let mut tx = backend.begin().unwrap();
+    tx.replace_object_permissions(&uri, &perms).unwrap();
+    tx.commit_with_next_write();
+    let created = tx
+        .create(records(COLL), obj(json!({"id": "a", "v": 1})))
+        .unwrap()
+        .unwrap();
+    tx.commit().unwrap();
+    assert_eq!(writers(db).as_deref(), Some("alice"));
+    let mut tx = backend.begin().unwrap();
+    assert_eq!(tx.get(records(COLL), "a").unwrap(), Some(created.clone()));
+    tx.rollback().unwrap();
+    // A stale guarded write as the last one: nothing written, nothing left open.
+    let mut tx = backend.begin().unwrap();
+    tx.commit_with_next_write();
+    let stale = tx
+        .update_if(
+            records(COLL),
+            "a",
+            obj(json!({"id": "a", "v": 2})),
+            Some(lm(&created) - 1),
+        )
+        .unwrap();
+    assert_eq!(stale, None);
+    tx.rollback().unwrap();
+    let mut tx = backend.begin().unwrap();
+    assert_eq!(tx.get(records(COLL), "a").unwrap(), Some(created));
+    tx.rollback().unwrap();
+}
+
 /// The read of a write request takes its list's lock first (on PostgreSQL in the same round
 /// trip, its parameters then written as literals): the same answer as an ordinary read, for
 /// principals and ids of any text, and the lock held until the transaction ends.
@@ -1892,7 +1991,77 @@ conformance!(
     concurrent_writer_processes,
     cache_migrate_creates_table,
     purge_keeps_the_most_recent_tombstones_per_list,
+    update_if_writes_only_what_was_read,
+    deferred_writes_and_the_commit_with_the_last_write,
 );
+
+/// PostgreSQL only: a request's last write carries the commit, unless it waits for a lock.
+mod postgresql_commit {
+    use super::*;
+
+    fn count(db: &TestDb, id: &str) -> Option<String> {
+        db.query_text(&format!(
+            "SELECT count(*)::text FROM objects WHERE id = '{id}'"
+        ))
+    }
+
+    #[test]
+    fn the_last_write_carries_the_commit() {
+        let db = TestDb::postgresql();
+        let backend = db.backend();
+        let mut tx = backend.begin().unwrap();
+        tx.commit_with_next_write();
+        tx.create(records(COLL), obj(json!({"id": "w"})))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            count(&db, "w").as_deref(),
+            Some("1"),
+            "committed with the write"
+        );
+        assert!(
+            matches!(
+                tx.get(records(COLL), "w"),
+                Err(BackendError::Unavailable(_))
+            ),
+            "nothing may follow the commit"
+        );
+        tx.commit().unwrap();
+    }
+
+    #[test]
+    fn a_last_write_waiting_for_a_lock_leaves_the_commit_to_follow() {
+        // A write sent with its commit would land even if harakiri killed its worker while it
+        // waits: past a short wait it is sent again without the commit.
+        let db = TestDb::postgresql();
+        let holder = db.backend();
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let hold = std::thread::spawn(move || {
+            let mut tx = holder.begin().unwrap();
+            tx.lock_list(records(COLL)).unwrap();
+            locked_tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(500));
+            tx.rollback().unwrap();
+        });
+        locked_rx.recv().unwrap();
+        let backend = db.backend();
+        let started = Instant::now();
+        let mut tx = backend.begin().unwrap();
+        tx.commit_with_next_write();
+        tx.create(records(COLL), obj(json!({"id": "w"})))
+            .unwrap()
+            .unwrap();
+        assert!(
+            started.elapsed() >= Duration::from_millis(400),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(count(&db, "w").as_deref(), Some("0"), "not committed yet");
+        tx.commit().unwrap();
+        assert_eq!(count(&db, "w").as_deref(), Some("1"));
+        hold.join().unwrap();
+    }
+}
 
 /// PostgreSQL only: the schema shared with Kinto and its migrations.
 mod postgresql_schema {

@@ -163,8 +163,10 @@ pub struct Ctx<'a> {
     /// Cache writes to run after the commit.
     pub cache_writes: Vec<CacheWrite>,
     /// The request has its transaction to itself (not a batch's): its last write may carry
-    /// the commit (`resource::commit_with_last_write`).
+    /// the commit (`resource::commit_with_last_write`), and it may run again on a conflict.
     pub own_transaction: bool,
+    /// Which run of the request this is (1 the first; see `App::in_transaction`).
+    pub attempt: u32,
 }
 
 impl<'a> Ctx<'a> {
@@ -519,6 +521,7 @@ impl App {
             // What an attempt that ended in a conflict left is not kept (see `in_transaction`).
             ctx.alert = None;
             ctx.cache_writes.clear();
+            ctx.attempt += 1;
             if personal {
                 default_bucket::ensure(ctx, tx, target)?;
             }
@@ -668,6 +671,7 @@ impl App {
             alert: None,
             cache_writes: Vec::new(),
             own_transaction: false,
+            attempt: 0,
         })
     }
 
@@ -705,6 +709,7 @@ impl App {
             alert: None,
             cache_writes: Vec::new(),
             own_transaction: false,
+            attempt: 0,
         }
         .base_url();
         let ttl = match kind {

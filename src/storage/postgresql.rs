@@ -783,7 +783,11 @@ impl PgTx {
             return Ok(None);
         };
         let messages = self.execute_named(&READ_OBJECT, &params, Some(lock), false)?;
-        match self.named_rows(&messages).first().and_then(|row| ReadRow::from_text(row)) {
+        match self
+            .named_rows(&messages)
+            .first()
+            .and_then(|row| ReadRow::from_text(row))
+        {
             Some(read) => read.into_result(req.id).map(Some),
             None => Err(BackendError::Unavailable(
                 "unexpected answer to an object read".into(),

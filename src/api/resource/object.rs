@@ -56,12 +56,13 @@ fn require_collection(target: &Target, loaded: &Loaded) -> ApiResult<()> {
 }
 
 /// Whether a replacing write (PUT, PATCH) reads under the list's lock. A request alone in its
-/// transaction reads without it, decides, then writes only if the object is still as read
-/// (`Transaction::update_if`), and runs again from its read otherwise (`App::in_transaction`):
-/// the lock is then held from the write to the commit only, which go in one round trip. In a
-/// batch, whose transaction is shared, the read takes the lock and the guard always holds.
+/// transaction first reads without it, decides, then writes only if the object is still as
+/// read (`Transaction::update_if`): the lock is then held from the write to the commit only,
+/// which go in one round trip. If the object changed meanwhile, the request runs again
+/// (`App::in_transaction`), this time under the lock, so that a busy object is written at the
+/// second run at the latest. In a batch, whose transaction is shared, the read takes the lock.
 fn write_lock(ctx: &Ctx) -> bool {
-    !ctx.own_transaction
+    !ctx.own_transaction || ctx.attempt > 1
 }
 
 /// Writes the object of `loaded` if it is still as read; a conflict (the request runs again)

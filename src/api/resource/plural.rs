@@ -443,7 +443,14 @@ pub fn post(ctx: &mut Ctx, tx: &mut dyn Transaction, target: &Target) -> ApiResu
     // (answered below without writing any ACE).
     let mut permissions = None;
     if generated {
-        permissions = Some(write_permissions(ctx, tx, &uri, &owner, &none, set.clone())?);
+        permissions = Some(write_permissions(
+            ctx,
+            tx,
+            &uri,
+            &owner,
+            &none,
+            set.clone(),
+        )?);
         commit_with_last_write(ctx, tx, target.kind);
     }
     let created = tx.create(list_ref(target, &list_parent), with_id(data, &id))?;
