@@ -235,7 +235,7 @@ fn migrate_accepts_a_database_built_from_kintos_schema_files() {
     // Kinto's current schema: nothing of it to change, only kinto-rs's own filter index to add.
     let planned = stdout(&dry);
     assert!(
-        planned.contains("idx_objects_list_data") && !planned.contains("CREATE TABLE"),
+        planned.contains("idx_objects_data_by_list") && !planned.contains("CREATE TABLE"),
         "{planned}"
     );
     assert_ok(&kinto(&ini, &["migrate"]));

@@ -22,13 +22,19 @@ pub fn from_epoch(expr: &str) -> String {
 pub struct PgSql {
     pub sql: String,
     pub params: Vec<Box<dyn ToSql + Sync + Send>>,
+    /// The key of the one list the conditions apply to, set by `scope` (see `LIST_DATA`).
+    list_key: Option<String>,
 }
+
+/// The expression of kinto-rs's filter index (`sql/postgresql/kinto_rs_indexes.sql`): the data
+/// under its list's key, `{"<parent_id> <resource_name>": data}`. Written exactly as indexed.
+const LIST_DATA: &str = "jsonb_set('{}'::jsonb, ARRAY[parent_id || ' ' || resource_name], data)";
 
 impl PgSql {
     pub fn new(sql: &str) -> PgSql {
         PgSql {
             sql: sql.to_string(),
-            params: Vec::new(),
+            ..PgSql::default()
         }
     }
 
@@ -65,6 +71,8 @@ pub fn scope(resource_name: &str, parent_id: &str, q: &mut PgSql) {
         let p = q.bind(parent_id.to_string());
         q.push(&format!("parent_id = {p}"));
     }
+    q.list_key = (!parent_id.contains('*') && resource_name != "*")
+        .then(|| format!("{parent_id} {resource_name}"));
     if resource_name != "*" {
         let p = q.bind(resource_name.to_string());
         q.push(&format!(" AND resource_name = {p}"));
@@ -255,8 +263,18 @@ fn data_condition(filter: &Filter, field: &str, q: &mut PgSql) {
     let value = &filter.value;
     let cond = match filter.op {
         FilterOp::Eq if !value.is_array() && !value.is_object() => {
-            let v = json_param(&containment(field, value.clone()), q);
-            format!("data @> {v}")
+            let wanted = containment(field, value.clone());
+            match q.list_key.clone() {
+                // One key of the filter index: the list, the path and the value.
+                Some(key) => {
+                    let v = json_param(&Value::Object(Map::from_iter([(key, wanted)])), q);
+                    format!("{LIST_DATA} @> {v}")
+                }
+                None => {
+                    let v = json_param(&wanted, q);
+                    format!("data @> {v}")
+                }
+            }
         }
         FilterOp::Eq | FilterOp::Lt | FilterOp::Max => {
             let f = field_expr(field, q);

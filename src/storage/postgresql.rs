@@ -29,9 +29,6 @@ const STORAGE_SCHEMA: &str = include_str!("../../sql/postgresql/storage_schema.s
 const PERMISSION_SCHEMA: &str = include_str!("../../sql/postgresql/permission_schema.sql");
 /// Indexes of kinto-rs's own on Kinto's tables (unversioned: Kinto ignores them).
 const EXTRA_INDEXES: &str = include_str!("../../sql/postgresql/kinto_rs_indexes.sql");
-/// The filter index where the btree_gin extension cannot be created.
-const EXTRA_INDEXES_UNSCOPED: &str =
-    include_str!("../../sql/postgresql/kinto_rs_indexes_unscoped.sql");
 /// The cache table (unversioned).
 pub const CACHE_SCHEMA: &str = include_str!("../../sql/postgresql/cache_schema.sql");
 /// Storage migrations this code knows: `(from version, script)`.
@@ -172,10 +169,7 @@ pub(crate) struct Named {
 
 /// The rows of one statement of a multi-statement simple query: the one followed by `trailing`
 /// more statements.
-fn statement_rows(
-    messages: &[SimpleQueryMessage],
-    trailing: usize,
-) -> Vec<&postgres::SimpleQueryRow> {
+fn statement_rows(messages: &[SimpleQueryMessage], trailing: usize) -> Vec<&SimpleQueryRow> {
     let mut completed = 0;
     let mut rows = Vec::new();
     for message in messages.iter().rev() {
@@ -361,17 +355,6 @@ fn metadata_version(conn: &mut PgConn, name: &str) -> Result<Option<i64>> {
     Ok(row.get(0))
 }
 
-/// The btree_gin extension is installed, or this role may install it: a superuser, or (it is a
-/// trusted extension since PostgreSQL 13) a role with CREATE on the database.
-fn can_use_btree_gin(conn: &mut PgConn) -> Result<bool> {
-    Ok(conn
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'btree_gin')              OR (EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'btree_gin')                  AND ((SELECT rolsuper FROM pg_roles WHERE rolname = current_user)                    OR (current_setting('server_version_num')::int >= 130000                        AND has_database_privilege(current_database(), 'CREATE'))))",
-            &[],
-        )?
-        .get(0))
-}
-
 fn table_exists(conn: &mut PgConn, table: &str) -> Result<bool> {
     Ok(conn
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])?
@@ -419,7 +402,6 @@ impl Backend for PgBackend {
             deferred: String::new(),
             commit_with_write: false,
             committed: false,
-            begin_sent: false,
         }))
     }
 
@@ -460,12 +442,8 @@ impl Backend for PgBackend {
         if !table_exists(&mut conn, "cache")? {
             scripts.push(CACHE_SCHEMA.to_string());
         }
-        if !table_exists(&mut conn, "idx_objects_list_data")? {
-            if can_use_btree_gin(&mut conn)? {
-                scripts.push(EXTRA_INDEXES.to_string());
-            } else if !table_exists(&mut conn, "idx_objects_data_jsonb_path_ops")? {
-                scripts.push(EXTRA_INDEXES_UNSCOPED.to_string());
-            }
+        if !table_exists(&mut conn, "idx_objects_data_by_list")? {
+            scripts.push(EXTRA_INDEXES.to_string());
         }
         if dry_run || scripts.is_empty() {
             return Ok(scripts);
@@ -518,8 +496,6 @@ pub struct PgTx {
     commit_with_write: bool,
     /// The `COMMIT` went with a write: nothing may follow.
     committed: bool,
-    /// The `BEGIN` reached the server (until then, the whole transaction is in `deferred`).
-    begin_sent: bool,
 }
 
 fn select_sql(
@@ -659,9 +635,7 @@ impl PgTx {
         }
         let mut batch = std::mem::take(&mut self.deferred);
         batch.push_str(more);
-        let sent = self.conn.batch(&batch);
-        self.begin_sent = self.begun;
-        sent
+        self.conn.batch(&batch)
     }
 
     /// Queues a write whose answer nobody needs, to go with the next statement; `named` is
@@ -700,30 +674,29 @@ impl PgTx {
         Ok(batch)
     }
 
-    /// Executes `named` in one round trip with the deferred writes and, when `lock` is given,
-    /// the statements that open the transaction and take that list's lock. A write that may
-    /// end the transaction (`may_commit`: nothing of it was sent yet) also carries the `COMMIT`
-    /// when the request asked for it (`commit_with_next_write`). Answers the statement's rows.
+    /// Executes `named` in one round trip with the deferred writes and the statements that open
+    /// the transaction and take `lock`'s list lock. A write that may end the transaction
+    /// (`may_commit`) also carries the `COMMIT` when the request asked for it
+    /// (`commit_with_next_write`) and nothing of the transaction was sent yet. Answers the
+    /// statement's rows.
     fn execute_named(
         &mut self,
         named: &Named,
         params: &[String],
-        lock: Option<ListRef>,
+        lock: ListRef,
         may_commit: bool,
     ) -> Result<Vec<SimpleQueryMessage>> {
         self.conn.prepare_named(named)?;
         let mut sql = std::mem::take(&mut self.deferred);
-        if lock.is_some() {
-            sql.push_str(&self.opening(lock)?);
-        }
+        sql.push_str(&self.opening(Some(lock))?);
         sql.push_str(&format!("EXECUTE {} ({});", named.name, params.join(", ")));
+        // Nothing of the transaction sent yet: it all starts with its BEGIN here.
         let fused = may_commit && self.commit_with_write && sql.starts_with(OPEN_TRANSACTION);
         let messages = if fused {
             self.write_and_commit(&sql)?
         } else {
             self.conn.simple(&sql)?
         };
-        self.begin_sent = self.begun;
         Ok(messages)
     }
 
@@ -782,7 +755,7 @@ impl PgTx {
         let Some(params) = params.into_iter().collect::<Option<Vec<String>>>() else {
             return Ok(None);
         };
-        let messages = self.execute_named(&READ_OBJECT, &params, Some(lock), false)?;
+        let messages = self.execute_named(&READ_OBJECT, &params, lock, false)?;
         match self
             .named_rows(&messages)
             .first()
@@ -805,7 +778,7 @@ impl PgTx {
         may_commit: bool,
     ) -> Result<Option<i64>> {
         let params = params.ok_or_else(nul_in_text)?;
-        let messages = self.execute_named(named, &params, Some(list), may_commit)?;
+        let messages = self.execute_named(named, &params, list, may_commit)?;
         match self.named_rows(&messages).first() {
             None => Ok(None),
             Some(row) => row
@@ -833,10 +806,7 @@ impl PgTx {
         });
         // A guarded write that finds the object changed writes nothing: the COMMIT may go with
         // it only when nothing else was written before (then nothing is committed).
-        let may_commit = match guard {
-            None => !self.begin_sent,
-            Some(_) => !self.begun,
-        };
+        let may_commit = guard.is_none() || !self.begun;
         let written = self.write_object(&UPDATE, list, params, may_commit)?;
         Ok(written.map(|ts| build_object(data, id, ts)))
     }
@@ -923,8 +893,7 @@ impl Storage for PgTx {
         let (data, hint) = split_object(obj);
         let text = Value::Object(data.clone()).to_string();
         let params = object_params(list, &id, &text, hint);
-        let may_commit = !self.begin_sent;
-        match self.write_object(&CREATE, list, params, may_commit)? {
+        match self.write_object(&CREATE, list, params, true)? {
             Some(ts) => Ok(Ok(build_object(data, &id, ts))),
             // The commit went with the write: the caller vouched for a fresh id.
             None if self.committed => Err(BackendError::Conflict(format!(
