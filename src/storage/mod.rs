@@ -224,6 +224,8 @@ pub trait Backend: Send + Sync {
 }
 
 pub mod jsonb;
+mod page;
+pub use page::PageObject;
 pub(crate) mod pg_inline;
 mod pg_query;
 pub mod postgresql;
@@ -338,7 +340,7 @@ pub struct ListResult {
     /// The list timestamp (2.5), created on first read like [`Storage::resource_timestamp`].
     /// Like `objects` and `count`, read only when `allowed` and every parent exists.
     pub timestamp: Option<i64>,
-    pub objects: Vec<Object>,
+    pub objects: Vec<PageObject>,
     pub count: Option<usize>,
 }
 
@@ -370,7 +372,11 @@ pub fn read_list_by_parts<T: Transaction + ?Sized>(
             parent_id: req.parent_id,
         };
         result.timestamp = Some(tx.resource_timestamp(list)?);
-        result.objects = tx.list_all(req.resource_name, req.parent_id, req.query)?;
+        result.objects = tx
+            .list_all(req.resource_name, req.parent_id, req.query)?
+            .into_iter()
+            .map(PageObject::Parsed)
+            .collect();
         if req.with_count {
             result.count =
                 Some(tx.count_all(req.resource_name, req.parent_id, &req.query.filters)?);

@@ -7,7 +7,7 @@ use super::pg_inline;
 use super::pg_query::{self, from_epoch, PgSql, EPOCH_LM};
 use super::{
     build_object, split_object, tombstone, Backend, BackendError, ListQuery, ListRef, ListRequest,
-    ListResult, Object, ReadRequest, ReadResult, Result, Storage, Transaction,
+    ListResult, Object, PageObject, ReadRequest, ReadResult, Result, Storage, Transaction,
 };
 use crate::permission::ObjectPermissions;
 use crate::settings::BackendSettings;
@@ -1361,11 +1361,13 @@ impl PgTx {
         }
         q.push(", (SELECT lm FROM par)");
         let row = self.conn()?.query_one(&q.sql, &q.refs())?;
-        let page: Vec<(String, i64, Object)> = match row.get::<_, Option<&str>>(4) {
-            Some(text) => serde_json::from_str(text)
-                .map_err(|e| BackendError::Unavailable(format!("corrupt object data: {e}")))?,
-            None => Vec::new(),
-        };
+        // The objects' fields stay text (see `PageObject`).
+        let page: Vec<(String, i64, &serde_json::value::RawValue)> =
+            match row.get::<_, Option<&str>>(4) {
+                Some(text) => serde_json::from_str(text)
+                    .map_err(|e| BackendError::Unavailable(format!("corrupt object data: {e}")))?,
+                None => Vec::new(),
+            };
         let allowed: bool = row.get(1);
         let data: Vec<Option<&str>> = row.get(2);
         let stamps: Vec<Option<i64>> = row.get(6);
@@ -1402,8 +1404,8 @@ impl PgTx {
             timestamp,
             objects: page
                 .into_iter()
-                .map(|(id, ts, data)| build_object(data, &id, ts))
-                .collect(),
+                .map(|(id, ts, fields)| PageObject::text(id, ts, fields.get()))
+                .collect::<Result<_>>()?,
             count: row.get::<_, Option<i64>>(5).map(|c| c as usize),
         })
     }

@@ -9,7 +9,7 @@ use super::*;
 use crate::api::{accounts, history};
 use crate::authz::shared_permissions;
 use crate::error::{ApiError, ApiResult, Location};
-use crate::storage::{Filter, FilterOp, ListQuery, ListRequest, Object, Transaction};
+use crate::storage::{Filter, FilterOp, ListQuery, ListRequest, Object, PageObject, Transaction};
 use serde_json::{json, Value};
 
 /// What the caller may see (or delete) of a list.
@@ -49,7 +49,7 @@ fn prepare(
 /// page (with its extra object) and, for HEAD, the count.
 struct Fetched {
     timestamp: i64,
-    objects: Vec<Object>,
+    objects: Vec<PageObject>,
     count: Option<usize>,
 }
 
@@ -283,14 +283,15 @@ pub fn get(
         None if skip => (Vec::new(), None),
         None => {
             let page = list_query(&parsed, &view, token.as_ref(), Some(size + 1));
-            (tx.list_all(target.kind.name(), &parent_id, &page)?, None)
+            let objects = tx.list_all(target.kind.name(), &parent_id, &page)?;
+            (objects.into_iter().map(PageObject::Parsed).collect(), None)
         }
     };
     let mut next_page = None;
     if objects.len() > size {
         objects.truncate(size);
-        let last = objects.last().expect("a non-empty page");
-        let token = pagination::encode(last, &parsed.sorting, size + 1, &pagination::new_nonce());
+        let last = objects.last().expect("a non-empty page").to_object()?;
+        let token = pagination::encode(&last, &parsed.sorting, size + 1, &pagination::new_nonce());
         next_page = Some(pagination::next_page_url(
             &ctx.base_url(),
             ctx.request.path(),
@@ -299,11 +300,22 @@ pub fn get(
             &token,
         ));
     }
-    let data: Vec<Value> = match &parsed.fields {
-        Some(fields) => objects.iter().map(|o| query::project(o, fields)).collect(),
-        None => objects.into_iter().map(Value::Object).collect(),
-    };
-    let mut response = crate::api::http::json(200, &json!({ "data": data }));
+    let mut body = Vec::with_capacity(64 + objects.len() * 512);
+    body.extend_from_slice(b"{\"data\":[");
+    for (i, object) in objects.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        match &parsed.fields {
+            Some(fields) => {
+                let projected = query::project(&object.to_object()?, fields);
+                let _ = serde_json::to_writer(&mut body, &projected);
+            }
+            None => object.write_json(&mut body),
+        }
+    }
+    body.extend_from_slice(b"]}");
+    let mut response = crate::api::http::json_bytes(200, body);
     response
         .headers
         .extend(crate::api::http::timestamp_headers(timestamp));
