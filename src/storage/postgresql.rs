@@ -507,7 +507,7 @@ fn select_sql(
     let mut q = PgSql::new(&format!(
         "SELECT id, {EPOCH_LM}, data::text FROM objects WHERE "
     ));
-    pg_query::scope(resource_name, parent_id, &mut q);
+    pg_query::scope_for(resource_name, parent_id, &query.filters, &mut q);
     if !include_deleted {
         q.push(" AND NOT deleted");
     }
@@ -636,6 +636,15 @@ impl PgTx {
         let mut batch = std::mem::take(&mut self.deferred);
         batch.push_str(more);
         self.conn.batch(&batch)
+    }
+
+    /// Ends the transaction on this side: drops the deferred writes. Whether the server has
+    /// a transaction to roll back (its `BEGIN` was sent).
+    fn forget_unsent(&mut self) -> bool {
+        let unsent = self.deferred.starts_with(OPEN_TRANSACTION);
+        self.deferred.clear();
+        let begun = std::mem::replace(&mut self.begun, false);
+        begun && !unsent
     }
 
     /// Queues a write whose answer nobody needs, to go with the next statement; `named` is
@@ -983,7 +992,7 @@ impl Storage for PgTx {
         self.write(single_list.then_some(list))?;
         let mut q =
             PgSql::new("WITH matching AS (SELECT id, parent_id, resource_name FROM objects WHERE ");
-        pg_query::scope(resource_name, parent_id, &mut q);
+        pg_query::scope_for(resource_name, parent_id, &query.filters, &mut q);
         q.push(" AND NOT deleted");
         pg_query::conditions(query, &mut q);
         pg_query::order_by(&query.sorting, &mut q);
@@ -1104,7 +1113,7 @@ impl Storage for PgTx {
         filters: &[super::Filter],
     ) -> Result<usize> {
         let mut q = PgSql::new("SELECT count(*) FROM objects WHERE ");
-        pg_query::scope(resource_name, parent_id, &mut q);
+        pg_query::scope_for(resource_name, parent_id, filters, &mut q);
         q.push(" AND NOT deleted");
         let query = ListQuery {
             filters: filters.to_vec(),
@@ -1145,9 +1154,7 @@ impl Transaction for PgTx {
     }
 
     fn rollback(mut self: Box<Self>) -> Result<()> {
-        self.deferred.clear();
-        if self.begun {
-            self.begun = false;
+        if self.forget_unsent() {
             self.conn.batch("ROLLBACK")?;
         }
         Ok(())
@@ -1338,7 +1345,7 @@ impl PgTx {
                  json_agg(json_build_array(page.id, page.lm, page.data))::text FROM ( \
                  SELECT id, {EPOCH_LM} AS lm, data FROM objects WHERE "
         ));
-        pg_query::scope(req.resource_name, req.parent_id, &mut q);
+        pg_query::scope_for(req.resource_name, req.parent_id, &req.query.filters, &mut q);
         if !req.query.include_deleted {
             q.push(" AND NOT deleted");
         }
@@ -1348,7 +1355,7 @@ impl PgTx {
         q.push(&format!(" LIMIT {limit}::BIGINT) AS page) END, "));
         if req.with_count {
             q.push("CASE WHEN (SELECT go FROM go) THEN (SELECT count(*) FROM objects WHERE ");
-            pg_query::scope(req.resource_name, req.parent_id, &mut q);
+            pg_query::scope_for(req.resource_name, req.parent_id, &req.query.filters, &mut q);
             q.push(" AND NOT deleted");
             let filters_only = ListQuery {
                 filters: req.query.filters.clone(),
@@ -1413,7 +1420,7 @@ impl PgTx {
 
 impl Drop for PgTx {
     fn drop(&mut self) {
-        if self.begun {
+        if self.forget_unsent() {
             // An abandoned request: undo its writes (a failed ROLLBACK leaves a closed
             // connection, which the pool discards).
             let _ = self.conn.batch("ROLLBACK");
