@@ -13,50 +13,7 @@ use serde_json::{json, Map, Value};
 
 /// The production docs' logging sections, with the Sentry DSN pointing at `dsn`.
 fn seed_sections(dsn: &str) -> String {
-    format!(
-        "
-[loggers]
-keys = root, kinto, cliquet
-
-[handlers]
-keys = console, sentry
-
-[formatters]
-keys = generic, heka
-
-[logger_root]
-level = INFO
-handlers = console, sentry
-
-[logger_kinto]
-level = INFO
-handlers = console, sentry
-qualname = kinto
-
-[logger_cliquet]
-level = INFO
-handlers = console, sentry
-qualname = cliquet
-
-[handler_console]
-class = StreamHandler
-args = (sys.stdout,)
-level = INFO
-formatter = heka
-
-[handler_sentry]
-class = raven.handlers.logging.SentryHandler
-args = ('{dsn}',)
-level = INFO
-formatter = generic
-
-[formatter_generic]
-format = %(asctime)s %(levelname)-5.5s [%(name)s][%(threadName)s] %(message)s
-
-[formatter_heka]
-format = %(message)s
-"
-    )
+    include_str!("fixtures/seed_logging.ini").replace("{dsn}", dsn)
 }
 
 fn temp_dir(name: &str) -> PathBuf {

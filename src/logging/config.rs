@@ -311,53 +311,16 @@ fn output_spec(class: &str, args: &[PyValue]) -> Result<OutputSpec, String> {
 mod tests {
     use super::*;
 
-    const SEED: &str = "
-[loggers]
-keys = root, kinto, cliquet
-
-[handlers]
-keys = console, sentry
-
-[formatters]
-keys = generic, heka
-
-[logger_root]
-level = INFO
-handlers = console, sentry
-
-[logger_kinto]
-level = INFO
-handlers = console, sentry
-qualname = kinto
-
-[logger_cliquet]
-level = INFO
-handlers = console, sentry
-qualname = cliquet
-
-[handler_console]
-class = StreamHandler
-args = (sys.stdout,)
-level = INFO
-formatter = heka
-
-[handler_sentry]
-class = raven.handlers.logging.SentryHandler
-args = ('http://public:secret@example.com/1',)
-level = INFO
-formatter = generic
-
-[formatter_generic]
-format = %(asctime)s %(levelname)-5.5s [%(name)s][%(threadName)s] %(message)s
-
-[formatter_heka]
-format = %(message)s
-";
+    /// The production docs' logging sections (shared with `tests/obs_logging.rs`).
+    fn seed() -> String {
+        include_str!("../../tests/fixtures/seed_logging.ini")
+            .replace("{dsn}", "http://public:secret@example.com/1")
+    }
 
     #[test]
     fn the_production_docs_config() {
         let c = LoggingConfig::from_ini_str(
-            SEED,
+            &seed(),
             Path::new("/etc/kinto/kinto.ini"),
             "kinto",
             Some("cliquet.logs.MozillaHekaRenderer"),
