@@ -12,12 +12,23 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 use worker::{HttpConfig, HttpListener, Log, WorkerSetup, WorkerSignals};
 
+/// One test at a time: several of them fork, and a child forked while another test runs would
+/// hold that test's descriptors (closed below, but only once the child runs) and whatever lock
+/// another thread held at the fork.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 #[test]
 fn master_death_finishes_the_request_then_exits_30() {
+    let _serial = serial();
     let server = TestServer::start(HttpConfig::default(), true);
     let mut stream = server.connect();
     stream
@@ -43,6 +54,7 @@ fn master_death_finishes_the_request_then_exits_30() {
 
 #[test]
 fn max_requests_recycles_after_the_last_response() {
+    let _serial = serial();
     let config = HttpConfig {
         max_requests: 2,
         min_worker_lifetime: Duration::ZERO,
@@ -75,6 +87,7 @@ fn max_requests_recycles_after_the_last_response() {
 
 #[test]
 fn recycling_waits_for_min_worker_lifetime() {
+    let _serial = serial();
     let config = HttpConfig {
         max_requests: 2,
         ..HttpConfig::default()
@@ -91,6 +104,7 @@ fn recycling_waits_for_min_worker_lifetime() {
 
 #[test]
 fn reload_on_rss_recycles() {
+    let _serial = serial();
     let config = HttpConfig {
         reload_on_rss: 1,
         min_worker_lifetime: Duration::ZERO,
@@ -128,6 +142,20 @@ impl Forked {
             ForkResult::Child => {
                 drop(log_read);
                 drop(alive_write);
+                // The other tests of this binary run in threads of the parent: the child must not
+                // keep their pipes and sockets open (a liveness pipe that never reports the
+                // master's death, a connection that never ends).
+                let keep = [
+                    listener.as_raw_fd(),
+                    alive_read.as_raw_fd(),
+                    log_write.as_raw_fd(),
+                ];
+                for fd in 3..1024 {
+                    if !keep.contains(&fd) {
+                        // SAFETY: closing descriptors this single-threaded child does not use.
+                        unsafe { libc::close(fd) };
+                    }
+                }
                 let code = match WorkerSignals::install(graceful_harakiri) {
                     Ok(signals) => {
                         let setup = WorkerSetup {
@@ -201,6 +229,7 @@ impl Forked {
 
 #[test]
 fn sighup_when_idle_exits_17() {
+    let _serial = serial();
     let worker = Forked::start(false);
     worker.ready();
     worker.signal(Signal::SIGHUP);
@@ -213,6 +242,7 @@ fn sighup_when_idle_exits_17() {
 
 #[test]
 fn sighup_finishes_the_request_in_flight_with_connection_close() {
+    let _serial = serial();
     let worker = Forked::start(true);
     worker.ready();
     let mut stream = worker.connect();
@@ -229,6 +259,7 @@ fn sighup_finishes_the_request_in_flight_with_connection_close() {
 
 #[test]
 fn sigterm_exits_30_at_once() {
+    let _serial = serial();
     let worker = Forked::start(false);
     worker.ready();
     let mut stream = worker.connect();
@@ -248,6 +279,7 @@ fn sigterm_exits_30_at_once() {
 
 #[test]
 fn sigint_exits_30() {
+    let _serial = serial();
     let worker = Forked::start(false);
     worker.ready();
     worker.signal(Signal::SIGINT);
@@ -256,6 +288,7 @@ fn sigint_exits_30() {
 
 #[test]
 fn sigusr1_sigusr2_and_sigtstp() {
+    let _serial = serial();
     let worker = Forked::start(false);
     worker.ready();
     worker.signal(Signal::SIGUSR1);
@@ -288,6 +321,7 @@ fn sigusr1_sigusr2_and_sigtstp() {
 
 #[test]
 fn graceful_harakiri_signal_answers_504_then_exits_30() {
+    let _serial = serial();
     let worker = Forked::start_with(true, Some(libc::SIGTERM));
     worker.ready();
     let mut stream = worker.connect();
@@ -306,6 +340,7 @@ fn graceful_harakiri_signal_answers_504_then_exits_30() {
 
 #[test]
 fn graceful_harakiri_signal_when_idle_just_exits() {
+    let _serial = serial();
     let worker = Forked::start_with(true, Some(libc::SIGUSR2));
     worker.ready();
     // A parked keep-alive connection gets no stray 504.
