@@ -2,46 +2,20 @@
 //! from `NOTIFY_SOCKET`, port from the `(port auto-assigned)` line), talked to over HTTP, on SQLite
 //! and on PostgreSQL.
 
+mod support_chaos;
+
 use base64::Engine;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+use support_chaos::{auto_assigned_port, spawn, wait_notify, Lines, PgDb, Started, TempDir};
 
 const KINTO: &str = env!("CARGO_BIN_EXE_kinto");
 const STARTUP: Duration = Duration::from_secs(15);
-
-fn unique(kind: &str) -> String {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    format!("kinto_e2e_{kind}_{}_{n}", std::process::id())
-}
-
-/// A temporary directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(kind: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(unique(kind));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Lines the server wrote to stderr, collected by a reader thread.
-type Lines = Arc<(Mutex<Vec<String>>, Condvar)>;
 
 /// The running binary; stopped with SIGTERM (then SIGKILL) when dropped.
 struct Server {
@@ -65,30 +39,11 @@ impl Server {
     fn start_ini(dir: &TempDir, text: &str, env: &[(&str, &str)]) -> Server {
         let ini = dir.0.join("kinto.ini");
         std::fs::write(&ini, text).unwrap();
-        let notify_path = dir.0.join("notify.sock");
-        let notify = UnixDatagram::bind(&notify_path).unwrap();
-        let mut child = Command::new(KINTO)
-            .arg("--ini")
-            .arg(&ini)
-            .current_dir(&dir.0)
-            .env("NOTIFY_SOCKET", &notify_path)
-            .env_remove("KINTO_INI")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines: Lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                sink.0.lock().unwrap().push(line);
-                sink.1.notify_all();
-            }
-        });
+        let Started {
+            child,
+            lines,
+            notify,
+        } = spawn(&dir.0, &ini, env);
         let mut server = Server {
             child,
             port: 0,
@@ -101,29 +56,9 @@ impl Server {
         server
     }
 
-    fn log(&self) -> String {
-        self.lines.0.lock().unwrap().join("\n")
-    }
-
     /// Waits for a datagram from the master with a line starting with `line`; returns that line.
     fn wait_notify(&mut self, line: &str) -> String {
-        let deadline = Instant::now() + STARTUP;
-        self.notify
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let mut buf = [0u8; 4096];
-        while Instant::now() < deadline {
-            if let Ok(n) = self.notify.recv(&mut buf) {
-                let datagram = String::from_utf8_lossy(&buf[..n]);
-                if let Some(found) = datagram.lines().find(|l| l.starts_with(line)) {
-                    return found.to_string();
-                }
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("kinto exited with {status} before {line}:\n{}", self.log());
-            }
-        }
-        panic!("no {line} within {STARTUP:?}:\n{}", self.log());
+        wait_notify(&mut self.child, &self.notify, &self.lines, line)
     }
 
     /// Rewrites the `[app:main]` section (the `[uwsgi]` one is kept) and sends SIGHUP.
@@ -138,32 +73,8 @@ impl Server {
         );
     }
 
-    /// The port of the `... bound to TCP address 127.0.0.1:<port> (port auto-assigned) fd <n>` line.
     fn auto_assigned_port(&self) -> u16 {
-        let (lock, cond) = &*self.lines;
-        let deadline = Instant::now() + STARTUP;
-        let mut lines = lock.lock().unwrap();
-        loop {
-            for line in lines.iter() {
-                let Some((_, rest)) = line.split_once("bound to TCP address ") else {
-                    continue;
-                };
-                let Some((address, tail)) = rest.split_once(' ') else {
-                    continue;
-                };
-                if tail.starts_with("(port auto-assigned)") {
-                    let port = address.rsplit_once(':').unwrap().1;
-                    return port.parse().unwrap();
-                }
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "no (port auto-assigned) line:\n{}",
-                lines.join("\n")
-            );
-            lines = cond.wait_timeout(lines, left).unwrap().0;
-        }
+        auto_assigned_port(&self.lines)
     }
 
     /// One request on a fresh connection as `user` with the password `secret`; returns the
@@ -405,47 +316,9 @@ fn reload_reads_the_settings_again() {
     );
 }
 
-/// A PostgreSQL database created for one test and dropped after it.
-struct Database {
-    admin_url: String,
-    name: String,
-}
-
-impl Database {
-    fn create() -> Database {
-        let admin_url = std::env::var("KINTO_TEST_PG_URL")
-            .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/postgres".to_string());
-        let name = unique("pg");
-        let mut client =
-            postgres::Client::connect(&admin_url, postgres::NoTls).unwrap_or_else(|e| {
-                panic!("PostgreSQL at {admin_url} is needed (./scripts/test.sh starts it): {e}")
-            });
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap();
-        Database { admin_url, name }
-    }
-
-    fn url(&self) -> String {
-        let base = self.admin_url.rsplit_once('/').unwrap().0;
-        format!("{base}/{}", self.name)
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        if let Ok(mut client) = postgres::Client::connect(&self.admin_url, postgres::NoTls) {
-            let _ = client.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
-}
-
 #[test]
 fn postgresql_migrate_and_round_trip() {
-    let db = Database::create();
+    let db = PgDb::create();
     let dir = TempDir::new("pg");
     let url = db.url();
     let app_main = format!(
@@ -504,7 +377,7 @@ fn postgresql_migrate_and_round_trip() {
 /// served by one worker is seen by the next request, whichever of the two workers serves it.
 #[test]
 fn postgresql_account_changes_reach_every_worker_at_once() {
-    let db = Database::create();
+    let db = PgDb::create();
     let dir = TempDir::new("pgaccounts");
     let url = db.url();
     let app_main = format!(

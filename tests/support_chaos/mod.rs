@@ -66,7 +66,7 @@ pub const SQLITE_BACKENDS: &str =
      kinto.cache_backend = sqlite\nkinto.cache_url = sqlite:///kinto.db\n";
 
 /// Lines the server wrote to stderr, collected by a reader thread.
-type Lines = Arc<(Mutex<Vec<String>>, Condvar)>;
+pub type Lines = Arc<(Mutex<Vec<String>>, Condvar)>;
 
 /// The running binary; stopped with SIGTERM (then SIGKILL) when dropped.
 pub struct Server {
@@ -104,35 +104,11 @@ impl Server {
             "kinto migrate: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let notify_path = dir.0.join("notify.sock");
-        let notify = UnixDatagram::bind(&notify_path).unwrap();
-        // A master running as `uid = nobody` must still be able to send READY=1.
-        std::fs::set_permissions(
-            &notify_path,
-            std::os::unix::fs::PermissionsExt::from_mode(0o777),
-        )
-        .unwrap();
-        let mut child = Command::new(KINTO)
-            .arg("--ini")
-            .arg(&ini)
-            .current_dir(&dir.0)
-            .env("NOTIFY_SOCKET", &notify_path)
-            .env_remove("KINTO_INI")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines: Lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                sink.0.lock().unwrap().push(line);
-                sink.1.notify_all();
-            }
-        });
+        let Started {
+            child,
+            lines,
+            notify,
+        } = spawn(&dir.0, &ini, &[]);
         let mut server = Server {
             child,
             port: 0,
@@ -158,49 +134,12 @@ impl Server {
     }
 
     fn wait_ready(&mut self, notify: &UnixDatagram) {
-        let deadline = Instant::now() + STARTUP;
-        notify
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let mut buf = [0u8; 4096];
-        while Instant::now() < deadline {
-            if let Ok(n) = notify.recv(&mut buf) {
-                let datagram = String::from_utf8_lossy(&buf[..n]);
-                if datagram.lines().any(|l| l == "READY=1") {
-                    return;
-                }
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("kinto exited with {status} before READY=1:\n{}", self.log());
-            }
-        }
-        panic!("no READY=1 within {STARTUP:?}:\n{}", self.log());
+        let lines = self.lines.clone();
+        wait_notify(&mut self.child, notify, &lines, "READY=1");
     }
 
     fn auto_assigned_port(&self) -> u16 {
-        let (lock, cond) = &*self.lines;
-        let deadline = Instant::now() + STARTUP;
-        let mut lines = lock.lock().unwrap();
-        loop {
-            for line in lines.iter() {
-                let Some((_, rest)) = line.split_once("bound to TCP address ") else {
-                    continue;
-                };
-                let Some((address, tail)) = rest.split_once(' ') else {
-                    continue;
-                };
-                if tail.starts_with("(port auto-assigned)") {
-                    return address.rsplit_once(':').unwrap().1.parse().unwrap();
-                }
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "no (port auto-assigned) line:\n{}",
-                lines.join("\n")
-            );
-            lines = cond.wait_timeout(lines, left).unwrap().0;
-        }
+        auto_assigned_port(&self.lines)
     }
 
     /// Pids of the master's live (not zombie) children: its workers.
@@ -259,6 +198,103 @@ impl Drop for Server {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A started `kinto --ini` process: its stderr lines (collected by a reader thread) and the
+/// `NOTIFY_SOCKET` it reports to.
+pub struct Started {
+    pub child: Child,
+    pub lines: Lines,
+    pub notify: UnixDatagram,
+}
+
+/// Starts `kinto --ini <ini>` in `dir` with `env` added, its notify socket at
+/// `<dir>/notify.sock`.
+pub fn spawn(dir: &Path, ini: &Path, env: &[(&str, &str)]) -> Started {
+    let notify_path = dir.join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    // A master running as `uid = nobody` must still be able to send READY=1.
+    std::fs::set_permissions(
+        &notify_path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let mut child = Command::new(KINTO)
+        .arg("--ini")
+        .arg(ini)
+        .current_dir(dir)
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env_remove("KINTO_INI")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines: Lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+    let stderr = child.stderr.take().unwrap();
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            sink.0.lock().unwrap().push(line);
+            sink.1.notify_all();
+        }
+    });
+    Started {
+        child,
+        lines,
+        notify,
+    }
+}
+
+/// Waits for a datagram on `notify` with a line starting with `line`; returns that line.
+pub fn wait_notify(child: &mut Child, notify: &UnixDatagram, lines: &Lines, line: &str) -> String {
+    let log = || lines.0.lock().unwrap().join("\n");
+    let deadline = Instant::now() + STARTUP;
+    notify
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        if let Ok(n) = notify.recv(&mut buf) {
+            let datagram = String::from_utf8_lossy(&buf[..n]);
+            if let Some(found) = datagram.lines().find(|l| l.starts_with(line)) {
+                return found.to_string();
+            }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("kinto exited with {status} before {line}:\n{}", log());
+        }
+    }
+    panic!("no {line} within {STARTUP:?}:\n{}", log());
+}
+
+/// The port of the `... bound to TCP address 127.0.0.1:<port> (port auto-assigned) fd <n>` line.
+pub fn auto_assigned_port(lines: &Lines) -> u16 {
+    let (lock, cond) = &**lines;
+    let deadline = Instant::now() + STARTUP;
+    let mut lines = lock.lock().unwrap();
+    loop {
+        for line in lines.iter() {
+            let Some((_, rest)) = line.split_once("bound to TCP address ") else {
+                continue;
+            };
+            let Some((address, tail)) = rest.split_once(' ') else {
+                continue;
+            };
+            if tail.starts_with("(port auto-assigned)") {
+                return address.rsplit_once(':').unwrap().1.parse().unwrap();
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "no (port auto-assigned) line:\n{}",
+            lines.join("\n")
+        );
+        lines = cond.wait_timeout(lines, left).unwrap().0;
     }
 }
 
