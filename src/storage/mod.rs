@@ -449,6 +449,13 @@ pub(crate) fn build_object(mut data: Object, id: &str, last_modified: i64) -> Ob
     data
 }
 
+/// The JSON text of an object's fields, as stored (serialised in place, not through a copy of
+/// the map).
+pub(crate) fn data_text(data: &Object) -> String {
+    // A map of JSON values always serialises.
+    serde_json::to_string(data).unwrap_or_default()
+}
+
 /// The tombstone returned by deletes.
 pub(crate) fn tombstone(id: &str, last_modified: i64) -> Object {
     let mut obj = Map::new();

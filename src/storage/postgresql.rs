@@ -6,8 +6,9 @@
 use super::pg_inline;
 use super::pg_query::{self, from_epoch, PgSql, EPOCH_LM};
 use super::{
-    build_object, split_object, tombstone, Backend, BackendError, ListQuery, ListRef, ListRequest,
-    ListResult, Object, PageObject, ReadRequest, ReadResult, Result, Storage, Transaction,
+    build_object, data_text, split_object, tombstone, Backend, BackendError, ListQuery, ListRef,
+    ListRequest, ListResult, Object, PageObject, ReadRequest, ReadResult, Result, Storage,
+    Transaction,
 };
 use crate::permission::ObjectPermissions;
 use crate::settings::BackendSettings;
@@ -596,12 +597,13 @@ static UPDATE: Named = Named {
 };
 
 /// The literals of an object write: id, list, data, replication timestamp.
-fn object_params(list: ListRef, id: &str, data: &str, hint: Option<i64>) -> Option<Vec<String>> {
-    Some(vec![
-        pg_inline::text(id)?,
-        pg_inline::text(list.parent_id)?,
-        pg_inline::text(list.resource_name)?,
-        pg_inline::text(data)?,
+fn object_params(list: ListRef, id: &str, data: &str, hint: Option<i64>) -> Result<Vec<String>> {
+    let text = |value| pg_inline::text(value).ok_or_else(nul_in_text);
+    Ok(vec![
+        text(id)?,
+        text(list.parent_id)?,
+        text(list.resource_name)?,
+        text(data)?,
         bigint(hint),
     ])
 }
@@ -783,10 +785,9 @@ impl PgTx {
         &mut self,
         named: &Named,
         list: ListRef,
-        params: Option<Vec<String>>,
+        params: Vec<String>,
         may_commit: bool,
     ) -> Result<Option<i64>> {
-        let params = params.ok_or_else(nul_in_text)?;
         let messages = self.execute_named(named, &params, list, may_commit)?;
         match self.named_rows(&messages).first() {
             None => Ok(None),
@@ -807,12 +808,10 @@ impl PgTx {
         guard: Option<Option<i64>>,
     ) -> Result<Option<Object>> {
         let (data, hint) = split_object(obj);
-        let text = Value::Object(data.clone()).to_string();
-        let params = object_params(list, id, &text, hint).map(|mut params| {
-            params.push(guard.is_some().to_string());
-            params.push(bigint(guard.flatten()));
-            params
-        });
+        let text = data_text(&data);
+        let mut params = object_params(list, id, &text, hint)?;
+        params.push(guard.is_some().to_string());
+        params.push(bigint(guard.flatten()));
         // A guarded write that finds the object changed writes nothing: the COMMIT may go with
         // it only when nothing else was written before (then nothing is committed).
         let may_commit = guard.is_none() || !self.begun;
@@ -900,8 +899,8 @@ impl Storage for PgTx {
             None => uuid::Uuid::new_v4().to_string(),
         };
         let (data, hint) = split_object(obj);
-        let text = Value::Object(data.clone()).to_string();
-        let params = object_params(list, &id, &text, hint);
+        let text = data_text(&data);
+        let params = object_params(list, &id, &text, hint)?;
         match self.write_object(&CREATE, list, params, true)? {
             Some(ts) => Ok(Ok(build_object(data, &id, ts))),
             // The commit went with the write: the caller vouched for a fresh id.

@@ -4,8 +4,8 @@
 //! writer of every process, so list timestamps are strictly increasing without conflicts).
 
 use super::{
-    assign_timestamp, build_object, jsonb, now_ms, split_object, sqlite_query, tombstone, Backend,
-    BackendError, ListQuery, ListRef, Object, Result, Storage, Transaction,
+    assign_timestamp, build_object, data_text, jsonb, now_ms, split_object, sqlite_query,
+    tombstone, Backend, BackendError, ListQuery, ListRef, Object, Result, Storage, Transaction,
 };
 use crate::settings::BackendSettings;
 use rusqlite::functions::FunctionFlags;
@@ -395,7 +395,7 @@ impl SqliteTx<'_> {
     }
 
     fn upsert(&mut self, list: ListRef, id: &str, data: &Object, ts: i64) -> Result<()> {
-        let text = Value::Object(data.clone()).to_string();
+        let text = data_text(data);
         self.write()?
             .prepare_cached(
                 "INSERT INTO objects (id, parent_id, resource_name, last_modified, data, deleted) \
