@@ -316,6 +316,23 @@ fn reload_reads_the_settings_again() {
     );
 }
 
+/// Runs `kinto --ini <ini> <args>`, which must succeed.
+fn kinto_ok(ini: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let out = Command::new(KINTO)
+        .arg("--ini")
+        .arg(ini)
+        .args(args)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "kinto {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 #[test]
 fn postgresql_migrate_and_round_trip() {
     let db = PgDb::create();
@@ -330,33 +347,11 @@ fn postgresql_migrate_and_round_trip() {
     // `migrate` first, as Kinto's production docs say; its dry run only prints SQL.
     let ini = dir.0.join("kinto.ini");
     std::fs::write(&ini, format!("[app:main]\n{app_main}\n")).unwrap();
-    let out = Command::new(KINTO)
-        .arg("--ini")
-        .arg(&ini)
-        .args(["migrate", "--dry-run"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = kinto_ok(&ini, &["migrate", "--dry-run"]);
     assert!(String::from_utf8_lossy(&out.stdout)
         .to_uppercase()
         .contains("CREATE TABLE"));
-    let out = Command::new(KINTO)
-        .arg("--ini")
-        .arg(&ini)
-        .arg("migrate")
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    kinto_ok(&ini, &["migrate"]);
     let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     let tables: i64 = client
         .query_one(
@@ -393,18 +388,7 @@ fn postgresql_account_changes_reach_every_worker_at_once() {
     );
     let ini = dir.0.join("kinto.ini");
     std::fs::write(&ini, format!("[app:main]\n{app_main}\n")).unwrap();
-    let out = Command::new(KINTO)
-        .arg("--ini")
-        .arg(&ini)
-        .arg("migrate")
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    kinto_ok(&ini, &["migrate"]);
     let server = Server::start(&dir, &app_main, 2, &[]);
     // Fresh connections land on either worker; enough of them reach both.
     let logins = |password: &str| -> Vec<Value> {
